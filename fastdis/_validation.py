@@ -1,0 +1,172 @@
+"""Input validation shared by every public entry point.
+
+Each metric calls one checker on its first line and only ever sees the clean arrays it returns
+(the pattern of scikit-learn's ``check_array`` / ``check_clusterings``). Every error is a
+``ValueError`` that names the argument, says what was expected and what arrived, so no bad input
+reaches a numba kernel, where it would surface as an unreadable traceback or a silent wrong number.
+
+Vocabulary used everywhere in fastdis:
+
+* ``codes``: the representation, shape ``(n_samples, n_codes)``, floating point.
+* ``factors``: the ground-truth factors of variation, shape ``(n_samples, n_factors)``, integer
+  values ``>= 0`` (integral floats are accepted and converted).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "check_codes",
+    "check_factors",
+    "check_codes_factors",
+    "check_num_bins",
+    "check_fraction",
+    "check_positive_int",
+    "check_informative_factors",
+    "check_enough_samples",
+]
+
+
+def _as_2d(array, name: str, *, min_samples: int = 1) -> np.ndarray:
+    try:
+        array = np.asarray(array)
+    except Exception as exc:  # ragged lists, objects numpy cannot stack
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n_samples, n_{name.split('_')[-1]}); "
+            f"got {array.ndim}-D array of shape {array.shape}. "
+            "Reshape your data, e.g. array.reshape(-1, 1) for a single column."
+        )
+    if array.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {array.shape[0]} sample(s) (rows); at least {min_samples} required."
+        )
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; at least one is required.")
+    return array
+
+
+def check_codes(codes, *, name: str = "codes", min_samples: int = 1) -> np.ndarray:
+    """Return ``codes`` as a C-contiguous float32/float64 array of shape (n_samples, n_codes).
+
+    float32 stays float32 (the reference feeds float32 encoder outputs straight to numpy, and
+    histogram edges depend on the dtype); every other real dtype becomes float64.
+
+    Raises
+    ------
+    ValueError
+        If codes is not 2-D, is empty, is not real-valued, or holds NaN or infinity.
+    """
+    codes = _as_2d(codes, name, min_samples=min_samples)
+    if codes.dtype == np.bool_ or not np.issubdtype(codes.dtype, np.number):
+        raise ValueError(f"{name} must hold real numbers; got dtype {codes.dtype}.")
+    if np.iscomplexobj(codes):
+        raise ValueError(f"{name} must hold real numbers; got complex dtype {codes.dtype}.")
+    if codes.dtype not in (np.float32, np.float64):
+        codes = codes.astype(np.float64)
+    codes = np.ascontiguousarray(codes)
+    if not np.isfinite(codes).all():
+        bad = ~np.isfinite(codes)
+        rows, cols = np.nonzero(bad)
+        kind = "NaN" if np.isnan(codes[rows[0], cols[0]]) else "infinity"
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) ({kind} first at row "
+            f"{rows[0]}, column {cols[0]}); a diverged or broken encoder? Drop or fix these rows."
+        )
+    return codes
+
+
+def check_factors(factors, *, name: str = "factors", min_samples: int = 1) -> np.ndarray:
+    """Return ``factors`` as a C-contiguous int64 array of shape (n_samples, n_factors).
+
+    Raises
+    ------
+    ValueError
+        If factors is not 2-D, is empty, holds non-integer, negative or non-finite values.
+    """
+    factors = _as_2d(factors, name, min_samples=min_samples)
+    if np.issubdtype(factors.dtype, np.bool_):
+        factors = factors.astype(np.int64)
+    elif np.issubdtype(factors.dtype, np.integer):
+        pass
+    elif np.issubdtype(factors.dtype, np.floating):
+        if not np.isfinite(factors).all():
+            raise ValueError(f"{name} contains NaN or infinity; factors must be integers >= 0.")
+        if not np.array_equal(factors, np.round(factors)):
+            raise ValueError(
+                f"{name} must hold integer class labels; got non-integer values such as "
+                f"{factors[factors != np.round(factors)][0]!r}. Discretize continuous factors "
+                "first (e.g. fastdis.metrics.histogram_discretize)."
+            )
+    else:
+        raise ValueError(f"{name} must hold integers; got dtype {factors.dtype}.")
+    if factors.min() < 0:
+        raise ValueError(
+            f"{name} must hold integer labels >= 0; found {factors.min()} in column "
+            f"{int(np.argmin(factors.min(axis=0)))}. Shift each factor so its values start at 0."
+        )
+    return np.ascontiguousarray(factors, dtype=np.int64)
+
+
+def check_codes_factors(
+    codes,
+    factors,
+    *,
+    codes_name: str = "codes",
+    factors_name: str = "factors",
+    min_samples: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a (codes, factors) pair: both 2-D and with the same number of samples."""
+    codes = check_codes(codes, name=codes_name, min_samples=min_samples)
+    factors = check_factors(factors, name=factors_name, min_samples=min_samples)
+    if codes.shape[0] != factors.shape[0]:
+        raise ValueError(
+            f"{codes_name} and {factors_name} must have the same number of samples (rows); "
+            f"got {codes.shape[0]} and {factors.shape[0]}."
+        )
+    return codes, factors
+
+
+def check_informative_factors(factors, *, name: str = "factors") -> None:
+    """Raise if a factor takes a single value: it has zero entropy and cannot be predicted.
+
+    The reference divides by that zero entropy (MIG becomes nan) or lets scikit-learn fail inside
+    a classifier fit.
+    """
+    for k in range(factors.shape[1]):
+        column = factors[:, k]
+        if column.size and (column == column[0]).all():
+            raise ValueError(
+                f"{name}[:, {k}] takes a single value ({column[0]}) in all {column.size} samples: "
+                "a constant factor has zero entropy and no class to predict. Drop that column "
+                "or sample more points."
+            )
+
+
+def check_enough_samples(n_samples: int, minimum: int, *, name: str, why: str) -> None:
+    if n_samples < minimum:
+        raise ValueError(f"{name} has {n_samples} samples; at least {minimum} are needed {why}.")
+
+
+def check_positive_int(value, *, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+    return int(value)
+
+
+def check_num_bins(num_bins) -> int:
+    return check_positive_int(num_bins, name="num_bins", minimum=1)
+
+
+def check_fraction(value, *, name: str, low: float = 0.0, high: float = 1.0) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}.") from None
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}]; got {value}.")
+    return value
