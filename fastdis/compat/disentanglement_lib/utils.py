@@ -1,0 +1,225 @@
+"""Drop-in for ``disentanglement_lib.evaluation.metrics.utils``: sampling, encoding, configuration.
+
+Layouts follow the reference: codes ``mus`` are ``(n_codes, n_points)`` and factors ``ys`` are
+``(n_factors, n_points)`` (transposed with respect to fastdis' array-level API).
+
+Sampling draws from ``random_state`` exactly as the reference does (same calls, same sizes, same
+order), so the same points are drawn. Only the encoder calls differ: observations are collected
+and passed to ``representation_function`` in chunks of up to :data:`ENCODE_BATCH_SIZE` instead of
+one call per sampling batch of 16 or 64. Results are identical as long as the representation
+function encodes each observation independently of the others in its batch and does not draw
+from ``random_state`` (true of the reference's TF-Hub representation functions).
+
+Configuration (the reference's gin configurables ``discretizer.*`` and ``predictor.*``): when
+:func:`fastdis.compat.disentanglement_lib.patch` is active, the gin bindings of the installed
+disentanglement_lib are the source of truth; otherwise :func:`configure` sets them (defaults:
+the study's 20-bin histogram discretizer, and the fast gradient-boosting predictor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...metrics import _information
+
+#: Functions that patch() routes from the reference's utils module to this one. make_discretizer
+#: and make_predictor_fn stay the reference's: they are how gin bindings are resolved.
+DLIB_NAMES = (
+    "generate_batch_factor_code",
+    "obtain_representation",
+    "_histogram_discretize",
+    "discrete_mutual_info",
+    "discrete_entropy",
+    "logistic_regression_cv",
+    "gradient_boosting_classifier",
+)
+
+#: How many observations are encoded per call of the representation function.
+ENCODE_BATCH_SIZE = 2048
+
+_config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None}
+_dlib_utils = None  # the reference's utils module while patch() is active
+
+
+def configure(*, num_bins=None, discretizer_fn=None, predictor_fn=None):
+    """Set what the gin configurables ``discretizer.*`` / ``predictor.predictor_fn`` would set.
+
+    Only used while disentanglement_lib is not patched (with ``patch()`` use gin bindings).
+    """
+    if num_bins is not None:
+        _config["num_bins"] = int(num_bins)
+    if discretizer_fn is not None:
+        _config["discretizer_fn"] = discretizer_fn
+    if predictor_fn is not None:
+        _config["predictor_fn"] = predictor_fn
+
+
+def _use_reference_config(dlib_utils_module):
+    """Called by patch()/unpatch(): resolve configurables through the reference's gin setup."""
+    global _dlib_utils
+    _dlib_utils = dlib_utils_module
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_representation(codes, n_observations):
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[0] != n_observations:
+        raise ValueError(
+            "representation_function must return an array of shape (n_observations, n_codes); "
+            f"for {n_observations} observations it returned shape {codes.shape}."
+        )
+    return codes
+
+
+class _ChunkedEncoder:
+    """Collects observations and encodes them in chunks of ENCODE_BATCH_SIZE.
+
+    ``add`` returns the row offset of the added observations in the final code array, so callers
+    can sample first (in the reference's RNG order) and address the codes afterwards.
+    """
+
+    def __init__(self, representation_function, chunk_size=None):
+        self._fn = representation_function
+        self._chunk = chunk_size or ENCODE_BATCH_SIZE
+        self._pending = []
+        self._pending_rows = 0
+        self._codes = []
+        self._rows = 0
+
+    def add(self, observations) -> int:
+        offset = self._rows + self._pending_rows
+        self._pending.append(observations)
+        self._pending_rows += len(observations)
+        if self._pending_rows >= self._chunk:
+            self._flush()
+        return offset
+
+    def _flush(self):
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        codes = _check_representation(self._fn(batch), len(batch))
+        self._codes.append(codes)
+        self._rows += len(batch)
+        self._pending, self._pending_rows = [], 0
+
+    def codes(self) -> np.ndarray:
+        """All codes, (n_observations, n_codes), in the order observations were added."""
+        self._flush()
+        if not self._codes:
+            raise ValueError("no observations were sampled (num_points must be >= 1).")
+        return self._codes[0] if len(self._codes) == 1 else np.concatenate(self._codes)
+
+
+def generate_batch_factor_code(
+    ground_truth_data, representation_function, num_points, random_state, batch_size
+):
+    """Sample ``num_points`` points in batches of ``batch_size`` and encode them.
+
+    Returns ``(representations (n_codes, num_points), factors (n_factors, num_points))``.
+    """
+    if num_points is None or num_points < 1:
+        raise ValueError(f"num_points must be a positive integer; got {num_points!r}.")
+    encoder = _ChunkedEncoder(representation_function)
+    factors = []
+    i = 0
+    while i < num_points:
+        num_points_iter = min(num_points - i, batch_size)
+        current_factors, current_observations = ground_truth_data.sample(
+            num_points_iter, random_state
+        )
+        factors.append(current_factors)
+        encoder.add(current_observations)
+        i += num_points_iter
+    return np.transpose(encoder.codes()), np.transpose(np.vstack(factors))
+
+
+def obtain_representation(observations, representation_function, batch_size):
+    """Encode a fixed array of observations; returns codes of shape (n_codes, n_points)."""
+    encoder = _ChunkedEncoder(representation_function, max(batch_size, ENCODE_BATCH_SIZE))
+    step = encoder._chunk
+    for start in range(0, observations.shape[0], step):
+        encoder.add(observations[start : start + step])
+    return np.transpose(encoder.codes())
+
+
+def split_train_test(observations, train_percentage):
+    """Split (n_dims, n_points) data into the first ceil(n*p) points and the rest."""
+    num_labelled_samples = observations.shape[1]
+    num_train = int(np.ceil(num_labelled_samples * train_percentage))
+    return observations[:, :num_train], observations[:, num_train:]
+
+
+def normalize_data(data, mean=None, stddev=None):
+    """Per-row z-scoring of (n_dims, n_points) data; returns (normalized, mean, stddev)."""
+    if mean is None:
+        mean = np.mean(data, axis=1)
+    if stddev is None:
+        stddev = np.std(data, axis=1)
+    return (data - mean[:, np.newaxis]) / stddev[:, np.newaxis], mean, stddev
+
+
+# ---------------------------------------------------------------------------------------------
+# Discretisation and information
+# ---------------------------------------------------------------------------------------------
+
+
+def _histogram_discretize(target, num_bins=20):
+    """Histogram discretisation of each row of ``target``; labels 1..num_bins, dtype of target."""
+    target = np.asarray(target)
+    labels = _information.histogram_discretize(np.ascontiguousarray(target.T), num_bins)
+    return labels.T.astype(target.dtype, copy=False)
+
+
+def make_discretizer(target, num_bins=None, discretizer_fn=None):
+    """Discretize ``target`` (n_dims, n_points) with the configured discretizer."""
+    if _dlib_utils is not None and num_bins is None and discretizer_fn is None:
+        # Patched: gin resolves ``discretizer.*`` exactly as in the reference (and the
+        # reference's histogram discretizer runs our kernel, see patch()).
+        return _dlib_utils.make_discretizer(target)
+    num_bins = _config["num_bins"] if num_bins is None else num_bins
+    discretizer_fn = discretizer_fn or _config["discretizer_fn"] or _histogram_discretize
+    return discretizer_fn(target, num_bins)
+
+
+def discrete_mutual_info(mus, ys):
+    """MI matrix (n_codes, n_factors) between discrete rows of ``mus`` and ``ys``, in nats."""
+    return _information.mutual_info_matrix(np.asarray(mus).T, np.asarray(ys).T)
+
+
+def discrete_entropy(ys):
+    """Entropy (nats) of each discrete row of ``ys``."""
+    return _information.discrete_entropy(np.asarray(ys).T)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictors
+# ---------------------------------------------------------------------------------------------
+
+
+def make_predictor_fn(predictor_fn=None):
+    """Return the configured predictor *factory* (a callable that builds a fresh estimator)."""
+    if predictor_fn is None:
+        if _dlib_utils is not None:
+            predictor_fn = _dlib_utils.make_predictor_fn()
+        else:
+            predictor_fn = _config["predictor_fn"] or gradient_boosting_classifier
+    return predictor_fn
+
+
+def logistic_regression_cv():
+    """LogisticRegressionCV(Cs=10, cv=KFold(5)), fastdis' fast implementation."""
+    from ...metrics._predictors import make_predictor
+
+    return make_predictor("logistic_regression_cv")
+
+
+def gradient_boosting_classifier():
+    """GradientBoostingClassifier() at scikit-learn's defaults, fastdis' fast implementation."""
+    from ...metrics._predictors import make_predictor
+
+    return make_predictor("gradient_boosting")

@@ -1,0 +1,141 @@
+"""The one list of metrics: name -> array-level function, study defaults, and the data it needs.
+
+The API (:func:`fastdis.metrics.get_metric`), the CLI and the batch engine all read this table;
+no other module lists metrics. Names are the evaluation names of disentanglement_lib's study
+configs (``config/unsupervised_study_v1/metric_configs/<name>.gin``) where one exists, so result
+tables line up with the reference's ``evaluation_results.*`` namespaces.
+
+``inputs`` says which evaluation data a metric consumes (sampling is a separate step):
+
+==================  =============================================================================
+inputs              arguments of the array-level function
+==================  =============================================================================
+codes               ``(codes, factors=None)``; i.i.d. points, factors unused
+codes_factors       ``(codes, factors)``; i.i.d. points
+train_test          ``(codes, factors, test_codes, test_factors)``; two i.i.d. sets
+downstream          ``train_test`` once per training size in ``sizes["num_train"]``
+beta_vae_pairs      pairs of batches sharing one factor (see :func:`beta_vae_score`)
+factor_vae_groups   i.i.d. points + groups sharing one factor (see :func:`factor_vae_score`)
+fairness            i.i.d. train set + intervention sets (see :mod:`fastdis.metrics.fairness`)
+strong_downstream   train/test sets + intervened sets (see :mod:`fastdis.metrics.downstream`)
+udr                 codes and KL of several models on the same points (see :mod:`.udr`)
+==================  =============================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: what to call, with which study defaults, on which data."""
+
+    name: str
+    target: str  # "module:function" of the array-level function, imported on first use
+    inputs: str
+    reference: str  # the disentanglement_lib function it reproduces
+    defaults: Mapping = field(default_factory=dict)  # keyword options at the study defaults
+    sizes: Mapping = field(default_factory=dict)  # sample sizes at the study defaults
+    study: bool = False  # part of unsupervised_study_v1's metric suite
+    description: str = ""
+
+    @property
+    def function(self):
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(f"fastdis.metrics.{module}"), name)
+
+    def __call__(self, *args, **options):
+        """Call the metric with the study defaults, overridden by ``options``."""
+        return self.function(*args, **{**self.defaults, **options})
+
+
+def _spec(name, target, inputs, reference, *, defaults=None, sizes=None, study=False,
+          description=""):
+    return MetricSpec(name, target, inputs, reference, MappingProxyType(dict(defaults or {})),
+                      MappingProxyType(dict(sizes or {})), study, description)
+
+
+_SPECS = [
+    _spec("beta_vae_sklearn", "beta_vae:beta_vae_score", "beta_vae_pairs",
+          "beta_vae.compute_beta_vae_sklearn",
+          sizes={"batch_size": 64, "num_train": 10_000, "num_eval": 5_000}, study=True,
+          description="BetaVAE score (Higgins et al. 2017): linear probe of the fixed factor"),
+    _spec("factor_vae_metric", "factor_vae:factor_vae_score", "factor_vae_groups",
+          "factor_vae.compute_factor_vae", defaults={"prune_threshold": 0.05},
+          sizes={"batch_size": 64, "num_train": 10_000, "num_eval": 5_000,
+                 "num_variance_estimate": 10_000}, study=True,
+          description="FactorVAE score (Kim & Mnih 2018): majority vote of the lowest variance"),
+    _spec("mig", "mig:mig", "codes_factors", "mig.compute_mig", defaults={"num_bins": 20},
+          sizes={"num_train": 10_000}, study=True,
+          description="Mutual Information Gap (Chen et al. 2018), 20-bin histograms"),
+    _spec("modularity_explicitness", "modularity_explicitness:modularity_explicitness",
+          "train_test", "modularity_explicitness.compute_modularity_explicitness",
+          defaults={"num_bins": 20}, sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
+          description="Modularity and explicitness (Ridgeway & Mozer 2018)"),
+    _spec("dci", "dci:dci", "train_test", "dci.compute_dci", defaults={"backend": "numba"},
+          sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
+          description="DCI disentanglement/completeness/informativeness (Eastwood & Williams "
+                      "2018), boosted trees"),
+    _spec("sap_score", "sap:sap_score", "train_test", "sap_score.compute_sap",
+          defaults={"continuous_factors": False}, sizes={"num_train": 10_000, "num_test": 5_000},
+          study=True, description="SAP score (Kumar et al. 2018)"),
+    _spec("unsupervised", "unsupervised:unsupervised_metrics", "codes",
+          "unsupervised_metrics.unsupervised_metrics", defaults={"num_bins": 20},
+          sizes={"num_train": 10_000}, study=True,
+          description="Gaussian total correlation, Wasserstein dependency, mean pairwise MI"),
+    _spec("downstream_task_logistic_regression", "downstream:downstream_task", "downstream",
+          "downstream_task.compute_downstream_task",
+          defaults={"predictor": "logistic_regression_cv"},
+          sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
+          description="Downstream accuracy of LogisticRegressionCV per factor"),
+    _spec("downstream_task_boosted_trees", "downstream:downstream_task", "downstream",
+          "downstream_task.compute_downstream_task", defaults={"predictor": "gradient_boosting"},
+          sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
+          description="Downstream accuracy of gradient-boosted trees per factor"),
+    _spec("irs", "irs:irs", "codes_factors", "irs.compute_irs",
+          defaults={"diff_quantile": 0.99, "num_bins": 20}, sizes={"num_train": 10_000},
+          description="Interventional Robustness Score (Suter et al. 2019)"),
+    _spec("fairness", "fairness:fairness", "fairness", "fairness.compute_fairness",
+          defaults={"predictor": "gradient_boosting"},
+          sizes={"num_train": 10_000, "num_test_points_per_class": 100},
+          description="Fairness of downstream predictions (Locatello et al. 2019b)"),
+    _spec("reduced_downstream_task", "downstream:reduced_downstream_task", "downstream",
+          "reduced_downstream_task.compute_reduced_downstream_task",
+          defaults={"predictor": "gradient_boosting", "num_factors_to_remove": 1},
+          sizes={"num_train": (100,), "num_test": 100},
+          description="Downstream accuracy after removing the codes most important for a "
+                      "factor"),
+    _spec("strong_downstream_task", "downstream:strong_downstream_task", "strong_downstream",
+          "strong_downstream_task.compute_strong_downstream_task",
+          defaults={"predictor": "gradient_boosting"},
+          sizes={"num_train": (1_000,), "num_test": 1_000, "n_experiment": 2},
+          description="Out-of-distribution downstream generalisation under interventions"),
+    _spec("unified_scores", "unified:unified_scores", "train_test",
+          "unified_scores.compute_unified_scores",
+          sizes={"num_train": 10_000, "num_test": 5_000},
+          description="Every aggregation on every score matrix (importance, MI, SVM accuracy)"),
+    _spec("udr", "udr:udr", "udr", "udr.compute_udr_sklearn",
+          defaults={"correlation_matrix": "lasso", "filter_low_kl": True,
+                    "include_raw_correlations": True, "kl_filter_threshold": 0.01},
+          sizes={"batch_size": 10, "num_data_points": 1_000},
+          description="Unsupervised Disentanglement Ranking (Duan et al. 2020)"),
+]
+
+METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+
+
+def get_metric(name: str) -> MetricSpec:
+    """The registered metric ``name``; the error lists the valid names."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}.") from None
+
+
+def study_metrics() -> list[MetricSpec]:
+    """The metric suite of unsupervised_study_v1, in registry order."""
+    return [spec for spec in METRICS.values() if spec.study]
