@@ -63,7 +63,7 @@ def compute_factor_vae(
 def _prune_dims(variances, threshold=None):
     """Mask of codes whose standard deviation is >= threshold (gin ``prune_dims.threshold``)."""
     if threshold is None:
-        threshold = 0.0
+        threshold = utils._config["prune_threshold"]
         if utils._dlib_utils is not None:  # patched: the reference's gin binding decides
             import importlib
 

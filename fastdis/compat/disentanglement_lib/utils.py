@@ -37,21 +37,28 @@ DLIB_NAMES = (
 #: How many observations are encoded per call of the representation function.
 ENCODE_BATCH_SIZE = 2048
 
-_config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None}
+_config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None, "prune_threshold": 0.0}
 _dlib_utils = None  # the reference's utils module while patch() is active
 
 
-def configure(*, num_bins=None, discretizer_fn=None, predictor_fn=None):
-    """Set what the gin configurables ``discretizer.*`` / ``predictor.predictor_fn`` would set.
+def configure(*, num_bins=None, discretizer_fn=None, predictor_fn=None, prune_threshold=None):
+    """Set what the reference's gin bindings would set; returns the previous settings.
 
-    Only used while disentanglement_lib is not patched (with ``patch()`` use gin bindings).
+    ``discretizer.num_bins``, ``discretizer.discretizer_fn``, ``predictor.predictor_fn`` and
+    ``prune_dims.threshold`` (reference code default 0.0; the study binds 0.05). Only used while
+    disentanglement_lib is not patched (with ``patch()``, gin bindings decide).
     """
-    if num_bins is not None:
-        _config["num_bins"] = int(num_bins)
-    if discretizer_fn is not None:
-        _config["discretizer_fn"] = discretizer_fn
-    if predictor_fn is not None:
-        _config["predictor_fn"] = predictor_fn
+    previous = dict(_config)
+    updates = {"num_bins": num_bins, "discretizer_fn": discretizer_fn,
+               "predictor_fn": predictor_fn, "prune_threshold": prune_threshold}
+    _config.update({key: value for key, value in updates.items() if value is not None})
+    return previous
+
+
+def restore_configuration(previous):
+    """Undo :func:`configure` with the settings it returned."""
+    _config.clear()
+    _config.update(previous)
 
 
 def _use_reference_config(dlib_utils_module):
