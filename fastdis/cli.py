@@ -34,7 +34,8 @@ DEMO_METRICS = [spec.name for spec in study_metrics()] + ["irs"]
 def list_metrics():
     """List the registered metrics, their inputs and study sample sizes."""
     table = Table(title="fastdis metrics (registry)")
-    for column in ("name", "study", "inputs", "sizes", "description"):
+    table.add_column("name", no_wrap=True)
+    for column in ("study", "inputs", "sizes", "description"):
         table.add_column(column)
     for spec in METRICS.values():
         sizes = ", ".join(f"{k}={v}" for k, v in spec.sizes.items())
@@ -86,8 +87,8 @@ def demo(
         sys.stdout.write("\n")
         return
     table = Table(title=f"fastdis demo (scale {scale}, seed {seed})")
-    table.add_column("metric")
-    table.add_column("key")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("key", no_wrap=True)
     for kind in kinds:
         table.add_column(kind, justify="right")
     table.add_column("seconds", justify="right")

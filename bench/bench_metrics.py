@@ -1,0 +1,145 @@
+"""fastdis against disentanglement_lib, side by side, on the same inputs in one process.
+
+Every registered study metric runs twice with the reference's protocol on the same data: once
+with disentanglement_lib 1.5 (the reference, gin-configured as in
+``unsupervised_study_v1/metric_configs``) and once with fastdis' compat module. Both draw the
+same points from ``RandomState(0)``; the data are dSprites-sized synthetic factors
+([3, 6, 40, 32, 32]) and a cheap entangled representation with 10 codes, so the encoder costs
+next to nothing and the table measures the metrics.
+
+fastdis is timed warm (after one call that pays numba's JIT or cache load, reported separately
+as "first call"). The boosted-tree reference fits draw from numpy's global RNG, which is seeded
+before each reference call.
+
+Usage::
+
+    python bench/bench_metrics.py                 # study sizes (the reference takes ~30 min)
+    python bench/bench_metrics.py --scale 0.2     # smaller samples
+    python bench/bench_metrics.py -m mig -m dci   # some metrics only
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import numpy as np
+
+try:  # the reference imports gin.tf (TensorFlow); its metrics only need gin
+    import gin
+
+    sys.modules.setdefault("gin.tf", gin)
+    gin.tf = gin
+except ImportError:  # pragma: no cover
+    sys.exit("bench needs gin-config and disentanglement-lib: see the README's test command")
+
+from fastdis.compat.disentanglement_lib.study import _scaled_sizes, evaluate_metric
+from fastdis.demo import SyntheticFactors, representation
+from fastdis.metrics import get_metric
+
+BENCH_METRICS = [
+    "mig",
+    "modularity_explicitness",
+    "sap_score",
+    "sap_score_continuous",
+    "unsupervised",
+    "irs",
+    "factor_vae_metric",
+    "beta_vae_sklearn",
+    "downstream_task_logistic_regression",
+    "dci",
+    "downstream_task_boosted_trees",
+]
+
+
+def _reference_call(name, data, rep, scale):
+    """Run the reference with the study's gin bindings; returns (result, seconds)."""
+    import importlib
+
+    from disentanglement_lib.evaluation.metrics import utils
+
+    registry_name = "sap_score" if name == "sap_score_continuous" else name
+    spec = get_metric(registry_name)
+    module_name, function_name = spec.reference.split(".")
+    module = importlib.import_module(f"disentanglement_lib.evaluation.metrics.{module_name}")
+    gin.clear_config()
+    gin.bind_parameter("discretizer.discretizer_fn", utils._histogram_discretize)
+    gin.bind_parameter("discretizer.num_bins", 20)
+    if "prune_threshold" in spec.defaults:
+        gin.bind_parameter("prune_dims.threshold", spec.defaults["prune_threshold"])
+    if "predictor" in spec.defaults:
+        factory = {"gradient_boosting": utils.gradient_boosting_classifier,
+                   "logistic_regression_cv": utils.logistic_regression_cv}
+        gin.bind_parameter("predictor.predictor_fn", factory[spec.defaults["predictor"]])
+    kwargs = _scaled_sizes(spec.sizes, scale)
+    if registry_name == "sap_score":
+        kwargs["continuous_factors"] = name == "sap_score_continuous"
+    if "diff_quantile" in spec.defaults:
+        kwargs["diff_quantile"] = spec.defaults["diff_quantile"]
+    np.random.seed(0)
+    start = time.perf_counter()
+    result = getattr(module, function_name)(data, rep, np.random.RandomState(0), None, **kwargs)
+    seconds = time.perf_counter() - start
+    gin.clear_config()
+    return result, seconds
+
+
+def _fastdis_call(name, data, rep, scale):
+    if name == "sap_score_continuous":
+        from fastdis.compat.disentanglement_lib import sap_score
+
+        kwargs = _scaled_sizes(get_metric("sap_score").sizes, scale)
+        start = time.perf_counter()
+        result = sap_score.compute_sap(data, rep, np.random.RandomState(0), None,
+                                       continuous_factors=True, **kwargs)
+        return result, time.perf_counter() - start
+    result = evaluate_metric(name, data, rep, scale=scale)
+    return result, result.pop("elapsed_time")
+
+
+def max_abs_delta(reference, result):
+    deltas = [abs(float(reference[k]) - float(result[k])) for k in reference
+              if k in result and np.isscalar(reference[k]) and k != "elapsed_time"]
+    return max(deltas) if deltas else float("nan")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--metric", action="append", choices=BENCH_METRICS)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="scale the study's sample sizes (default 1: study sizes)")
+    parser.add_argument("--repeat", type=int, default=1, help="warm fastdis runs (median)")
+    args = parser.parse_args(argv)
+    names = args.metric or BENCH_METRICS
+    data, rep = SyntheticFactors(), representation("entangled")
+
+    import numba
+
+    print(f"# {platform.processor() or platform.machine()}, numba threads "
+          f"{numba.get_num_threads()}, numpy {np.__version__}, scale {args.scale}", flush=True)
+    header = ("metric", "dlib s", "fastdis s", "ratio", "max |delta|", "first call s")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    total_fast = total_ref = 0.0
+    for name in names:
+        cold_start = time.perf_counter()
+        _fastdis_call(name, data, rep, args.scale)  # JIT / cache load
+        first = time.perf_counter() - cold_start
+        warm = []
+        for _ in range(max(1, args.repeat)):
+            result, seconds = _fastdis_call(name, data, rep, args.scale)
+            warm.append(seconds)
+        fast = float(np.median(warm))
+        reference, ref_seconds = _reference_call(name, data, rep, args.scale)
+        total_fast += fast
+        total_ref += ref_seconds
+        print(f"| {name} | {ref_seconds:.3f} | {fast:.3f} | {ref_seconds / fast:.1f}x | "
+              f"{max_abs_delta(reference, result):.2e} | {first:.2f} |", flush=True)
+    print(f"| **total** | {total_ref:.1f} | {total_fast:.1f} | "
+          f"{total_ref / total_fast:.1f}x | | |")
+
+
+if __name__ == "__main__":
+    main()
