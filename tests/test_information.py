@@ -101,7 +101,7 @@ def test_mutual_info_matches_reference_at_study_size(kind, dtype):
 def test_compact_labels_keeps_order_and_handles_sparse_values():
     labels = np.array([[7, 10**12], [3, -(10**12)], [7, 5]])
     compacted, sizes = compact_labels(labels)
-    np.testing.assert_array_equal(compacted, [[1, 2], [0, 0], [1, 1]])
+    np.testing.assert_array_equal(compacted, [[1, 2], [0, 0], [1, 1]])  # sparse: compacted
     np.testing.assert_array_equal(sizes, [2, 3])
 
 

@@ -37,22 +37,25 @@ _EPS = float(np.finfo(np.float64).eps)
 def _digitize_columns(values, edges, out):
     """out[n, d] = number of edges[d, :] <= values[n, d]  (np.digitize with right-open bins).
 
-    values: (N, D); edges: (D, E) increasing; out: (N, D) int64, written in place.
+    values: (N, D); edges: (D, E) increasing and equally spaced up to rounding; out: (N, D)
+    int64, written in place. The bin is first guessed arithmetically from the spacing, then
+    corrected by comparing against the actual edges, so the result is exactly np.digitize's.
     """
     n_samples, n_columns = values.shape
     n_edges = edges.shape[1]
     for d in numba.prange(n_columns):
+        first = edges[d, 0]
+        spacing = (edges[d, n_edges - 1] - first) / max(n_edges - 1, 1)
+        inverse = 1.0 / spacing if spacing > 0 else 0.0
         for n in range(n_samples):
             x = values[n, d]
-            lo = 0
-            hi = n_edges
-            while lo < hi:  # first edge strictly greater than x
-                mid = (lo + hi) >> 1
-                if edges[d, mid] <= x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[n, d] = lo
+            guess = (x - first) * inverse + 1.0
+            count = min(max(int(guess), 0), n_edges) if guess == guess else 0
+            while count > 0 and edges[d, count - 1] > x:
+                count -= 1
+            while count < n_edges and edges[d, count] <= x:
+                count += 1
+            out[n, d] = count
 
 
 @numba.njit(cache=True)
@@ -163,11 +166,19 @@ def histogram_discretize(values, num_bins: int = 20) -> np.ndarray:
 
 
 def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel each column to 0..(number of distinct values - 1), keeping the value order.
+    """Labels usable as table indices: each column mapped to 0..n_values-1 in value order.
 
-    Returns (compacted int64 labels (N, C), number of distinct values per column (C,)).
+    Returns (int64 labels (N, C), table size per column (C,)). Dense non-negative integer
+    labels come back unchanged with table size max + 1; anything else is compacted.
     """
     labels = np.asarray(labels)
+    if labels.dtype.kind in "iu" and labels.size and labels.min() >= 0:
+        high = int(labels.max())
+        if high <= 4 * labels.shape[0] + 1024:
+            # Dense non-negative labels are used as they are: empty values add nothing to the
+            # contingency table, and the order of the values is already the sorted order.
+            return np.ascontiguousarray(labels, dtype=np.int64), np.full(
+                labels.shape[1], high + 1, dtype=np.int64)
     if labels.dtype.kind == "f":
         labels_int = labels.astype(np.int64)
         if not np.array_equal(labels_int, labels):  # arbitrary float labels: unique them
