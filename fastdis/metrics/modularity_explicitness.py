@@ -1,0 +1,182 @@
+"""Modularity and explicitness (Ridgeway & Mozer), compiled.
+
+**Modularity** asks whether each code carries information about at most one factor. With
+:math:`m_{ik}` the mutual information between binned code :math:`i` and factor :math:`k`:
+
+.. math::
+
+    \\delta_i = \\frac{\\sum_k m_{ik}^2 - \\max_k m_{ik}^2}{\\max_k m_{ik}^2 \\,(K - 1)},
+    \\qquad \\mathrm{modularity} = \\frac{1}{D} \\sum_i (1 - \\delta_i)
+
+with :math:`1 - \\delta_i := 0` for a code that carries no information (:math:`\\max_k m_{ik} = 0`).
+
+**Explicitness** asks whether each factor is linearly decodable from the whole code: codes are
+z-scored with the training mean and standard deviation, a multinomial logistic regression
+(scikit-learn's ``LogisticRegression()`` defaults, reproduced by
+:class:`fastdis.metrics._linear.LogisticRegression`) is fit per factor, and the score is the
+macro ROC-AUC of its one-vs-rest class probabilities, averaged over factors, on the training and
+on the test set.
+
+Deliberate fixes of disentanglement_lib bugs (the compat layer keeps dlib's behaviour):
+
+* dlib one-hot encodes train and test labels with separately fitted ``MultiLabelBinarizer``\\ s
+  and crashes when the test set lacks a class seen in training. Here test labels are encoded
+  with the *training* classes; a class without positive (or negative) test samples has no
+  defined AUC and is left out of the macro average, and a test label never seen in training is
+  a negative for every class.
+* dlib divides by the standard deviation of a constant code (NaN, then scikit-learn rejects the
+  input). Here a constant code standardises to 0 (it carries no information).
+
+Reference: Ridgeway & Mozer, "Learning Deep Disentangled Embeddings With the F-Statistic Loss",
+NeurIPS 2018 (https://arxiv.org/abs/1802.05312); disentanglement_lib
+``modularity_explicitness.py``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .._validation import (
+    check_codes_factors,
+    check_informative_factors,
+    check_num_bins,
+)
+from ._information import histogram_discretize, mutual_info_matrix
+from ._linear import LogisticRegression, roc_auc_columns
+
+__all__ = [
+    "modularity_explicitness",
+    "modularity",
+    "explicitness_per_factor",
+    "standardize_codes",
+]
+
+
+def modularity(mutual_information) -> float:
+    """Modularity score from a (n_codes, n_factors) mutual-information matrix.
+
+    dlib's ``modularity``: see the module docstring for the formula. Codes whose largest
+    squared MI is 0 score 0. With a single factor, ``K - 1 = 0`` and every informative code
+    scores ``1 - 0/0`` = nan, as in dlib.
+
+    Returns
+    -------
+    float in [0, 1] (mean over codes).
+    """
+    mi = np.asarray(mutual_information, dtype=np.float64)
+    if mi.ndim != 2 or mi.size == 0:
+        raise ValueError(
+            f"mutual_information must be a non-empty 2-D (n_codes, n_factors) array; got "
+            f"shape {mi.shape}."
+        )
+    squared = np.square(mi)
+    max_squared = np.max(squared, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (np.sum(squared, axis=1) - max_squared) / (max_squared * (squared.shape[1] - 1.0))
+    score = 1.0 - delta
+    score[max_squared == 0.0] = 0.0
+    return float(np.mean(score))
+
+
+def standardize_codes(codes, test_codes):
+    """z-score both sets with the training mean and (ddof=0) std, as dlib's ``normalize_data``.
+
+    Statistics are reduced over the contiguous (n_codes, n_samples) layout dlib uses, in the
+    codes' dtype, so float32 results are bit-identical. A constant code (std 0) maps to 0
+    instead of NaN (fastdis fix).
+    """
+    train_t = np.ascontiguousarray(codes.T)
+    mean = np.mean(train_t, axis=1)
+    std = np.std(train_t, axis=1)
+    safe = np.where(std == 0, np.ones_like(std), std)
+    train = (train_t - mean[:, np.newaxis]) / safe[:, np.newaxis]
+    test = (np.ascontiguousarray(test_codes.T) - mean[:, np.newaxis]) / safe[:, np.newaxis]
+    return train.T, test.T
+
+
+def _onehot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return labels[:, np.newaxis] == classes[np.newaxis, :]
+
+
+def explicitness_per_factor(codes, factor, test_codes, test_factor) -> tuple[float, float]:
+    """Train and test macro ROC-AUC of a logistic regression predicting one factor.
+
+    Parameters
+    ----------
+    codes : array of shape (n_samples, n_codes)
+        Standardised training codes (see :func:`standardize_codes`).
+    factor : int array of shape (n_samples,)
+        Training labels of the factor (at least two classes).
+    test_codes : array of shape (n_test, n_codes)
+    test_factor : int array of shape (n_test,)
+
+    Returns
+    -------
+    (auc_train, auc_test) : floats in [0, 1]. Test labels are one-hot encoded with the training
+    classes; classes without both positives and negatives in a set are left out of its average.
+    """
+    model = LogisticRegression()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs stops at max_iter=100, as in the reference
+        model.fit(codes, factor)
+    aucs = []
+    for x, y in ((codes, factor), (test_codes, test_factor)):
+        per_class = roc_auc_columns(_onehot(np.asarray(y), model.classes_), model.predict_proba(x))
+        defined = per_class[~np.isnan(per_class)]
+        aucs.append(float(np.mean(defined)) if defined.size else float("nan"))
+    return aucs[0], aucs[1]
+
+
+def modularity_explicitness(codes, factors, test_codes, test_factors, *,
+                            num_bins: int = 20) -> dict:
+    """Modularity (on the training set) and explicitness (train and test ROC-AUC).
+
+    Parameters
+    ----------
+    codes : array of shape (n_samples, n_codes)
+        Training representation.
+    factors : int array of shape (n_samples, n_factors)
+        Training factors.
+    test_codes : array of shape (n_test, n_codes)
+    test_factors : int array of shape (n_test, n_factors)
+    num_bins : int, default=20
+        Histogram bins per code for the mutual information (the study's discretizer).
+
+    Returns
+    -------
+    dict with keys ``"modularity_score"``, ``"explicitness_score_train"``,
+    ``"explicitness_score_test"`` (floats in [0, 1]).
+
+    Raises
+    ------
+    ValueError
+        On malformed input, mismatched code counts, or a factor that takes a single value in
+        training (no classifier can be fit).
+    """
+    num_bins = check_num_bins(num_bins)
+    codes, factors = check_codes_factors(codes, factors)
+    test_codes, test_factors = check_codes_factors(
+        test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
+    )
+    for name, a, b in (("test_codes", test_codes, codes), ("test_factors", test_factors, factors)):
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(
+                f"{name} must have {b.shape[1]} columns like the training set; got {a.shape[1]}."
+            )
+    check_informative_factors(factors)
+    mi = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
+    train_std, test_std = standardize_codes(codes, test_codes)
+    n_factors = factors.shape[1]
+    train_auc = np.zeros(n_factors)
+    test_auc = np.zeros(n_factors)
+    for k in range(n_factors):
+        train_auc[k], test_auc[k] = explicitness_per_factor(
+            train_std, factors[:, k], test_std, test_factors[:, k]
+        )
+    return {
+        "modularity_score": modularity(mi),
+        "explicitness_score_train": float(np.mean(train_auc)),
+        "explicitness_score_test": float(np.mean(test_auc)),
+    }

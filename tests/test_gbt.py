@@ -1,0 +1,209 @@
+"""The boosted-tree engine against scikit-learn's GradientBoostingClassifier (the oracle)."""
+
+# The oracle draws from numpy's global RNG (random_state=None); the tests seed it on purpose.
+# ruff: noqa: NPY002
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.ensemble import GradientBoostingClassifier as SklearnGBC
+
+from fastdis.metrics import _gbt
+from fastdis.metrics._gbt import GradientBoostingClassifier, fit_gbt
+
+# ---------------------------------------------------------------------------------------------
+# Plain-numpy twins of the kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def best_split_twin(values, gradient_sorted):
+    """sklearn's best split of one sorted feature, by brute force over candidate positions."""
+    n = values.size
+    threshold32 = np.float32(1e-7)
+    prefix = np.cumsum(gradient_sorted)
+    total = prefix[-1]
+    best = (-np.inf, n, 0.0)
+    for p in range(1, n):
+        if values[p] <= values[p - 1] + threshold32:
+            continue
+        sl = prefix[p - 1]
+        sr = total - sl
+        proxy = sl * sl / p + sr * sr / (n - p)
+        if proxy > best[0] * (1 + 1e-12) or best[1] == n:
+            best = (proxy, p, values[p - 1] / 2.0 + values[p] / 2.0)
+    return best
+
+
+def pairwise_sum_twin(a):
+    return np.add.reduce(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def rand_int_twin(low, high, state):
+    s = state or 1
+    s ^= (s << 13) & 0xFFFFFFFF
+    s ^= s >> 17
+    s ^= (s << 5) & 0xFFFFFFFF
+    return low + (s % 2**31) % (high - low), s
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 300),
+    n_distinct=st.integers(1, 400),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_best_split_matches_twin(n, n_distinct, seed):
+    rs = np.random.RandomState(seed)
+    values = np.sort(rs.randint(n_distinct, size=n).astype(np.float32) / 7)
+    samples = rs.permutation(n).astype(np.int32)
+    gradient = rs.normal(size=n)
+    inverse = np.empty(n + 1)
+    inverse[0] = np.inf
+    inverse[1:] = 1.0 / np.arange(1, n + 1)
+    proxy, pos, threshold = _gbt._best_split_of_feature(
+        values, samples, gradient, 0, n, float(np.sum(gradient[samples])), float(n), inverse,
+        np.empty(n), np.empty(n),
+    )
+    twin = best_split_twin(values, gradient[samples])
+    assert pos == twin[1]
+    if pos < n:
+        np.testing.assert_allclose(proxy, twin[0], rtol=1e-9)
+        assert threshold == twin[2]
+    else:
+        assert proxy == -np.inf
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3000), seed=st.integers(0, 2**31 - 1))
+def test_pairwise_sum_is_numpys(n, seed):
+    a = np.random.RandomState(seed).standard_cauchy(n)
+    assert _gbt._pairwise_sum(a, 0, n) == pairwise_sum_twin(a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(state=st.integers(0, 2**32 - 1), low=st.integers(0, 5), width=st.integers(1, 20))
+def test_rand_int_is_sklearns_xorshift(state, low, width):
+    buf = np.array([state], dtype=np.int64)
+    got = _gbt._rand_int(low, low + width, buf)
+    want, new_state = rand_int_twin(low, low + width, state)
+    assert got == want and buf[0] == new_state
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole model against scikit-learn
+# ---------------------------------------------------------------------------------------------
+
+
+def _problem(n, n_classes, kind, seed=0):
+    rs = np.random.RandomState(seed)
+    if kind == "continuous":
+        X = rs.normal(size=(n, 5))
+        score = X[:, 0] + 0.5 * X[:, 1] + rs.normal(scale=0.5, size=n)
+        y = np.floor((score + 3) * n_classes / 6).clip(0, n_classes - 1).astype(int)
+    else:
+        X = rs.randint(0, 6, size=(n, 5)).astype(float)
+        y = (X[:, 0] + X[:, 1] + rs.randint(0, 2, size=n)).astype(int) % n_classes
+    return X, y
+
+
+def _fit_both(X, y, n_estimators=30, seed=0, **kwargs):
+    np.random.seed(seed)
+    ref = SklearnGBC(n_estimators=n_estimators, **kwargs).fit(X, y)
+    state_ref = np.random.get_state()[1].copy()
+    np.random.seed(seed)
+    ours = GradientBoostingClassifier(n_estimators=n_estimators, **kwargs).fit(X, y)
+    state_ours = np.random.get_state()[1].copy()
+    return ref, ours, np.array_equal(state_ref, state_ours)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_matches_sklearn_on_continuous_codes(n_classes):
+    X, y = _problem(400, n_classes, "continuous")
+    X_test, _ = _problem(200, n_classes, "continuous", seed=1)
+    ref, ours, same_rng = _fit_both(X, y)
+    assert same_rng  # one seed drawn per tree, as sklearn does
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.decision_function(X_test), ref.decision_function(X_test), rtol=0, atol=1e-12
+    )
+    np.testing.assert_array_equal(ours.predict(X_test), ref.predict(X_test))
+    np.testing.assert_allclose(ours.predict_proba(X_test), ref.predict_proba(X_test), atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10])
+def test_close_to_sklearn_on_repeated_values(n_classes):
+    # tied values: sklearn's introsort order inside ties is unspecified (last-bit differences)
+    X, y = _problem(400, n_classes, "discrete")
+    ref, ours, _ = _fit_both(X, y)
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-6)
+    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+
+
+def test_depth_and_learning_rate_options():
+    X, y = _problem(300, 3, "continuous")
+    ref, ours, _ = _fit_both(X, y, n_estimators=10, max_depth=2, learning_rate=0.3)
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-12)
+    np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X), atol=1e-12)
+
+
+def test_constant_feature_and_pure_classes():
+    X, y = _problem(200, 3, "continuous")
+    X[:, 2] = 0.25  # constant: never split on, importance 0
+    ref, ours, _ = _fit_both(X, y)
+    assert ours.feature_importances_[2] == 0.0
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-12)
+
+
+def test_arbitrary_labels_and_estimator_api():
+    X, y = _problem(300, 3, "continuous")
+    labels = np.array([-5, 7, 100])[y]
+    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(model.classes_, [-5, 7, 100])
+    assert set(np.unique(model.predict(X))) <= {-5, 7, 100}
+    np.testing.assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
+    assert model.score(X, labels) > 0.5
+    assert model.feature_importances_.sum() == pytest.approx(1.0)
+
+
+def test_fit_gbt_many_models_equals_separate_fits():
+    X, y = _problem(300, 3, "continuous")
+    Y = np.stack([y, (y + (X[:, 3] > 0)) % 2, np.minimum(y * 2, 4)], axis=1)
+    rs = np.random.RandomState(3)
+    together = fit_gbt(X, Y, n_estimators=15, random_state=rs)
+    rs = np.random.RandomState(3)
+    for m in range(Y.shape[1]):
+        alone = fit_gbt(X, Y[:, m], n_estimators=15, random_state=rs)
+        np.testing.assert_array_equal(together.feature_importances(m), alone.feature_importances(0))
+
+
+def test_sklearn_backend_is_sklearn():
+    X, y = _problem(200, 3, "continuous")
+    np.random.seed(0)
+    ref = SklearnGBC(n_estimators=10).fit(X, y)
+    np.random.seed(0)
+    ours = GradientBoostingClassifier(backend="sklearn", n_estimators=10).fit(X, y)
+    np.testing.assert_array_equal(ours.feature_importances_, ref.feature_importances_)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+def test_lightgbm_backend_approximates():
+    pytest.importorskip("lightgbm")
+    X, y = _problem(400, 3, "continuous")
+    ref = SklearnGBC(n_estimators=30, random_state=0).fit(X, y)
+    ours = GradientBoostingClassifier(backend="lightgbm", n_estimators=30).fit(X, y)
+    assert ours.feature_importances_.sum() == pytest.approx(1.0)
+    assert np.argmax(ours.feature_importances_) == np.argmax(ref.feature_importances_)
+    assert np.mean(ours.predict(X) == ref.predict(X)) > 0.8
+    np.testing.assert_allclose(ours.predict_proba(X).sum(axis=1), 1.0)
+
+
+def test_bad_input():
+    X, y = _problem(50, 2, "continuous")
+    with pytest.raises(ValueError, match="single class"):
+        GradientBoostingClassifier().fit(X, np.zeros(50))
+    with pytest.raises(ValueError, match="backend"):
+        GradientBoostingClassifier(backend="xgboost")
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        GradientBoostingClassifier().fit(X, y)

@@ -1,0 +1,189 @@
+"""Kernels of fastdis.metrics._linear against plain numpy twins and against scikit-learn."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+from sklearn.linear_model import LogisticRegressionCV as SkLogisticRegressionCV
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import KFold
+from sklearn.svm import LinearSVC
+
+from fastdis.metrics import _linear
+
+
+def _sklearn_svc_matrix(codes, factors, test_codes, test_factors):
+    out = np.zeros((codes.shape[1], factors.shape[1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for d in range(codes.shape[1]):
+            for k in range(factors.shape[1]):
+                clf = LinearSVC(C=0.01, class_weight="balanced").fit(codes[:, d:d + 1],
+                                                                     factors[:, k])
+                out[d, k] = np.mean(clf.predict(test_codes[:, d:d + 1]) == test_factors[:, k])
+    return out
+
+
+# --- LinearSVC on one feature ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_svc_matches_sklearn_binary_multiclass_imbalanced(seed):
+    rs = np.random.RandomState(seed)
+    n = 600
+    factors = np.stack([
+        rs.randint(2, size=n),                                   # binary, balanced
+        (rs.uniform(size=n) < 0.1).astype(int),                  # binary, imbalanced
+        rs.randint(5, size=n),                                   # multiclass
+        rs.choice([0, 3, 7, 40], size=n, p=[0.7, 0.2, 0.05, 0.05]),  # sparse labels, imbalanced
+    ], axis=1)
+    codes = np.stack([
+        factors[:, 0] + rs.normal(scale=0.5, size=n),
+        factors[:, 2] * 0.3 + rs.normal(scale=0.2, size=n),
+        rs.normal(size=n) * 5.0,
+        -factors[:, 3] / 40 + rs.normal(scale=0.1, size=n),
+        np.zeros(n),
+    ], axis=1)
+    tr, te = slice(0, 400), slice(400, None)
+    got = _linear.linear_svc_accuracy_matrix(codes[tr], factors[tr], codes[te], factors[te])
+    want = _sklearn_svc_matrix(codes[tr], factors[tr], codes[te], factors[te])
+    np.testing.assert_allclose(got, want, atol=0, rtol=0)
+
+
+def test_svc_unseen_test_label_counts_as_error():
+    rs = np.random.RandomState(3)
+    codes = rs.normal(size=(200, 2))
+    factors = rs.randint(3, size=(200, 1))
+    test_factors = np.full((50, 1), 9)
+    got = _linear.linear_svc_accuracy_matrix(codes, factors, codes[:50], test_factors)
+    assert np.all(got == 0.0)
+
+
+def _tron_reference_objective(x, y_pm, cost, w, b):
+    """Plain numpy squared-hinge primal objective and gradient (the twin of _svc_fun/_svc_grad)."""
+    z = y_pm * (w * x + b)
+    d = np.maximum(0.0, 1.0 - z)
+    f = 0.5 * (w * w + b * b) + np.sum(cost * d * d)
+    active = z < 1
+    coef = cost[active] * y_pm[active] * (z[active] - 1)
+    return f, (w + 2 * np.sum(coef * x[active]), b + 2 * np.sum(coef))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.floats(-3, 3), st.floats(-3, 3))
+def test_svc_prefix_sum_objective_matches_numpy(seed, w, b):
+    rs = np.random.RandomState(seed)
+    n = 50
+    x = np.sort(rs.normal(size=n))
+    y = rs.randint(3, size=n)
+    c = 1
+    counts = np.bincount(y, minlength=3)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    cx = np.concatenate([x[y == k] for k in range(3)])
+    gf1, gf2, gb1, gb2 = (np.empty(n + 1) for _ in range(4))
+    _linear._prefix_sums(x, 0, n, gf1, gf2, gb1, gb2, 0)
+    cf1, cf2, cb1, cb2 = (np.empty(n + 3) for _ in range(4))
+    for k in range(3):
+        _linear._prefix_sums(cx, starts[k], starts[k + 1], cf1, cf2, cb1, cb2, starts[k] + k)
+    sums = _linear._svc_sums(w, b, x, gf1, gf2, gb1, gb2, cx, cf1, cf2, cb1, cb2,
+                             starts[c], starts[c + 1], starts[c] + c, False)
+    cp, cn = 0.05, 0.01
+    y_pm = np.where(y == c, 1.0, -1.0)
+    cost = np.where(y == c, cp, cn)
+    f_ref, g_ref = _tron_reference_objective(x, y_pm, cost, w, b)
+    assert _linear._svc_fun(w, b, cp, cn, sums) == pytest.approx(f_ref, rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(_linear._svc_grad(w, b, cp, cn, sums), g_ref, rtol=1e-9,
+                               atol=1e-9)
+
+
+# --- logistic regression ------------------------------------------------------------------------
+
+
+def _lr_data(n, n_classes, dtype, seed=0):
+    rs = np.random.RandomState(seed)
+    y = rs.randint(n_classes, size=n)
+    x = rs.normal(size=(n, 6)) + 0.4 * y[:, None] * rs.normal(size=(1, 6))
+    return ((x - x.mean(0)) / x.std(0)).astype(dtype), y * 3 + 1  # arbitrary integer labels
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 12])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logistic_regression_matches_sklearn(n_classes, dtype):
+    x, y = _lr_data(1500, n_classes, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SkLogisticRegression().fit(x, y)
+        got = _linear.LogisticRegression().fit(x, y)
+    np.testing.assert_array_equal(got.classes_, ref.classes_)
+    assert got.coef_.dtype == ref.coef_.dtype
+    tol = 1e-9 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got.predict_proba(x), ref.predict_proba(x), atol=tol)
+    assert abs(got.score(x, y) - ref.score(x, y)) <= 2 / len(y)
+
+
+def test_logistic_regression_cv_matches_sklearn():
+    x, y = _lr_data(1000, 5, np.float64, seed=1)
+    y[:180] = 0  # the first fold's training part lacks nothing, but fold 1's test part is one class
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SkLogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)).fit(x, y)
+        got = _linear.LogisticRegressionCV().fit(x, y)
+    assert got.C_[0] == ref.C_[0]
+    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(got.predict_proba(x), ref.predict_proba(x), atol=1e-7)
+    np.testing.assert_array_equal(got.predict(x), ref.predict(x))
+
+
+def test_logistic_regression_cv_class_absent_from_a_fold():
+    x, y = _lr_data(500, 3, np.float64, seed=2)
+    y = np.where(np.arange(500) < 100, 7, y)  # class 7 only in the first fold
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SkLogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)).fit(x, y)
+        got = _linear.LogisticRegressionCV().fit(x, y)
+    np.testing.assert_allclose(got.scores_, ref.scores_[ref.classes_[0]], atol=1e-12)
+    np.testing.assert_array_equal(got.predict(x), ref.predict(x))
+
+
+def test_logistic_regression_single_class_raises():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _linear.LogisticRegression().fit(np.zeros((5, 2)), np.ones(5))
+
+
+# --- ROC-AUC -----------------------------------------------------------------------------------
+
+
+def _auc_twin(labels, scores):
+    """Mann-Whitney form with average ranks (plain numpy twin of _roc_auc_sorted)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos = labels.sum()
+    n_neg = labels.size - n_pos
+    return (ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 60), st.integers(1, 5))
+def test_roc_auc_matches_sklearn_with_ties(seed, n, levels):
+    rs = np.random.RandomState(seed)
+    labels = rs.randint(2, size=(n, 3)).astype(bool)
+    labels[0], labels[1] = True, False
+    scores = rs.randint(levels, size=(n, 3)).astype(np.float32) / levels  # many ties
+    got = _linear.roc_auc_columns(labels, scores)
+    for c in range(3):
+        want = roc_auc_score(labels[:, c], scores[:, c])
+        assert got[c] == pytest.approx(want, abs=1e-12)
+        assert got[c] == pytest.approx(_auc_twin(labels[:, c], scores[:, c]), abs=1e-12)
+    assert _linear.roc_auc_macro(labels, scores) == pytest.approx(
+        roc_auc_score(labels.astype(int), scores), abs=1e-12
+    )
+
+
+def test_roc_auc_one_class_column_is_nan():
+    got = _linear.roc_auc_columns(np.ones((4, 1), bool), np.arange(4.0)[:, None])
+    assert np.isnan(got[0])
