@@ -8,7 +8,7 @@ import pytest
 from conftest import dlib_module, make_codes, make_factors
 
 from fastdis.compat.disentanglement_lib import dci as compat_dci
-from fastdis.metrics.dci import completeness, dci, disentanglement
+from fastdis.metrics._dci import completeness, dci, disentanglement
 
 SIZES = (3, 5, 8)
 N_TRAIN, N_TEST = 400, 200

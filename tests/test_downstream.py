@@ -13,7 +13,8 @@ from fastdis.compat.disentanglement_lib import downstream_task as compat_downstr
 from fastdis.compat.disentanglement_lib import reduced_downstream_task as compat_reduced
 from fastdis.compat.disentanglement_lib import strong_downstream_task as compat_strong
 from fastdis.compat.disentanglement_lib import utils as compat_utils
-from fastdis.metrics import _predictors, downstream
+from fastdis.metrics import _downstream as downstream
+from fastdis.metrics import _predictors
 
 SIZES = (3, 6, 4)
 

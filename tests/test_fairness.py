@@ -11,7 +11,7 @@ from test_downstream import SIZES, ToyData, deterministic_predictor, identity
 
 from fastdis.compat.disentanglement_lib import fairness as compat_fairness
 from fastdis.compat.disentanglement_lib import utils as compat_utils
-from fastdis.metrics import fairness
+from fastdis.metrics import _fairness as fairness
 
 
 @pytest.fixture

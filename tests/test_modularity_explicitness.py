@@ -7,7 +7,7 @@ import pytest
 from conftest import dlib_module, make_codes, make_factors
 
 from fastdis.compat.disentanglement_lib import modularity_explicitness as compat_me
-from fastdis.metrics.modularity_explicitness import modularity, modularity_explicitness
+from fastdis.metrics._modularity_explicitness import modularity, modularity_explicitness
 
 N_TRAIN, N_TEST = 1500, 1000
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import dlib_module, make_codes, make_factors
 
 from fastdis.compat.disentanglement_lib import sap_score as compat_sap
-from fastdis.metrics.sap import avg_diff_top_two, sap_score, sap_score_matrix
+from fastdis.metrics._sap import avg_diff_top_two, sap_score, sap_score_matrix
 
 N_TRAIN, N_TEST = 1500, 700
 

@@ -16,7 +16,7 @@ from test_downstream import SIZES, ToyData, identity
 
 from fastdis.compat.disentanglement_lib import unified_scores as compat_unified
 from fastdis.compat.disentanglement_lib import utils as compat_utils
-from fastdis.metrics import unified
+from fastdis.metrics import _unified as unified
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,7 @@ def test_reference_assertion_sap(identity_discretizer):
 
 
 def test_reference_assertion_dci(identity_discretizer):
-    pytest.importorskip("fastdis.metrics.dci")
+    pytest.importorskip("fastdis.metrics._dci")
     scores = compat_unified.compute_unified_scores(
         _IdentityObservations(), _duplicated, np.random.RandomState(0), None, 1000, 1000,
         matrix_fns=[compat_unified.importance_gbt_matrix])
@@ -211,7 +211,7 @@ def test_reference_assertion_dci(identity_discretizer):
 
 @pytest.mark.slow
 def test_reference_assertion_dci_study_size(identity_discretizer):
-    pytest.importorskip("fastdis.metrics.dci")
+    pytest.importorskip("fastdis.metrics._dci")
     scores = compat_unified.compute_unified_scores(
         _IdentityObservations(), identity, np.random.RandomState(0), None, 10000, 100,
         matrix_fns=[compat_unified.importance_gbt_matrix])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics.beta_vae import beta_vae_features, beta_vae_score_from_features
+from ...metrics._beta_vae import beta_vae_features, beta_vae_score_from_features
 from . import utils
 
 DLIB_NAMES = ("compute_beta_vae_sklearn", "_generate_training_batch", "_generate_training_sample")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import dci as _dci
+from ...metrics import _dci as _dci
 from . import utils
 
 DLIB_NAMES = (

@@ -3,7 +3,7 @@
 Same function names, positional signatures, result keys and draws from ``random_state`` (per
 training size: the training set, then the test set, in batches of ``batch_size``); encoder
 calls are batched in large chunks. The fits run through
-:func:`fastdis.metrics.downstream.downstream_task`, with the reference's predictor factories
+:func:`fastdis.metrics._downstream.downstream_task`, with the reference's predictor factories
 swapped for fastdis' fast estimators.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import downstream as _downstream
+from ...metrics import _downstream as _downstream
 from ...metrics._predictors import resolve_predictor
 from . import utils
 
@@ -38,7 +38,7 @@ def compute_downstream_task(
 ):
     """Accuracy of the configured predictor on each factor, for each training size.
 
-    Returns the keys of :func:`fastdis.metrics.downstream.downstream_task` for every size in
+    Returns the keys of :func:`fastdis.metrics._downstream.downstream_task` for every size in
     ``num_train`` (the predictor is ``utils.make_predictor_fn()``).
     """
     del artifact_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics.factor_vae import majority_vote_accuracy, vote_table
+from ...metrics._factor_vae import majority_vote_accuracy, vote_table
 from . import utils
 
 DLIB_NAMES = (

@@ -5,7 +5,7 @@ batches of ``batch_size``), then for every target factor ``i`` and sensitive fac
 one set of ``num_test_points_per_class`` test factors and, for each value ``c`` of ``j``, the
 observations with factor ``j`` set to ``c``. Everything is sampled first (the draws do not depend
 on the fits) and encoded in large chunks; the predictions run through
-:func:`fastdis.metrics.fairness.fairness_counts`. :func:`inter_group_fairness` keeps the
+:func:`fastdis.metrics._fairness.fairness_counts`. :func:`inter_group_fairness` keeps the
 reference's float32 arithmetic (the array-level API uses float64).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import fairness as _fairness
+from ...metrics import _fairness as _fairness
 from . import utils
 
 #: Functions patch() routes from the reference module to this one.
@@ -93,7 +93,7 @@ def compute_scores_dict(metric, prefix):
 def inter_group_fairness(counts):
     """Mean and max TV distance of each sensitive group to the overall prediction distribution.
 
-    float32 arithmetic, as the reference (see ``fastdis.metrics.fairness.inter_group_fairness``
+    float32 arithmetic, as the reference (see ``fastdis.metrics._fairness.inter_group_fairness``
     for the float64 version).
     """
     overall_distribution = np.sum(counts, axis=1, dtype=np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics.irs import irs_from_matrix, irs_matrix
+from ...metrics._irs import irs_from_matrix, irs_matrix
 from . import utils
 
 DLIB_NAMES = ("compute_irs", "_drop_constant_dims", "scalable_disentanglement_score")
@@ -23,7 +23,7 @@ def compute_irs(
 
     Returns ``{"IRS", "num_active_dims"}``. As in the reference, ``num_active_dims`` is the
     *sum of the values* of the non-constant codes (a reference bug, kept for parity; the
-    array-level :func:`fastdis.metrics.irs` returns the count), and a code is dropped only if
+    array-level :func:`fastdis.metrics._irs` returns the count), and a code is dropped only if
     its variance is exactly 0.
     """
     del artifact_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics.mig import mig_from_mutual_info
+from ...metrics._mig import mig_from_mutual_info
 from . import utils
 
 DLIB_NAMES = ("compute_mig", "_compute_mig", "compute_mig_on_fixed_data")

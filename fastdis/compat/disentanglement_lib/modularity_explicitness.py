@@ -11,7 +11,7 @@ The reference's failure modes are kept but raise a clear ``ValueError``:
   that lacks a class seen in training (or has one not seen) cannot be scored;
 * a constant code is standardised by dividing by a zero standard deviation.
 
-:func:`fastdis.metrics.modularity_explicitness` fixes both.
+:func:`fastdis.metrics._modularity_explicitness` fixes both.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from ...metrics import _linear
-from ...metrics import modularity_explicitness as _array_api
+from ...metrics import _modularity_explicitness as _array_api
 from . import utils
 
 DLIB_NAMES = ("compute_modularity_explicitness", "explicitness_per_factor", "modularity")
@@ -67,7 +67,7 @@ def compute_modularity_explicitness(
             f"code {constant[0] if constant.size else '?'} is constant on the training set: "
             "disentanglement_lib's standardisation divides by its zero standard deviation "
             "(the reference then fails inside scikit-learn). "
-            "fastdis.metrics.modularity_explicitness maps constant codes to 0 instead."
+            "fastdis.metrics._modularity_explicitness maps constant codes to 0 instead."
         )
     for i in range(ys_train.shape[0]):
         explicitness_score_train[i], explicitness_score_test[i] = explicitness_per_factor(
@@ -107,7 +107,7 @@ def _roc_auc_own_classes(labels, proba, which):
             f"the {which} labels take {classes.size} distinct values but the classifier was "
             f"trained on {proba.shape[1]} classes: disentanglement_lib one-hot encodes train "
             "and test labels separately and cannot score this (a class is missing from one "
-            "set). Sample more test points, or use fastdis.metrics.modularity_explicitness, "
+            "set). Sample more test points, or use fastdis.metrics._modularity_explicitness, "
             "which encodes test labels with the training classes."
         )
     return float(np.mean(_linear.roc_auc_columns(labels[:, None] == classes[None, :], proba)))

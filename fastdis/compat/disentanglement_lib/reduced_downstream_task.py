@@ -2,7 +2,7 @@
 
 Same names, positional signatures, keys and ``random_state`` draws (per training size: train
 set, then test set). The computation runs through
-:func:`fastdis.metrics.downstream.reduced_downstream_task`, which computes each distinct DCI
+:func:`fastdis.metrics._downstream.reduced_downstream_task`, which computes each distinct DCI
 importance matrix once (the reference refits the identical first-step matrix for every factor).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import downstream as _downstream
+from ...metrics import _downstream as _downstream
 from ...metrics._predictors import resolve_predictor
 from . import utils
 
@@ -119,7 +119,7 @@ def compute_reduced_representation(
 
 def compute_factorwise_dci(mus_train, ys_train, mus_test, ys_test):
     """DCI gradient-boosting importance matrix (n_codes, n_factors) of (n_dims, n_points) sets."""
-    from ...metrics.dci import gbt_importance_matrix
+    from ...metrics._dci import gbt_importance_matrix
 
     importance_matrix = gbt_importance_matrix(
         np.asarray(mus_train).T, np.asarray(ys_train).T, np.asarray(mus_test).T,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics import _linear
-from ...metrics.sap import _squared_correlation_matrix, avg_diff_top_two
+from ...metrics._sap import _squared_correlation_matrix, avg_diff_top_two
 from . import utils
 
 DLIB_NAMES = (

@@ -7,14 +7,14 @@ as in the reference: the interventions (:func:`intervene`), one per (target, exp
 same order. Seed ``np.random`` before the call to make it reproducible.
 
 All sets are sampled first and encoded in large chunks; the fits then run through
-:func:`fastdis.metrics.downstream.strong_downstream_task`.
+:func:`fastdis.metrics._downstream.strong_downstream_task`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import downstream as _downstream
+from ...metrics import _downstream as _downstream
 from ...metrics._predictors import resolve_predictor
 from . import utils
 

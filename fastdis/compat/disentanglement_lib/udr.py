@@ -5,7 +5,7 @@ Same names, positional signatures, keys and draws: ``num_data_points / batch_siz
 model's representation function, which returns ``(means (batch_size, n_latents), kl
 (n_latents,))``. The representation functions are called once per batch, as in the reference
 (its tests rely on the batch size). Bug kept for compatibility: latents are zeroed where
-``kl <= 0.01`` whatever ``kl_filter_threshold`` is (``fastdis.metrics.udr.udr`` uses the
+``kl <= 0.01`` whatever ``kl_filter_threshold`` is (``fastdis.metrics._udr.udr`` uses the
 threshold for both).
 """
 
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...metrics import udr as _udr
-from ...metrics.udr import (  # noqa: F401  (the reference's helpers, re-exported)
-
+from ...metrics import _udr as _udr
+from ...metrics._udr import (  # noqa: F401  (the reference's helpers, re-exported)
     lasso_correlation_matrix,
     relative_strength_disentanglement,
     spearman_correlation_conv,

@@ -15,8 +15,24 @@ import warnings
 
 import numpy as np
 
-from ...metrics import unified as _unified
+from ...metrics import _unified
 from . import utils
+
+#: Functions patch() routes from the reference module to this one.
+DLIB_NAMES = (
+    "compute_unified_scores",
+    "compute_unified_score_on_fixed_data",
+    "unified_scores",
+    "importance_gbt_matrix",
+    "mutual_information_matrix",
+    "accuracy_svm_matrix",
+    "aggregation_dci",
+    "aggregation_mig",
+    "aggregation_sap",
+    "sap_compute_diff_top_two",
+    "aggregation_modularity",
+    "compute_modularity_per_code",
+)
 
 
 def _required(value, name):

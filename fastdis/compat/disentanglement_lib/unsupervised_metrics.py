@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ...metrics.unsupervised import mean_pairwise_mutual_info
+from ...metrics._unsupervised import mean_pairwise_mutual_info
 from . import utils
 
 DLIB_NAMES = (

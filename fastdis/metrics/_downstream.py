@@ -180,7 +180,7 @@ def downstream_task(
 
 def _default_importance(gbt_backend):
     def importance(codes, factors, test_codes, test_factors):
-        from .dci import gbt_importance_matrix
+        from ._dci import gbt_importance_matrix
 
         kwargs = {} if gbt_backend is None else {"backend": gbt_backend}
         return gbt_importance_matrix(codes, factors, test_codes, test_factors, **kwargs)[0]
@@ -225,7 +225,7 @@ def reduced_downstream_task(
     importance : callable, default=None
         ``importance(codes, factors, test_codes, test_factors) -> (n_codes, n_factors)`` array;
         ``None`` means the DCI gradient-boosting importances
-        (``fastdis.metrics.dci.gbt_importance_matrix``), the reference's ``factorwise_dci``.
+        (``fastdis.metrics._dci.gbt_importance_matrix``), the reference's ``factorwise_dci``.
     gbt_backend : str, default=None
         Backend of the default importance's boosted trees (``None``: its default).
     n_jobs : int, default=None

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._validation import check_codes, check_codes_factors, check_informative_factors
+from ._downstream import check_n_jobs, thread_map
 from ._predictors import resolve_predictor
-from .downstream import check_n_jobs, thread_map
 
 __all__ = ["compute_scores_dict", "fairness", "fairness_counts", "inter_group_fairness"]
 

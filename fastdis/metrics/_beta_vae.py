@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .factor_vae import check_groups
+from ._factor_vae import check_groups
 
 
 @numba.njit(parallel=True, cache=True)

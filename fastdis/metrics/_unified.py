@@ -42,7 +42,7 @@ import scipy.stats
 
 from .._validation import check_informative_factors, check_num_bins
 from . import _information
-from .downstream import check_train_test
+from ._downstream import check_train_test
 
 __all__ = [
     "AGGREGATIONS",
@@ -183,7 +183,7 @@ def pr_curves_values(matrix) -> dict:
 
 def importance_gbt_matrix(codes, factors, test_codes, test_factors, *, backend=None):
     """DCI's gradient-boosting importance matrix (n_codes, n_factors), rows summing per factor."""
-    from .dci import gbt_importance_matrix
+    from ._dci import gbt_importance_matrix
 
     kwargs = {} if backend is None else {"backend": backend}
     return np.asarray(
@@ -201,7 +201,7 @@ def mutual_information_matrix(codes, factors, test_codes=None, test_factors=None
 
 def accuracy_svm_matrix(codes, factors, test_codes, test_factors):
     """SAP's matrix: test accuracy of a linear SVM predicting each factor from each single code."""
-    from .sap import sap_score_matrix
+    from ._sap import sap_score_matrix
 
     return np.asarray(
         sap_score_matrix(codes, factors, test_codes, test_factors, continuous_factors=False)
