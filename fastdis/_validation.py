@@ -20,6 +20,7 @@ __all__ = [
     "check_codes",
     "check_factors",
     "check_codes_factors",
+    "check_train_test",
     "check_num_bins",
     "check_fraction",
     "check_positive_int",
@@ -127,6 +128,39 @@ def check_codes_factors(
             f"got {codes.shape[0]} and {factors.shape[0]}."
         )
     return codes, factors
+
+
+def check_train_test(
+    codes, factors, test_codes, test_factors, *, continuous_factors: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a train and a test set: each pair consistent, the same columns in both.
+
+    With ``continuous_factors`` the factors are real-valued and validated like codes.
+    """
+    if continuous_factors:
+        codes = check_codes(codes)
+        factors = check_codes(factors, name="factors")
+        test_codes = check_codes(test_codes, name="test_codes")
+        test_factors = check_codes(test_factors, name="test_factors")
+        for a, b, a_name, b_name in ((codes, factors, "codes", "factors"),
+                                     (test_codes, test_factors, "test_codes", "test_factors")):
+            if a.shape[0] != b.shape[0]:
+                raise ValueError(
+                    f"{a_name} and {b_name} must have the same number of samples (rows); "
+                    f"got {a.shape[0]} and {b.shape[0]}."
+                )
+    else:
+        codes, factors = check_codes_factors(codes, factors)
+        test_codes, test_factors = check_codes_factors(
+            test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
+        )
+    for name, train, test in (("codes", codes, test_codes), ("factors", factors, test_factors)):
+        if test.shape[1] != train.shape[1]:
+            raise ValueError(
+                f"test_{name} must have as many columns as {name} ({train.shape[1]}); got "
+                f"{test.shape[1]}."
+            )
+    return codes, factors, test_codes, test_factors
 
 
 def check_informative_factors(factors, *, name: str = "factors") -> None:

@@ -153,7 +153,7 @@ def test_downstream_compat_keys_and_draws_match_dlib(configured):
 def test_downstream_bad_inputs():
     factors = make_factors(50, sizes=SIZES)
     codes = make_codes(factors, "noise", n_codes=4)
-    with pytest.raises(ValueError, match="test_codes must have the same number of codes"):
+    with pytest.raises(ValueError, match="test_codes must have as many columns as codes"):
         downstream.downstream_task(codes, factors, codes[:, :3], factors)
     with pytest.raises(ValueError, match="single value"):
         downstream.downstream_task(codes, np.zeros_like(factors), codes, factors)

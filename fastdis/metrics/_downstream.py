@@ -32,7 +32,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import check_codes_factors, check_informative_factors, check_positive_int
+from .._validation import (
+    check_informative_factors,
+    check_positive_int,
+    check_train_test,
+)
 from ._predictors import resolve_predictor
 
 __all__ = [
@@ -48,25 +52,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def check_train_test(codes, factors, test_codes, test_factors):
-    """Validate a train and a test set: each pair consistent, and the same columns in both."""
-    codes, factors = check_codes_factors(codes, factors)
-    test_codes, test_factors = check_codes_factors(
-        test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
-    )
-    if test_codes.shape[1] != codes.shape[1]:
-        raise ValueError(
-            f"test_codes must have the same number of codes (columns) as codes; got "
-            f"{test_codes.shape[1]} and {codes.shape[1]}."
-        )
-    if test_factors.shape[1] != factors.shape[1]:
-        raise ValueError(
-            f"test_factors must have the same number of factors (columns) as factors; got "
-            f"{test_factors.shape[1]} and {factors.shape[1]}."
-        )
-    return codes, factors, test_codes, test_factors
 
 
 def check_n_jobs(n_jobs) -> int:

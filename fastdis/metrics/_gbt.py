@@ -145,53 +145,26 @@ def _pairwise_sum(values, lo, n):
 
 
 @numba.njit(cache=True)
-def _best_split_of_feature(
-    values, samples, gradient, start, end, sum_total, weight_total, inverse, sum_buf, proxy_buf
-):
-    """Best split of one feature on a node whose samples are sorted by that feature.
+def _resolve_candidates(values, start, end, sum_total, weight_total, inverse, cand_pos, cand_sum,
+                        n_cand, top):
+    """Exact scores of the near-best candidates of one feature scan; the first best wins.
 
-    values[p], samples[p] for p in [start, end): the node's feature values (float32, ascending)
-    and sample ids; gradient: (n_samples,) regression target. Candidate positions, running sums
-    and the proxy ``S_L^2 / n_L + S_R^2 / n_R`` follow sklearn's ``node_split_best`` and
-    ``MSE.update`` / ``proxy_impurity_improvement`` exactly; the first best position wins.
-
-    Division is slow, so a first pass scores every candidate with multiplications by
-    ``inverse[n] = 1 / n`` (a few ulp off) and keeps the running sums in ``sum_buf``; only
-    candidates within 1e-12 (relative) of that maximum are then scored exactly, in order.
-    ``proxy_buf`` holds the approximate scores (-inf where p is not a candidate).
-
-    Returns (proxy, pos, threshold); pos == end (and proxy -inf) when no split exists.
+    cand_pos[:n_cand], cand_sum[:n_cand]: positions (increasing) and left sums of the candidates
+    whose approximate score came within 1e-12 of the running maximum when they were visited; all
+    within 1e-12 of the final maximum ``top`` are among them. Returns (proxy, pos, threshold).
     """
-    sum_left = 0.0
-    pos = start
-    top = -np.inf
-    for q in range(start, end - 1):
-        sum_left += gradient[samples[q]]
-        p = q + 1
-        if values[p] <= values[q] + _FEATURE_THRESHOLD:
-            proxy_buf[p] = -np.inf
-            continue
-        if (p - pos) > (end - p):  # sklearn's reverse_reset: the total minus the tail
-            sum_left = sum_total
-            for r in range(end - 1, p - 1, -1):
-                sum_left -= gradient[samples[r]]
-        pos = p
-        sum_right = sum_total - sum_left
-        approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
-        sum_buf[p] = sum_left
-        proxy_buf[p] = approx
-        if approx > top:
-            top = approx
     best_proxy = -np.inf
     best_pos = end
     best_threshold = 0.0
     if top == -np.inf:
         return best_proxy, best_pos, best_threshold
     cut = top - abs(top) * 1e-12
-    for p in range(start + 1, end):
-        if proxy_buf[p] >= cut:
-            sum_left = sum_buf[p]
-            sum_right = sum_total - sum_left
+    for c in range(n_cand):
+        p = cand_pos[c]
+        sum_left = cand_sum[c]
+        sum_right = sum_total - sum_left
+        approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
+        if approx >= cut:
             weight_left = float(p - start)
             weight_right = weight_total - weight_left
             proxy = sum_left * sum_left / weight_left + sum_right * sum_right / weight_right
@@ -200,6 +173,111 @@ def _best_split_of_feature(
                 best_pos = p
                 best_threshold = values[p - 1] / 2.0 + values[p] / 2.0
     return best_proxy, best_pos, best_threshold
+
+
+@numba.njit(cache=True)
+def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, cand_pos, cand_sum):
+    """Forward scan of one sorted feature: approximate scores, candidates and their maximum.
+
+    Running sums follow sklearn's ``MSE.update`` (forward, or the total minus the tail when that
+    is shorter); a first pass scores every candidate position with multiplications by
+    ``inverse[n] = 1 / n`` (a few ulp off, division is slow) and keeps those within 1e-12 of the
+    running maximum in ``cand_pos`` / ``cand_sum``. Returns (n_cand, top).
+    """
+    sum_left = 0.0
+    pos = start
+    top = -np.inf
+    n_cand = 0
+    for q in range(start, end - 1):
+        sum_left += gradient[samples[q]]
+        p = q + 1
+        if values[p] <= values[q] + _FEATURE_THRESHOLD:
+            continue
+        if (p - pos) > (end - p):  # sklearn's reverse_reset: the total minus the tail
+            sum_left = sum_total
+            for r in range(end - 1, p - 1, -1):
+                sum_left -= gradient[samples[r]]
+        pos = p
+        sum_right = sum_total - sum_left
+        approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
+        top = max(top, approx)
+        cand_pos[n_cand] = p
+        cand_sum[n_cand] = sum_left
+        if approx >= top - top * 1e-12:
+            n_cand += 1
+    return n_cand, top
+
+
+@numba.njit(cache=True)
+def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start, end, sum_total,
+                       inverse, cand_pos_a, cand_sum_a, cand_pos_b, cand_sum_b):
+    """:func:`_scan_feature` on two features in one loop (two independent add chains).
+
+    Returns (n_cand_a, top_a, n_cand_b, top_b).
+    """
+    sum_a = 0.0
+    sum_b = 0.0
+    pos_a = start
+    pos_b = start
+    top_a = -np.inf
+    top_b = -np.inf
+    n_a = 0
+    n_b = 0
+    for q in range(start, end - 1):
+        sum_a += gradient[samples_a[q]]
+        sum_b += gradient[samples_b[q]]
+        p = q + 1
+        inv_l = inverse[p - start]
+        inv_r = inverse[end - p]
+        if values_a[p] > values_a[q] + _FEATURE_THRESHOLD:
+            if (p - pos_a) > (end - p):
+                sum_a = sum_total
+                for r in range(end - 1, p - 1, -1):
+                    sum_a -= gradient[samples_a[r]]
+            pos_a = p
+            right = sum_total - sum_a
+            approx = sum_a * sum_a * inv_l + right * right * inv_r
+            top_a = max(top_a, approx)
+            cand_pos_a[n_a] = p
+            cand_sum_a[n_a] = sum_a
+            if approx >= top_a - top_a * 1e-12:
+                n_a += 1
+        if values_b[p] > values_b[q] + _FEATURE_THRESHOLD:
+            if (p - pos_b) > (end - p):
+                sum_b = sum_total
+                for r in range(end - 1, p - 1, -1):
+                    sum_b -= gradient[samples_b[r]]
+            pos_b = p
+            right = sum_total - sum_b
+            approx = sum_b * sum_b * inv_l + right * right * inv_r
+            top_b = max(top_b, approx)
+            cand_pos_b[n_b] = p
+            cand_sum_b[n_b] = sum_b
+            if approx >= top_b - top_b * 1e-12:
+                n_b += 1
+    return n_a, top_a, n_b, top_b
+
+
+@numba.njit(cache=True)
+def _best_split_of_feature(
+    values, samples, gradient, start, end, sum_total, weight_total, inverse, sum_buf, cand_buf
+):
+    """Best split of one feature on a node whose samples are sorted by that feature.
+
+    values[p], samples[p] for p in [start, end): the node's feature values (float32, ascending)
+    and sample ids; gradient: (n_samples,) regression target. Candidate positions, running sums
+    and the proxy ``S_L^2 / n_L + S_R^2 / n_R`` follow sklearn's ``node_split_best`` and
+    ``MSE.update`` / ``proxy_impurity_improvement`` exactly; the first best position wins.
+    sum_buf (float64) and cand_buf (int64), of length >= end - start, are scratch.
+
+    Returns (proxy, pos, threshold); pos == end (and proxy -inf) when no split exists.
+    """
+    n_cand, top = _scan_feature(
+        values, samples, gradient, start, end, sum_total, inverse, cand_buf, sum_buf
+    )
+    return _resolve_candidates(
+        values, start, end, sum_total, weight_total, inverse, cand_buf, sum_buf, n_cand, top
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +306,8 @@ def _build_tree(
     seed,
     max_depth,
     inverse,  # (N + 1,) float64, inverse[n] = 1 / n
-    sum_buf,  # (N,) float64 scratch
-    proxy_buf,  # (N,) float64 scratch
+    cand_pos,  # (2, N) int64 scratch: candidate positions of two feature scans
+    cand_sum,  # (2, N) float64 scratch: their left sums
     order,  # (N,) int64 scratch: sklearn's ``samples`` array
     flag,  # (N,) uint8 scratch
     leaf_of,  # (N,) int64 out: the leaf (node id) of every sample
@@ -253,6 +331,10 @@ def _build_tree(
         features[f] = f
     for i in range(n_samples):
         order[i] = i
+    visit = np.empty(n_features, dtype=np.int64)
+    res_proxy = np.empty(n_features, dtype=np.float64)
+    res_pos = np.empty(n_features, dtype=np.int64)
+    res_threshold = np.empty(n_features, dtype=np.float64)
     weight_samples = float(n_samples)
 
     stack_cap = 2 * max_depth + 4
@@ -316,6 +398,7 @@ def _build_tree(
             n_visited = 0
             n_found_constants = 0
             n_drawn_constants = 0
+            n_visit = 0
             while f_i > n_total_constants and (
                 n_visited < n_features or n_visited <= n_found_constants + n_drawn_constants
             ):
@@ -339,15 +422,38 @@ def _build_tree(
                 f_i -= 1
                 features[f_j] = features[f_i]
                 features[f_i] = feature
-                proxy, pos, threshold = _best_split_of_feature(
-                    seg_val[feature], seg_idx[feature], gradient, start, end, sum_total,
-                    weight_node, inverse, sum_buf, proxy_buf,
+                visit[n_visit] = feature
+                n_visit += 1
+            # the scans do not touch the RNG: run them two at a time, then pick the winner in
+            # sklearn's visiting order (strict >: the first best feature wins)
+            for v in range(0, n_visit - 1, 2):
+                fa = visit[v]
+                fb = visit[v + 1]
+                n_a, top_a, n_b, top_b = _scan_two_features(
+                    seg_val[fa], seg_idx[fa], seg_val[fb], seg_idx[fb], gradient, start, end,
+                    sum_total, inverse, cand_pos[0], cand_sum[0], cand_pos[1], cand_sum[1],
                 )
-                if proxy > best_proxy:
-                    best_proxy = proxy
-                    best_feature = feature
-                    best_pos = pos
-                    best_threshold = threshold
+                res_proxy[v], res_pos[v], res_threshold[v] = _resolve_candidates(
+                    seg_val[fa], start, end, sum_total, weight_node, inverse, cand_pos[0],
+                    cand_sum[0], n_a, top_a,
+                )
+                res_proxy[v + 1], res_pos[v + 1], res_threshold[v + 1] = _resolve_candidates(
+                    seg_val[fb], start, end, sum_total, weight_node, inverse, cand_pos[1],
+                    cand_sum[1], n_b, top_b,
+                )
+            if n_visit % 2 == 1:
+                v = n_visit - 1
+                fa = visit[v]
+                res_proxy[v], res_pos[v], res_threshold[v] = _best_split_of_feature(
+                    seg_val[fa], seg_idx[fa], gradient, start, end, sum_total, weight_node,
+                    inverse, cand_sum[0], cand_pos[0],
+                )
+            for v in range(n_visit):
+                if res_proxy[v] > best_proxy:
+                    best_proxy = res_proxy[v]
+                    best_feature = visit[v]
+                    best_pos = res_pos[v]
+                    best_threshold = res_threshold[v]
             for f in range(n_known_constants):
                 features[f] = constant_features[f]
             for f in range(n_known_constants, n_total_constants):

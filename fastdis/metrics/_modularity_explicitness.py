@@ -39,9 +39,9 @@ import warnings
 import numpy as np
 
 from .._validation import (
-    check_codes_factors,
     check_informative_factors,
     check_num_bins,
+    check_train_test,
 )
 from ._information import histogram_discretize, mutual_info_matrix
 from ._linear import LogisticRegression, roc_auc_columns
@@ -156,15 +156,9 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *,
         training (no classifier can be fit).
     """
     num_bins = check_num_bins(num_bins)
-    codes, factors = check_codes_factors(codes, factors)
-    test_codes, test_factors = check_codes_factors(
-        test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
+    codes, factors, test_codes, test_factors = check_train_test(
+        codes, factors, test_codes, test_factors
     )
-    for name, a, b in (("test_codes", test_codes, codes), ("test_factors", test_factors, factors)):
-        if a.shape[1] != b.shape[1]:
-            raise ValueError(
-                f"{name} must have {b.shape[1]} columns like the training set; got {a.shape[1]}."
-            )
     check_informative_factors(factors)
     mi = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
     train_std, test_std = standardize_codes(codes, test_codes)

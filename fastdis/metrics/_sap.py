@@ -21,27 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import (
-    check_codes,
-    check_codes_factors,
-    check_informative_factors,
-)
+from .._validation import check_informative_factors, check_train_test
 from ._linear import linear_svc_accuracy_matrix
 
 __all__ = ["sap_score", "sap_score_matrix", "avg_diff_top_two"]
 
 
 def _check_inputs(codes, factors, test_codes, test_factors, continuous_factors):
-    if continuous_factors:  # real-valued factors: validated like codes
-        codes = check_codes(codes, min_samples=2)
-        factors = check_codes(factors, name="factors", min_samples=2)
-        test_codes = check_codes(test_codes, name="test_codes")
-        test_factors = check_codes(test_factors, name="test_factors")
-        if codes.shape[0] != factors.shape[0]:
-            raise ValueError(
-                "codes and factors must have the same number of samples (rows); got "
-                f"{codes.shape[0]} and {factors.shape[0]}."
-            )
+    codes, factors, test_codes, test_factors = check_train_test(
+        codes, factors, test_codes, test_factors, continuous_factors=continuous_factors
+    )
+    if continuous_factors:
+        if codes.shape[0] < 2:
+            raise ValueError(f"codes has {codes.shape[0]} sample; correlations need at least 2.")
         constant = np.flatnonzero(np.ptp(factors, axis=0) == 0)
         if constant.size:
             raise ValueError(
@@ -49,21 +41,7 @@ def _check_inputs(codes, factors, test_codes, test_factors, continuous_factors):
                 "undefined (the reference returns nan). Drop that column."
             )
     else:
-        codes, factors = check_codes_factors(codes, factors)
-        test_codes, test_factors = check_codes_factors(
-            test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
-        )
         check_informative_factors(factors)
-    if test_codes.shape[1] != codes.shape[1]:
-        raise ValueError(
-            f"test_codes must have as many columns as codes ({codes.shape[1]}); got "
-            f"{test_codes.shape[1]}."
-        )
-    if test_factors.shape[1] != factors.shape[1]:
-        raise ValueError(
-            f"test_factors must have as many columns as factors ({factors.shape[1]}); got "
-            f"{test_factors.shape[1]}."
-        )
     return codes, factors, test_codes, test_factors
 
 

@@ -40,9 +40,8 @@ import numba
 import numpy as np
 import scipy.stats
 
-from .._validation import check_informative_factors, check_num_bins
+from .._validation import check_informative_factors, check_num_bins, check_train_test
 from . import _information
-from ._downstream import check_train_test
 
 __all__ = [
     "AGGREGATIONS",

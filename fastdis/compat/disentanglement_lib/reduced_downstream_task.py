@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics import _downstream as _downstream
-from ...metrics._predictors import resolve_predictor
 from . import utils
+from .downstream_task import (  # noqa: F401  (same helper in the reference)
+    _compute_loss as compute_predictive_accuracy,
+)
 
 #: Functions patch() routes from the reference module to this one.
 DLIB_NAMES = (
@@ -21,16 +23,6 @@ DLIB_NAMES = (
     "compute_factorwise_dci",
     "compute_predictive_accuracy",
 )
-
-
-
-def _required(value, name):
-    if value is None:
-        raise ValueError(
-            f"{name} is required (gin.REQUIRED in disentanglement_lib; the reference's test "
-            "configuration uses num_train=[100], num_test=100, num_factors_to_remove=1)."
-        )
-    return value
 
 
 def compute_reduced_downstream_task(
@@ -45,9 +37,18 @@ def compute_reduced_downstream_task(
 ):
     """Downstream accuracies after removing the most informative codes of each factor."""
     del artifact_dir
-    num_factors_to_remove = _required(num_factors_to_remove, "num_factors_to_remove")
-    num_train = _required(num_train, "num_train")
-    num_test = _required(num_test, "num_test")
+    num_factors_to_remove = utils.require(
+        num_factors_to_remove,
+        "num_factors_to_remove",
+        function="compute_reduced_downstream_task",
+        usual="1",
+    )
+    num_train = utils.require(
+        num_train, "num_train", function="compute_reduced_downstream_task", usual="[100]"
+    )
+    num_test = utils.require(
+        num_test, "num_test", function="compute_reduced_downstream_task", usual="100"
+    )
     measure = _correlation_measure()
     scores = {}
     for train_size in num_train:
@@ -122,18 +123,9 @@ def compute_factorwise_dci(mus_train, ys_train, mus_test, ys_test):
     from ...metrics._dci import gbt_importance_matrix
 
     importance_matrix = gbt_importance_matrix(
-        np.asarray(mus_train).T, np.asarray(ys_train).T, np.asarray(mus_test).T,
+        np.asarray(mus_train).T,
+        np.asarray(ys_train).T,
+        np.asarray(mus_test).T,
         np.asarray(ys_test).T,
     )[0]
     return np.asarray(importance_matrix)
-
-
-def compute_predictive_accuracy(x_train, y_train, x_test, y_test, predictor_fn):
-    """Train/test accuracy lists per factor; x: (n_points, n_codes), y: (n_factors, n_points)."""
-    return _downstream.predictive_accuracies(
-        np.asarray(x_train),
-        np.asarray(y_train).T,
-        np.asarray(x_test),
-        np.asarray(y_test).T,
-        resolve_predictor(predictor_fn),
-    )

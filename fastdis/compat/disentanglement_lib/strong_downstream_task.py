@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics import _downstream as _downstream
-from ...metrics._predictors import resolve_predictor
 from . import utils
+from .downstream_task import _compute_loss  # noqa: F401  (same helper in the reference)
 
 #: Functions patch() routes from the reference module to this one.
 DLIB_NAMES = (
@@ -24,16 +24,6 @@ DLIB_NAMES = (
     "_compute_loss",
     "intervene",
 )
-
-
-
-def _required(value, name):
-    if value is None:
-        raise ValueError(
-            f"{name} is required (gin.REQUIRED in disentanglement_lib; the reference's test "
-            "uses num_train=[1000], num_test=1000, n_experiment=2)."
-        )
-    return value
 
 
 def compute_strong_downstream_task(
@@ -47,9 +37,15 @@ def compute_strong_downstream_task(
 ):
     """Strong (out-of-distribution) generalisation of downstream predictors."""
     del artifact_dir
-    num_train = _required(num_train, "num_train")
-    num_test = _required(num_test, "num_test")
-    n_experiment = _required(n_experiment, "n_experiment")
+    num_train = utils.require(
+        num_train, "num_train", function="compute_strong_downstream_task", usual="[1000]"
+    )
+    num_test = utils.require(
+        num_test, "num_test", function="compute_strong_downstream_task", usual="1000"
+    )
+    n_experiment = utils.require(
+        n_experiment, "n_experiment", function="compute_strong_downstream_task", usual="2"
+    )
     scores = {}
     for train_size in num_train:
         factors_train = ground_truth_data.sample_factors(train_size, random_state)
@@ -92,17 +88,6 @@ def compute_strong_downstream_task(
             )
         )
     return scores
-
-
-def _compute_loss(x_train, y_train, x_test, y_test, predictor_fn):
-    """Train/test accuracy per factor; x: (n_points, n_codes), y: (n_factors, n_points)."""
-    return _downstream.predictive_accuracies(
-        np.asarray(x_train),
-        np.asarray(y_train).T,
-        np.asarray(x_test),
-        np.asarray(y_test).T,
-        resolve_predictor(predictor_fn),
-    )
 
 
 def intervene(y_train, y_test, target_y, num_factors, ground_truth_data):

@@ -35,12 +35,6 @@ DLIB_NAMES = (
 )
 
 
-def _required(value, name):
-    if value is None:
-        raise ValueError(f"{name} is required (gin.REQUIRED in disentanglement_lib).")
-    return value
-
-
 def compute_unified_scores(
     ground_truth_data,
     representation_function,
@@ -52,9 +46,9 @@ def compute_unified_scores(
     batch_size=16,
 ):
     """Unified scores of the matrices ``matrix_fns`` on a sampled train and test set."""
-    num_train = _required(num_train, "num_train")
-    num_test = _required(num_test, "num_test")
-    matrix_fns = _required(matrix_fns, "matrix_fns")
+    num_train = utils.require(num_train, "num_train", function="compute_unified_scores")
+    num_test = utils.require(num_test, "num_test", function="compute_unified_scores")
+    matrix_fns = utils.require(matrix_fns, "matrix_fns", function="compute_unified_scores")
     mus_train, ys_train = utils.generate_batch_factor_code(
         ground_truth_data, representation_function, num_train, random_state, batch_size
     )
@@ -62,18 +56,31 @@ def compute_unified_scores(
         ground_truth_data, representation_function, num_test, random_state, batch_size
     )
     return unified_scores(
-        mus_train, ys_train, mus_test, ys_test, matrix_fns, artifact_dir,
+        mus_train,
+        ys_train,
+        mus_test,
+        ys_test,
+        matrix_fns,
+        artifact_dir,
         getattr(ground_truth_data, "factor_names", None),
     )
 
 
 def compute_unified_score_on_fixed_data(
-    observations, labels, representation_function, train_percentage=None, matrix_fns=None,
+    observations,
+    labels,
+    representation_function,
+    train_percentage=None,
+    matrix_fns=None,
     batch_size=100,
 ):
     """Unified scores on fixed observations (n, ...) and labels (n_factors, n)."""
-    train_percentage = _required(train_percentage, "train_percentage")
-    matrix_fns = _required(matrix_fns, "matrix_fns")
+    train_percentage = utils.require(
+        train_percentage, "train_percentage", function="compute_unified_score_on_fixed_data"
+    )
+    matrix_fns = utils.require(
+        matrix_fns, "matrix_fns", function="compute_unified_score_on_fixed_data"
+    )
     mus = utils.obtain_representation(observations, representation_function, batch_size)
     if labels.shape[1] != observations.shape[0]:
         raise ValueError("Wrong labels shape.")
@@ -101,17 +108,25 @@ def _visualize(matrix, artifact_dir, matrix_name, factor_names):
             stacklevel=3,
         )
         return {}
-    visualize_scores.heat_square(matrix.copy(), artifact_dir, matrix_name, "Latent codes",
-                                 "Factors of Variation", factor_names=factor_names)
-    visualize_scores.plot_recovery_vs_independent(matrix.copy().T, artifact_dir,
-                                                  matrix_name + "_pr")
+    visualize_scores.heat_square(
+        matrix.copy(),
+        artifact_dir,
+        matrix_name,
+        "Latent codes",
+        "Factors of Variation",
+        factor_names=factor_names,
+    )
+    visualize_scores.plot_recovery_vs_independent(
+        matrix.copy().T, artifact_dir, matrix_name + "_pr"
+    )
     return dendrogram.dendrogram_plot(
         matrix.copy().T, os.path.join(artifact_dir, matrix_name + "_dendrogram"), factor_names
     )
 
 
-def unified_scores(mus_train, ys_train, mus_test, ys_test, matrix_fns, artifact_dir=None,
-                   factor_names=None):
+def unified_scores(
+    mus_train, ys_train, mus_test, ys_test, matrix_fns, artifact_dir=None, factor_names=None
+):
     """Precision curve and the four aggregations of every matrix, keys ``"{matrix}.{key}"``."""
     kws = {}
     for matrix_fn in matrix_fns:
@@ -134,7 +149,9 @@ def pr_curves_values(matrix):
 def importance_gbt_matrix(mus_train, ys_train, mus_test, ys_test):
     """DCI gradient-boosting importance matrix (n_codes, n_factors)."""
     return _unified.importance_gbt_matrix(
-        np.asarray(mus_train).T, np.asarray(ys_train).T, np.asarray(mus_test).T,
+        np.asarray(mus_train).T,
+        np.asarray(ys_train).T,
+        np.asarray(mus_test).T,
         np.asarray(ys_test).T,
     )
 
@@ -149,7 +166,9 @@ def mutual_information_matrix(mus_train, ys_train, mus_test, ys_test):
 def accuracy_svm_matrix(mus_train, ys_train, mus_test, ys_test):
     """SAP's single-code linear-SVM test accuracy matrix (n_codes, n_factors)."""
     return _unified.accuracy_svm_matrix(
-        np.asarray(mus_train).T, np.asarray(ys_train).T, np.asarray(mus_test).T,
+        np.asarray(mus_train).T,
+        np.asarray(ys_train).T,
+        np.asarray(mus_test).T,
         np.asarray(ys_test).T,
     )
 

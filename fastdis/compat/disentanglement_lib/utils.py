@@ -61,6 +61,14 @@ def restore_configuration(previous):
     _config.update(previous)
 
 
+def require(value, name, *, function, usual=None):
+    """Return ``value``, or raise the error gin would raise for a missing ``gin.REQUIRED``."""
+    if value is None:
+        hint = f" (the reference's configs use {usual})" if usual is not None else ""
+        raise ValueError(f"{function} needs {name}{hint}: pass it, or bind it with gin.")
+    return value
+
+
 def _use_reference_config(dlib_utils_module):
     """Called by patch()/unpatch(): resolve configurables through the reference's gin setup."""
     global _dlib_utils
