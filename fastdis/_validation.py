@@ -25,7 +25,6 @@ __all__ = [
     "check_fraction",
     "check_positive_int",
     "check_informative_factors",
-    "check_enough_samples",
 ]
 
 
@@ -179,11 +178,6 @@ def check_informative_factors(factors, *, name: str = "factors") -> None:
             )
 
 
-def check_enough_samples(n_samples: int, minimum: int, *, name: str, why: str) -> None:
-    if n_samples < minimum:
-        raise ValueError(f"{name} has {n_samples} samples; at least {minimum} are needed {why}.")
-
-
 def check_positive_int(value, *, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
@@ -192,8 +186,19 @@ def check_positive_int(value, *, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_num_bins(num_bins) -> int:
-    return check_positive_int(num_bins, name="num_bins", minimum=1)
+def check_num_bins(num_bins, n_samples: int | None = None, *, name: str = "codes") -> int:
+    """Validate ``num_bins``; with ``n_samples``, also that there are more samples than bins.
+
+    With fewer samples than bins most samples get a bin of their own, and histogram mutual
+    information measures the sample size rather than the representation.
+    """
+    num_bins = check_positive_int(num_bins, name="num_bins", minimum=1)
+    if n_samples is not None and n_samples < num_bins:
+        raise ValueError(
+            f"{name} has {n_samples} samples, fewer than num_bins={num_bins}: the histogram "
+            "estimate would be meaningless. Use more samples or fewer bins."
+        )
+    return num_bins
 
 
 def check_fraction(value, *, name: str, low: float = 0.0, high: float = 1.0) -> float:

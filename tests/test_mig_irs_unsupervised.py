@@ -173,6 +173,8 @@ def test_bad_input_names_the_problem(metric):
         metric(codes[:, 0], factors)
     with pytest.raises(ValueError, match="0 sample"):
         metric(codes[:0], factors[:0])
+    with pytest.raises(ValueError, match="fewer than num_bins=20"):
+        metric(codes[:12], factors[:12])
     if metric is not metrics.unsupervised_metrics:
         with pytest.raises(ValueError, match="same number of samples"):
             metric(codes[:-1], factors)

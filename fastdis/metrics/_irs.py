@@ -139,7 +139,7 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, num_bins: int = 20) -> d
     """
     codes, factors = check_codes_factors(codes, factors)
     diff_quantile = check_fraction(diff_quantile, name="diff_quantile")
-    num_bins = check_num_bins(num_bins)
+    num_bins = check_num_bins(num_bins, codes.shape[0], name="factors")
     active = np.ptp(codes, axis=0) > 0
     if not active.any():
         return {"IRS": 0.0, "num_active_dims": 0}

@@ -49,7 +49,7 @@ def mig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
         is 0; the reference returns nan there).
     """
     codes, factors = check_codes_factors(codes, factors)
-    num_bins = check_num_bins(num_bins)
+    num_bins = check_num_bins(num_bins, codes.shape[0])
     if codes.shape[1] < 2:
         raise ValueError(
             f"codes has {codes.shape[1]} column; MIG is the gap between the two most "

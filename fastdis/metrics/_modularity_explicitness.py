@@ -155,10 +155,10 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *,
         On malformed input, mismatched code counts, or a factor that takes a single value in
         training (no classifier can be fit).
     """
-    num_bins = check_num_bins(num_bins)
     codes, factors, test_codes, test_factors = check_train_test(
         codes, factors, test_codes, test_factors
     )
+    num_bins = check_num_bins(num_bins, codes.shape[0])
     check_informative_factors(factors)
     mi = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
     train_std, test_std = standardize_codes(codes, test_codes)

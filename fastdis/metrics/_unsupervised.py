@@ -71,7 +71,7 @@ def unsupervised_metrics(codes, factors=None, *, num_bins: int = 20) -> dict:
     dict with the four keys above (floats; nats for the information quantities).
     """
     codes = check_codes(codes, min_samples=2)
-    num_bins = check_num_bins(num_bins)
+    num_bins = check_num_bins(num_bins, codes.shape[0])
     if codes.shape[1] < 2:
         raise ValueError(
             f"codes has {codes.shape[1]} column; dependence between codes needs at least 2."
