@@ -63,7 +63,7 @@ def test_best_split_matches_twin(n, n_distinct, seed):
     inverse[1:] = 1.0 / np.arange(1, n + 1)
     proxy, pos, threshold = _gbt._best_split_of_feature(
         values, samples, gradient, 0, n, float(np.sum(gradient[samples])), float(n), inverse,
-        np.empty(n), np.empty(n),
+        np.empty(n), np.empty(n, dtype=np.int64),
     )
     twin = best_split_twin(values, gradient[samples])
     assert pos == twin[1]

@@ -149,6 +149,75 @@ def test_logistic_regression_cv_class_absent_from_a_fold():
     np.testing.assert_array_equal(got.predict(x), ref.predict(x))
 
 
+def _multinomial_twin(coef, x, y):
+    """Plain numpy loss sum and (K, F + 1) gradient sum of the multinomial log-loss."""
+    raw = x @ coef[:, :-1].T + coef[:, -1]
+    raw = raw - raw.max(axis=1, keepdims=True)
+    logp = raw - np.log(np.exp(raw).sum(axis=1, keepdims=True))
+    g = np.exp(logp)
+    g[np.arange(len(y)), y] -= 1.0
+    return -logp[np.arange(len(y)), y].sum(), np.hstack([g.T @ x, g.sum(0)[:, None]])
+
+
+def _binomial_twin(coef, x, y):
+    raw = x @ coef[:-1] + coef[-1]
+    p = 1.0 / (1.0 + np.exp(-raw))
+    return np.sum(np.logaddexp(0.0, raw) - y * raw), np.append(x.T @ (p - y), np.sum(p - y))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 12])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_loss_grad_kernels_match_numpy(n_classes, dtype):
+    x, y = _lr_data(700, n_classes, dtype, seed=4)
+    _, y_idx = np.unique(y, return_inverse=True)
+    rs = np.random.RandomState(5)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    if n_classes == 2:
+        coef = rs.normal(scale=3.0, size=7).astype(dtype)
+        grad = np.empty(7)
+        loss = _linear._binomial_loss_grad_kernel(x, y_idx.astype(np.int64), coef, grad)
+        want_loss, want_grad = _binomial_twin(coef.astype(float), x.astype(float), y_idx)
+    else:
+        coef = rs.normal(scale=3.0, size=(n_classes, 7)).astype(dtype)
+        grad_t = np.empty((7, n_classes))
+        loss = _linear._multinomial_loss_grad_kernel(
+            x, y_idx.astype(np.int64), np.ascontiguousarray(coef.T), grad_t)
+        grad = grad_t.T
+        want_loss, want_grad = _multinomial_twin(coef.astype(float), x.astype(float), y_idx)
+    assert loss == pytest.approx(want_loss, rel=tol)
+    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol * len(y))
+
+
+def test_pointwise_kernel_float64_matches_fused_kernel():
+    """The float32 route's per-row kernel and the fused kernel agree on float64 data."""
+    x, y = _lr_data(300, 5, np.float64, seed=6)
+    _, y_idx = np.unique(y, return_inverse=True)
+    y_idx = y_idx.astype(np.int64)
+    coef = np.random.RandomState(7).normal(size=(5, 7))
+    raw = x @ coef[:, :-1].T + coef[:, -1]
+    loss = np.empty(300)
+    _linear._multinomial_pointwise(raw, y_idx, loss)
+    grad_t = np.empty((7, 5))
+    fused = _linear._multinomial_loss_grad_kernel(x, y_idx, np.ascontiguousarray(coef.T), grad_t)
+    assert fused == pytest.approx(loss.sum(), rel=1e-12)
+    np.testing.assert_allclose(grad_t.T, np.hstack([raw.T @ x, raw.sum(0)[:, None]]),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_logistic_regression_cv_threaded_folds_equal_sequential(n_classes, monkeypatch):
+    x, y = _lr_data(600, n_classes, np.float64, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(_linear, "_n_threads", lambda: 1)
+        seq = _linear.LogisticRegressionCV().fit(x, y)
+        monkeypatch.setattr(_linear, "_n_threads", lambda: 3)
+        par = _linear.LogisticRegressionCV().fit(x, y)
+    np.testing.assert_array_equal(par.scores_, seq.scores_)
+    np.testing.assert_array_equal(par.coef_, seq.coef_)
+    np.testing.assert_array_equal(par.intercept_, seq.intercept_)
+
+
 def test_logistic_regression_single_class_raises():
     with pytest.raises(ValueError, match="at least 2 classes"):
         _linear.LogisticRegression().fit(np.zeros((5, 2)), np.ones(5))

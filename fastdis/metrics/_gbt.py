@@ -187,6 +187,7 @@ def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, can
     sum_left = 0.0
     pos = start
     top = -np.inf
+    cut = -np.inf
     n_cand = 0
     for q in range(start, end - 1):
         sum_left += gradient[samples[q]]
@@ -200,10 +201,12 @@ def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, can
         pos = p
         sum_right = sum_total - sum_left
         approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
-        top = max(top, approx)
-        cand_pos[n_cand] = p
-        cand_sum[n_cand] = sum_left
-        if approx >= top - top * 1e-12:
+        if approx >= cut:  # rare: near the running maximum
+            if approx > top:
+                top = approx
+                cut = approx - approx * 1e-12
+            cand_pos[n_cand] = p
+            cand_sum[n_cand] = sum_left
             n_cand += 1
     return n_cand, top
 
@@ -221,6 +224,8 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
     pos_b = start
     top_a = -np.inf
     top_b = -np.inf
+    cut_a = -np.inf
+    cut_b = -np.inf
     n_a = 0
     n_b = 0
     for q in range(start, end - 1):
@@ -237,10 +242,12 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
             pos_a = p
             right = sum_total - sum_a
             approx = sum_a * sum_a * inv_l + right * right * inv_r
-            top_a = max(top_a, approx)
-            cand_pos_a[n_a] = p
-            cand_sum_a[n_a] = sum_a
-            if approx >= top_a - top_a * 1e-12:
+            if approx >= cut_a:  # rare: near the running maximum
+                if approx > top_a:
+                    top_a = approx
+                    cut_a = approx - approx * 1e-12
+                cand_pos_a[n_a] = p
+                cand_sum_a[n_a] = sum_a
                 n_a += 1
         if values_b[p] > values_b[q] + _FEATURE_THRESHOLD:
             if (p - pos_b) > (end - p):
@@ -250,10 +257,12 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
             pos_b = p
             right = sum_total - sum_b
             approx = sum_b * sum_b * inv_l + right * right * inv_r
-            top_b = max(top_b, approx)
-            cand_pos_b[n_b] = p
-            cand_sum_b[n_b] = sum_b
-            if approx >= top_b - top_b * 1e-12:
+            if approx >= cut_b:  # rare: near the running maximum
+                if approx > top_b:
+                    top_b = approx
+                    cut_b = approx - approx * 1e-12
+                cand_pos_b[n_b] = p
+                cand_sum_b[n_b] = sum_b
                 n_b += 1
     return n_a, top_a, n_b, top_b
 
@@ -678,48 +687,49 @@ def _fit_stage(
     labels, raw, neg_gradient, job_model, job_col, job_class, n_classes, seeds,
     learning_rate, max_depth, n_workers, inverse,
     order, flag, leaf_of, features, constant_features, target, bucket_a, bucket_b, counts,
-    feature_out, threshold_out, left_out, right_out, value_out, impurity_out, n_node_out,
-    node_count_out,
+    cand_pos, cand_sum, feature_out, threshold_out, left_out, right_out, value_out,
+    impurity_out, n_node_out, node_count_out,
 ):
     """Fit the trees of one boosting stage (all models, all classes) and update ``raw``.
 
     raw, neg_gradient: (C, N). Job j fits row job_col[j] of model job_model[j] (class
-    job_class[j]); the jobs are
-    independent and split over ``n_workers`` by ownership (j % n_workers == worker). Scratch
-    arrays have a leading worker axis; outputs have a leading job axis.
+    job_class[j]); the jobs are independent and run in one parallel loop (the driver sets a
+    chunk size of 1, so a thread that finishes early takes the next job). Scratch arrays have a
+    leading thread axis (``numba.get_thread_id()`` < ``n_workers``, the active thread count);
+    outputs have a leading job axis.
     """
     n_jobs = job_model.shape[0]
     n_samples = codes_t.shape[1]
-    for worker in numba.prange(n_workers):
-        for j in range(worker, n_jobs, n_workers):
-            m = job_model[j]
-            col = job_col[j]
-            gradient = neg_gradient[col]
-            k_classes = n_classes[m]
-            tgt = target[worker]
-            if k_classes == 2:
-                for i in range(n_samples):
-                    tgt[i] = labels[m, i]
-            else:
-                for i in range(n_samples):
-                    tgt[i] = 1.0 if labels[m, i] == job_class[j] else 0.0
-            count = _build_tree(
-                codes_t, src_idx, src_val, work_idx, work_val, worker, gradient, seeds[j],
-                max_depth, inverse, bucket_a[worker], bucket_b[worker], order[worker],
-                flag[worker], leaf_of[worker], features[worker],
-                constant_features[worker], feature_out[j], threshold_out[j], left_out[j],
-                right_out[j], impurity_out[j], n_node_out[j],
-            )
-            node_count_out[j] = count
-            _newton_leaf_values(
-                gradient, tgt, leaf_of[worker], count, left_out[j], k_classes,
-                bucket_a[worker], bucket_b[worker], counts[worker], value_out[j],
-            )
-            lw = leaf_of[worker]
-            vals = value_out[j]
-            raw_col = raw[col]
+    for j in numba.prange(n_jobs):
+        worker = numba.get_thread_id()
+        m = job_model[j]
+        col = job_col[j]
+        gradient = neg_gradient[col]
+        k_classes = n_classes[m]
+        tgt = target[worker]
+        if k_classes == 2:
             for i in range(n_samples):
-                raw_col[i] += learning_rate * vals[lw[i]]
+                tgt[i] = labels[m, i]
+        else:
+            for i in range(n_samples):
+                tgt[i] = 1.0 if labels[m, i] == job_class[j] else 0.0
+        count = _build_tree(
+            codes_t, src_idx, src_val, work_idx, work_val, worker, gradient, seeds[j],
+            max_depth, inverse, cand_pos[worker], cand_sum[worker], order[worker],
+            flag[worker], leaf_of[worker], features[worker],
+            constant_features[worker], feature_out[j], threshold_out[j], left_out[j],
+            right_out[j], impurity_out[j], n_node_out[j],
+        )
+        node_count_out[j] = count
+        _newton_leaf_values(
+            gradient, tgt, leaf_of[worker], count, left_out[j], k_classes,
+            bucket_a[worker], bucket_b[worker], counts[worker], value_out[j],
+        )
+        lw = leaf_of[worker]
+        vals = value_out[j]
+        raw_col = raw[col]
+        for i in range(n_samples):
+            raw_col[i] += learning_rate * vals[lw[i]]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -913,7 +923,7 @@ def fit_gbt(
     n_jobs = job_model.size
     if n_threads is None:
         n_threads = numba.get_num_threads()
-    n_workers = max(1, min(int(n_threads), n_jobs))
+    n_workers = max(1, min(int(n_threads), n_jobs, numba.config.NUMBA_NUM_THREADS))
 
     n_nodes = 2 ** (max_depth + 1) - 1
     levels = max(max_depth - 1, 1)
@@ -928,6 +938,8 @@ def fit_gbt(
     bucket_a = np.empty((n_workers, n_samples), dtype=np.float64)
     bucket_b = np.empty((n_workers, n_samples), dtype=np.float64)
     counts = np.empty((n_workers, n_nodes + 1), dtype=np.int64)
+    cand_pos = np.empty((n_workers, 2, n_samples), dtype=np.int64)
+    cand_sum = np.empty((n_workers, 2, n_samples), dtype=np.float64)
     with np.errstate(divide="ignore"):
         inverse = 1.0 / np.arange(n_samples + 1, dtype=np.float64)
 
@@ -943,17 +955,23 @@ def fit_gbt(
 
     raw = np.ascontiguousarray(np.tile(init_raw[:, None], (1, n_samples)))  # (C, N)
     neg_gradient = np.empty_like(raw)
-    for stage in range(n_estimators):
-        _negative_gradient(encoded, raw, first_col, n_cols, neg_gradient)
-        stage_seeds = seeds[job_model, stage, job_class]
-        _fit_stage(
-            codes_t, src_idx, src_val, work_idx, work_val,
-            encoded, raw, neg_gradient, job_model, job_col, job_class, n_classes, stage_seeds,
-            float(learning_rate), int(max_depth), n_workers, inverse,
-            order, flag, leaf_of, feats, const_feats, target, bucket_a, bucket_b, counts,
-            feature[stage], threshold[stage], left[stage], right[stage], value[stage],
-            impurity[stage], n_node[stage], node_count[stage],
-        )
+    previous_threads = numba.get_num_threads()
+    numba.set_num_threads(n_workers)
+    try:
+        with numba.parallel_chunksize(1):  # dynamic: a busy core does not stall the stage
+            for stage in range(n_estimators):
+                _negative_gradient(encoded, raw, first_col, n_cols, neg_gradient)
+                _fit_stage(
+                    codes_t, src_idx, src_val, work_idx, work_val,
+                    encoded, raw, neg_gradient, job_model, job_col, job_class, n_classes,
+                    seeds[job_model, stage, job_class], float(learning_rate), int(max_depth),
+                    n_workers, inverse, order, flag, leaf_of, feats, const_feats, target,
+                    bucket_a, bucket_b, counts, cand_pos, cand_sum,
+                    feature[stage], threshold[stage], left[stage], right[stage], value[stage],
+                    impurity[stage], n_node[stage], node_count[stage],
+                )
+    finally:
+        numba.set_num_threads(previous_threads)
 
     importances = np.zeros((n_estimators, n_jobs, n_features), dtype=np.float64)
     for stage in range(n_estimators):

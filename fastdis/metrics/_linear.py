@@ -31,10 +31,17 @@ fits, not just their optimum, so that accuracies and ROC-AUCs agree with the ref
 
   with scipy's L-BFGS-B from zero and stops at ``max_iter`` long before convergence on typical
   codes, so the result depends on the path. fastdis runs the *same* scipy L-BFGS-B call with the
-  same options and start, and the same BLAS products, replacing only the per-sample loss and
-  gradient (scikit-learn's Cython loop plus its temporaries) with one parallel numba pass.
-  Coefficients agree with scikit-learn's to ~1e-12 after 100 iterations (rounding only),
-  predictions and probabilities accordingly.
+  same options and start. For float64 data each evaluation is one single-threaded, GIL-free
+  numba pass over the samples (raw scores, softmax, loss and gradient accumulated in place of
+  scikit-learn's two GEMMs, its Cython loop and their (N, K) temporaries); float32 data keeps
+  scikit-learn's GEMMs, whose float32 rounding the path is too sensitive to, with a compiled
+  per-sample loss. The float64 sums are ordered differently from BLAS's, so coefficients agree
+  with scikit-learn's to rounding (~1e-11) while lbfgs converges or the problem is well
+  conditioned; on weakly regularised, unconverged fits (large C in LogisticRegressionCV's path)
+  L-BFGS-B amplifies rounding and both results are equally valid 100-iteration iterates that
+  differ by O(1) in the coefficients and by ~1e-3 in accuracy. LogisticRegressionCV fits its
+  folds in a thread pool (each fold's warm-started path sequential, so results do not depend on
+  the thread count).
 
 * **ROC-AUC** of one score column against binary labels, sort-based with tied scores averaged as
   ``sklearn.metrics.roc_auc_score`` does; the trapezoid area is accumulated in exact integers.
@@ -43,7 +50,9 @@ fits, not just their optimum, so that accuracies and ROC-AUCs agree with the ref
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -405,86 +414,149 @@ def linear_svc_accuracy_matrix(codes, factors, test_codes, test_factors, *, C=0.
 # 2. Logistic regression: scikit-learn's lbfgs path with a fused numba loss
 # =============================================================================================
 
-@numba.njit(parallel=True, cache=True)
-def _multinomial_pointwise(raw, y, loss_out):
-    """Per-sample multinomial log-loss; ``raw`` (N, K) becomes the gradient ``softmax - onehot``.
+# The loss kernels are single-threaded and release the GIL: a fit is a sequence of small
+# evaluations driven by scipy, so threads inside one evaluation (``parallel=True`` or a threaded
+# BLAS) cost more in start-up and contention than they save; LogisticRegressionCV runs its folds
+# in threads instead. No ``fastmath``: reassociating the sums would move the lbfgs path further
+# from scikit-learn's than the change of summation order already does.
 
-    Row by row as scikit-learn's ``CyHalfMultinomialLoss.loss_gradient``:
-    ``loss = log(sum_k exp(raw_k - max)) + max - raw_y``.
+
+@numba.njit(nogil=True, cache=True)
+def _round_to(scratch, value):
+    """``value`` rounded to ``scratch``'s dtype (a no-op for float64), as a float64."""
+    scratch[0] = value
+    return np.float64(scratch[0])
+
+
+@numba.njit(nogil=True, cache=True)
+def _softmax_loss_row(raw, yi, scratch):
+    """Multinomial log-loss of one sample; ``raw`` (K,) becomes the gradient ``softmax - onehot``.
+
+    scikit-learn's ``CyHalfMultinomialLoss.loss_gradient`` for one row, in its precision:
+    ``exp(raw_k - max)`` is rounded to the data's dtype and summed in double, the sum is rounded
+    back before ``loss = log(sum) + max - raw_y`` and before the division ``p_k = e_k / sum``.
+    ``scratch`` (1,) has the data's dtype; for float64 every rounding is exact. Returns the loss
+    (rounded to the data's dtype); ``raw`` is written in place with rounded values.
     """
-    n, n_cls = raw.shape
-    for i in numba.prange(n):
-        vmax = raw[i, 0]
-        for k in range(1, n_cls):
-            if raw[i, k] > vmax:
-                vmax = raw[i, k]
-        yi = y[i]
-        raw_y = raw[i, yi]
-        total = 0.0
-        for k in range(n_cls):
-            e = np.exp(raw[i, k] - vmax)
-            raw[i, k] = e
-            total += e
-        loss_out[i] = np.log(total) + vmax - raw_y
-        for k in range(n_cls):
-            p = raw[i, k] / total
-            raw[i, k] = p - 1.0 if k == yi else p
+    n_cls = raw.shape[0]
+    vmax = np.float64(raw[0])
+    for k in range(1, n_cls):
+        if vmax < raw[k]:
+            vmax = np.float64(raw[k])
+    raw_y = np.float64(raw[yi])
+    total = 0.0
+    for k in range(n_cls):
+        e = _round_to(scratch, np.exp(np.float64(raw[k]) - vmax))
+        raw[k] = e
+        total += e
+    total = _round_to(scratch, total)
+    loss = _round_to(scratch, np.log(total) + vmax)
+    for k in range(n_cls):
+        raw[k] = raw[k] / total
+    raw[yi] = raw[yi] - 1.0
+    return _round_to(scratch, loss - raw_y)
 
 
-@numba.njit(parallel=True, cache=True)
-def _multinomial_pointwise32(raw, y, loss_out):
-    """float32 twin of :func:`_multinomial_pointwise` with scikit-learn's mixed precision.
+@numba.njit(nogil=True, cache=True)
+def _multinomial_loss_grad_kernel(x, y, wt, grad_t):
+    """Sum of multinomial log-losses; ``grad_t`` receives the unnormalised gradient.
 
-    For float32 inputs scikit-learn's Cython loop keeps ``exp(raw - max)`` in a float32 buffer,
-    sums it in double, then casts the max and the sum to float32 before the log and the
-    division (``floating_in`` locals); the loss is stored as float32 before ``- raw_y``.
+    x: (N, F) C-contiguous, float64 or float32; y: (N,) class index; wt: (F + 1, K) the
+    coefficients transposed, intercept in the last row, in x's dtype; grad_t: (F + 1, K)
+    float64, overwritten with ``sum_i (softmax(W x_i + b) - onehot(y_i)) [x_i, 1]``. One pass over
+    the samples: raw scores ``x_i @ W.T + b`` in x's dtype (as scikit-learn's GEMM), the row's
+    loss and gradient, accumulated in double. Returns the loss sum (double).
     """
-    n, n_cls = raw.shape
-    for i in numba.prange(n):
-        p = np.empty(n_cls, dtype=np.float32)
-        vmax = np.float64(raw[i, 0])
-        for k in range(1, n_cls):
-            if vmax < raw[i, k]:
-                vmax = np.float64(raw[i, k])
-        total = 0.0
+    n, n_feat = x.shape
+    n_cls = wt.shape[1]
+    raw = np.empty(n_cls, dtype=x.dtype)
+    scratch = np.empty(1, dtype=x.dtype)
+    g = np.empty(n_cls, dtype=np.float64)
+    grad_t[:] = 0.0
+    loss = 0.0
+    for i in range(n):
+        raw[:] = 0.0
+        for f in range(n_feat):
+            xv = x[i, f]
+            for k in range(n_cls):
+                raw[k] += xv * wt[f, k]
         for k in range(n_cls):
-            p[k] = np.float32(np.exp(np.float64(raw[i, k]) - vmax))
-            total += np.float64(p[k])
-        max32 = np.float32(vmax)
-        sum32 = np.float32(total)
-        yi = y[i]
-        loss = np.float32(np.log(np.float64(sum32)) + np.float64(max32))
-        loss_out[i] = np.float32(loss - raw[i, yi])
+            raw[k] += wt[n_feat, k]
+        loss += _softmax_loss_row(raw, y[i], scratch)
         for k in range(n_cls):
-            q = np.float32(p[k] / sum32)
-            raw[i, k] = np.float32(q - np.float32(1.0)) if k == yi else q
+            g[k] = raw[k]
+        for f in range(n_feat):
+            xv = np.float64(x[i, f])
+            for k in range(n_cls):
+                grad_t[f, k] += xv * g[k]
+        for k in range(n_cls):
+            grad_t[n_feat, k] += g[k]
+    return loss
 
 
-@numba.njit(parallel=True, cache=True)
-def _binomial_pointwise(raw, y, loss_out):
-    """Per-sample binary log-loss (y in {0, 1}); ``raw`` (N,) becomes the gradient.
+@numba.njit(nogil=True, cache=True)
+def _binomial_loss_row(r, yt):
+    """(loss, gradient) of the binary log-loss at raw score ``r`` for ``yt`` in {0, 1}.
 
     The branches of scikit-learn's ``closs_grad_half_binomial`` (stable log1p(exp)).
     """
-    for i in numba.prange(raw.shape[0]):
-        r = raw[i]
-        yt = y[i]
-        if r <= -37.0:
-            e = np.exp(r)
-            loss_out[i] = e - yt * r
-            raw[i] = e - yt
-        elif r <= -2.0:
-            e = np.exp(r)
-            loss_out[i] = np.log1p(e) - yt * r
-            raw[i] = ((1.0 - yt) * e - yt) / (1.0 + e)
-        elif r <= 18.0:
-            e = np.exp(-r)
-            loss_out[i] = np.log1p(e) + (1.0 - yt) * r
-            raw[i] = ((1.0 - yt) - yt * e) / (1.0 + e)
-        else:
-            e = np.exp(-r)
-            loss_out[i] = e + (1.0 - yt) * r
-            raw[i] = ((1.0 - yt) - yt * e) / (1.0 + e)
+    if r <= -37.0:
+        e = np.exp(r)
+        return e - yt * r, e - yt
+    if r <= -2.0:
+        e = np.exp(r)
+        return np.log1p(e) - yt * r, ((1.0 - yt) * e - yt) / (1.0 + e)
+    e = np.exp(-r)
+    if r <= 18.0:
+        return np.log1p(e) + (1.0 - yt) * r, ((1.0 - yt) - yt * e) / (1.0 + e)
+    return e + (1.0 - yt) * r, ((1.0 - yt) - yt * e) / (1.0 + e)
+
+
+@numba.njit(nogil=True, cache=True)
+def _binomial_loss_grad_kernel(x, y, w, grad):
+    """Sum of binary log-losses; ``grad`` (F + 1,) float64 receives the unnormalised gradient.
+
+    x: (N, F) C-contiguous, float64 or float32; y: (N,) 0/1; w: (F + 1,) weights then intercept,
+    in x's dtype. The raw score ``x_i @ w + b`` is formed in x's dtype, the loss and gradient
+    in double and rounded to x's dtype (scikit-learn's output arrays), then accumulated in double.
+    """
+    n, n_feat = x.shape
+    scratch = np.empty(1, dtype=x.dtype)
+    grad[:] = 0.0
+    loss = 0.0
+    for i in range(n):
+        r = x[i, 0] * w[0]
+        for f in range(1, n_feat):
+            r += x[i, f] * w[f]
+        r += w[n_feat]
+        li, gi = _binomial_loss_row(np.float64(r), np.float64(y[i]))
+        loss += _round_to(scratch, li)
+        gi = _round_to(scratch, gi)
+        for f in range(n_feat):
+            grad[f] += np.float64(x[i, f]) * gi
+        grad[n_feat] += gi
+    return loss
+
+
+@numba.njit(nogil=True, cache=True)
+def _multinomial_pointwise(raw, y, loss_out):
+    """Per-sample multinomial log-loss into ``loss_out`` (N,); ``raw`` (N, K) becomes the gradient.
+
+    :func:`_softmax_loss_row` on every row, in place, in raw's dtype (the float32 route).
+    """
+    scratch = np.empty(1, dtype=raw.dtype)
+    for i in range(raw.shape[0]):
+        loss_out[i] = _softmax_loss_row(raw[i], y[i], scratch)
+
+
+@numba.njit(nogil=True, cache=True)
+def _binomial_pointwise(raw, y, loss_out):
+    """Per-sample binary log-loss into ``loss_out`` (N,); ``raw`` (N,) becomes the gradient.
+
+    Computed in double from raw's values and stored in raw's dtype, as scikit-learn does.
+    """
+    for i in range(raw.shape[0]):
+        loss_out[i], raw[i] = _binomial_loss_row(np.float64(raw[i]), np.float64(y[i]))
 
 
 def _squared_norm(weights):
@@ -496,66 +568,82 @@ def _multinomial_loss_grad(coef, x, y, l2):
     """Objective and gradient of scikit-learn's ``LinearModelLoss.loss_gradient`` (multinomial).
 
     coef: (K, F + 1) with the intercept last, in the dtype scipy hands over (float32 when the
-    data is float32: scipy keeps the start's dtype, and scikit-learn starts from zeros of the
-    data's dtype). The expressions and dtypes are scikit-learn's, so numpy promotes alike; the
-    two products go through BLAS as there, and only the per-sample loss is compiled.
+    data is float32: scikit-learn starts from zeros of the data's dtype). Returns (value, grad_t)
+    with grad_t the (F + 1, K) C-contiguous transpose of the gradient in coef's dtype, whose flat
+    view is scipy's F-order vector.
+
+    float64 data goes through the fused kernel. float32 data keeps scikit-learn's two float32
+    GEMMs (only the per-sample loss is compiled): its lbfgs path is so sensitive to float32
+    rounding that a different summation order moves the coefficients by ~1e-3.
     """
-    n = x.shape[0]
+    n, n_feat = x.shape
     weights = coef[:, :-1]
-    raw = x @ weights.astype(x.dtype).T + coef[:, -1].astype(x.dtype)  # (N, K)
-    loss = np.empty(n, dtype=x.dtype)
     if x.dtype == np.float32:
-        _multinomial_pointwise32(raw, y, loss)
-    else:
+        raw = x @ weights.astype(x.dtype).T + coef[:, -1].astype(x.dtype)  # (N, K)
+        loss = np.empty(n, dtype=x.dtype)
         _multinomial_pointwise(raw, y, loss)
-    value = float(np.sum(loss) / n)
-    value += 0.5 * l2 * _squared_norm(weights)
-    raw /= n
-    grad = np.empty(coef.shape, dtype=weights.dtype, order="F")
-    grad[:, :-1] = raw.T @ x + l2 * weights
-    grad[:, -1] = np.sum(raw, axis=0)
-    return value, grad
+        value = float(np.sum(loss) / n) + 0.5 * l2 * _squared_norm(weights)
+        raw /= n
+        grad_t = np.empty((n_feat + 1, coef.shape[0]), dtype=weights.dtype)
+        grad_t[:-1] = (raw.T @ x + l2 * weights).T
+        grad_t[-1] = np.sum(raw, axis=0)
+        return float(value), grad_t
+    wt = np.ascontiguousarray(coef.T, dtype=x.dtype)
+    grad_t = np.empty((n_feat + 1, coef.shape[0]))
+    loss = _multinomial_loss_grad_kernel(x, y, wt, grad_t)
+    value = loss / n + float(0.5 * l2 * _squared_norm(weights))
+    grad_t /= n
+    grad_t[:-1] += l2 * weights.T
+    return value, grad_t.astype(weights.dtype, copy=False)
 
 
 def _binomial_loss_grad(coef, x, y, l2):
-    """Objective and gradient of scikit-learn's ``LinearModelLoss.loss_gradient`` (binary)."""
+    """Objective and gradient of scikit-learn's ``LinearModelLoss.loss_gradient`` (binary).
+
+    As :func:`_multinomial_loss_grad`: fused for float64, scikit-learn's products for float32.
+    """
     n = x.shape[0]
     weights = coef[:-1]
-    raw = x @ weights.astype(x.dtype) + coef[-1:].astype(x.dtype)
-    loss = np.empty(n, dtype=x.dtype)
-    _binomial_pointwise(raw, y, loss)  # computed in double, stored in the data's dtype
-    value = float(np.sum(loss) / n)
-    value += 0.5 * l2 * (weights @ weights)
-    raw /= n
-    grad = np.empty_like(coef, dtype=weights.dtype)
-    grad[:-1] = x.T @ raw + l2 * weights
-    grad[-1] = np.sum(raw)
-    return value, grad
+    if x.dtype == np.float32:
+        raw = x @ weights.astype(x.dtype) + coef[-1:].astype(x.dtype)
+        loss = np.empty(n, dtype=x.dtype)
+        _binomial_pointwise(raw, y, loss)
+        value = float(np.sum(loss) / n) + 0.5 * l2 * (weights @ weights)
+        raw /= n
+        grad = np.empty_like(coef, dtype=weights.dtype)
+        grad[:-1] = x.T @ raw + l2 * weights
+        grad[-1] = np.sum(raw)
+        return float(value), grad
+    grad = np.empty(coef.shape[0])
+    loss = _binomial_loss_grad_kernel(x, y, np.ascontiguousarray(coef, dtype=x.dtype), grad)
+    value = loss / n + float(0.5 * l2 * (weights @ weights))
+    grad /= n
+    grad[:-1] += l2 * weights
+    return value, grad.astype(weights.dtype, copy=False)
 
 
 def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
     """scikit-learn's lbfgs call (``_logistic_regression_path``) with the fused numba loss.
 
-    x: (N, F) float64, or float32 (then computed in scikit-learn's float32 precision);
-    y_idx: (N,) class index (binary: 0/1); coef0: (K, F + 1) (binary: (F + 1,))
-    start. Returns (coef of the same shape, number of iterations).
+    x: (N, F) C-contiguous float64, or float32 (then computed in scikit-learn's float32
+    precision); y_idx: (N,) int64 class index (binary: 0/1); coef0: (K, F + 1) (binary:
+    (F + 1,)) start. Returns (coef of the same shape, number of iterations). Thread-safe: the
+    kernels hold no shared state and release the GIL.
     """
     n = x.shape[0]
     l2 = 1.0 / (C * n)
     binary = n_classes == 2
     if binary:
-        y_float = y_idx.astype(x.dtype)
-
         def func(w):
-            return _binomial_loss_grad(w, x, y_float, l2)
+            return _binomial_loss_grad(w, x, y_idx, l2)
 
         w0 = np.asarray(coef0).copy()
     else:
         shape = (n_classes, x.shape[1] + 1)
 
         def func(w):  # scipy's flat vector is the F-order ravel of (K, F + 1), as in sklearn
-            value, grad = _multinomial_loss_grad(np.reshape(w, shape, order="F"), x, y_idx, l2)
-            return value, grad.ravel(order="F")
+            value, grad_t = _multinomial_loss_grad(np.reshape(w, shape, order="F"), x, y_idx, l2)
+            return value, grad_t.ravel()
 
         w0 = np.asarray(coef0).ravel(order="F")
     opt = optimize.minimize(
@@ -645,6 +733,25 @@ def _split_coef(w, n_classes, dtype):
     return np.ascontiguousarray(w[:, :-1]), w[:, -1].copy()
 
 
+def _n_threads():
+    """Threads for independent fits: numba's setting (NUMBA_NUM_THREADS / set_num_threads)."""
+    try:
+        return max(1, int(numba.get_num_threads()))
+    except Exception:  # pragma: no cover - numba without a threading layer
+        return max(1, os.cpu_count() or 1)
+
+
+def _accuracy(w, n_classes, X, y_idx):
+    """Accuracy of the fitted ``w`` on (X, y_idx), predicted as ``_LinearClassifier.predict``."""
+    coef, intercept = _split_coef(w, n_classes, np.float64)
+    scores = X @ coef.T + intercept
+    if n_classes == 2:
+        pred = (scores[:, 0] > 0).astype(np.intp)
+    else:
+        pred = np.argmax(scores, axis=1)
+    return float(np.mean(pred == y_idx))
+
+
 class LogisticRegression(_LinearClassifier):
     """Drop-in for ``sklearn.linear_model.LogisticRegression()`` at its defaults (lbfgs, L2).
 
@@ -732,21 +839,29 @@ class LogisticRegressionCV(_LinearClassifier):
         fold_sizes = np.full(self.n_splits, n // self.n_splits, dtype=np.int64)
         fold_sizes[: n % self.n_splits] += 1
         bounds = np.concatenate([[0], np.cumsum(fold_sizes)])
-        scores = np.empty((self.n_splits, Cs.size))
-        paths = []
-        for fold in range(self.n_splits):
-            test = np.arange(bounds[fold], bounds[fold + 1])
-            train = np.concatenate([np.arange(0, bounds[fold]), np.arange(bounds[fold + 1], n)])
+        max_iter, tol = int(self.max_iter), float(self.tol)
+
+        def fold_path(fold):
+            """The fold's warm-started path over Cs and its test accuracies (sequential)."""
+            test = slice(bounds[fold], bounds[fold + 1])
+            train = np.r_[0:bounds[fold], bounds[fold + 1]:n]
             x_train = np.ascontiguousarray(X[train])
             w = _initial_coef(n_classes, n_features)
-            path = []
+            path, accuracy = [], np.empty(Cs.size)
             for j, C in enumerate(Cs):
-                w, _ = _lbfgs_fit(x_train, y_idx[train], n_classes, float(C), w,
-                                  int(self.max_iter), float(self.tol))
+                w, _ = _lbfgs_fit(x_train, y_idx[train], n_classes, float(C), w, max_iter, tol)
                 path.append(w)
-                self.coef_, self.intercept_ = _split_coef(w, n_classes, np.float64)
-                scores[fold, j] = self.score(X[test], y[test])
-            paths.append(path)
+                accuracy[j] = _accuracy(w, n_classes, X[test], y_idx[test])
+            return path, accuracy
+
+        n_workers = min(self.n_splits, _n_threads())
+        if n_workers > 1:  # folds are independent; each fold's path stays sequential
+            with ThreadPoolExecutor(max_workers=n_workers) as pool:
+                results = list(pool.map(fold_path, range(self.n_splits)))
+        else:
+            results = [fold_path(fold) for fold in range(self.n_splits)]
+        paths = [path for path, _ in results]
+        scores = np.stack([accuracy for _, accuracy in results])
         best = int(np.argmax(scores.sum(axis=0)))
         coef_init = np.mean([paths[fold][best] for fold in range(self.n_splits)], axis=0)
         w, n_iter = _lbfgs_fit(X, y_idx, n_classes, float(Cs[best]), coef_init,
