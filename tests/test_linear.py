@@ -209,9 +209,9 @@ def test_logistic_regression_cv_threaded_folds_equal_sequential(n_classes, monke
     x, y = _lr_data(600, n_classes, np.float64, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        monkeypatch.setattr(_linear, "_n_threads", lambda: 1)
+        monkeypatch.setattr(_linear, "default_workers", lambda: 1)
         seq = _linear.LogisticRegressionCV().fit(x, y)
-        monkeypatch.setattr(_linear, "_n_threads", lambda: 3)
+        monkeypatch.setattr(_linear, "default_workers", lambda: 3)
         par = _linear.LogisticRegressionCV().fit(x, y)
     np.testing.assert_array_equal(par.scores_, seq.scores_)
     np.testing.assert_array_equal(par.coef_, seq.coef_)

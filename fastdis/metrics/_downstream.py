@@ -27,11 +27,11 @@ estimators release the GIL in their compiled loops).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 
+from .._parallel import thread_map
 from .._validation import (
     check_informative_factors,
     check_positive_int,
@@ -57,15 +57,6 @@ __all__ = [
 def check_n_jobs(n_jobs) -> int:
     """``None`` means 1 (sequential); otherwise a positive integer number of threads."""
     return 1 if n_jobs is None else check_positive_int(n_jobs, name="n_jobs")
-
-
-def thread_map(function, items, n_jobs: int) -> list:
-    """``[function(item) for item in items]``, on ``n_jobs`` threads when that is > 1."""
-    items = list(items)
-    if n_jobs <= 1 or len(items) <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
-        return list(pool.map(function, items))
 
 
 def _fit_and_score(factory, x_train, y_train, x_test, y_test) -> tuple[float, float]:

@@ -24,8 +24,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .._parallel import thread_map
 from .._validation import check_codes, check_codes_factors, check_informative_factors
-from ._downstream import check_n_jobs, thread_map
+from ._downstream import check_n_jobs
 from ._predictors import resolve_predictor
 
 __all__ = ["compute_scores_dict", "fairness", "fairness_counts", "inter_group_fairness"]

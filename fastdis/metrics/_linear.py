@@ -50,13 +50,13 @@ fits, not just their optimum, so that accuracies and ROC-AUCs agree with the ref
 from __future__ import annotations
 
 import numbers
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from scipy import optimize
+
+from .._parallel import default_workers, thread_map
 
 __all__ = [
     "linear_svc_accuracy_matrix",
@@ -733,14 +733,6 @@ def _split_coef(w, n_classes, dtype):
     return np.ascontiguousarray(w[:, :-1]), w[:, -1].copy()
 
 
-def _n_threads():
-    """Threads for independent fits: numba's setting (NUMBA_NUM_THREADS / set_num_threads)."""
-    try:
-        return max(1, int(numba.get_num_threads()))
-    except Exception:  # pragma: no cover - numba without a threading layer
-        return max(1, os.cpu_count() or 1)
-
-
 def _accuracy(w, n_classes, X, y_idx):
     """Accuracy of the fitted ``w`` on (X, y_idx), predicted as ``_LinearClassifier.predict``."""
     coef, intercept = _split_coef(w, n_classes, np.float64)
@@ -854,12 +846,8 @@ class LogisticRegressionCV(_LinearClassifier):
                 accuracy[j] = _accuracy(w, n_classes, X[test], y_idx[test])
             return path, accuracy
 
-        n_workers = min(self.n_splits, _n_threads())
-        if n_workers > 1:  # folds are independent; each fold's path stays sequential
-            with ThreadPoolExecutor(max_workers=n_workers) as pool:
-                results = list(pool.map(fold_path, range(self.n_splits)))
-        else:
-            results = [fold_path(fold) for fold in range(self.n_splits)]
+        # Folds are independent; each fold's path stays sequential.
+        results = thread_map(fold_path, range(self.n_splits), default_workers())
         paths = [path for path, _ in results]
         scores = np.stack([accuracy for _, accuracy in results])
         best = int(np.argmax(scores.sum(axis=0)))

@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from .._parallel import default_workers, thread_map
 from .._validation import (
     check_informative_factors,
     check_num_bins,
@@ -120,7 +121,9 @@ def explicitness_per_factor(codes, factor, test_codes, test_factor) -> tuple[flo
     model = LogisticRegression()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs stops at max_iter=100, as in the reference
-        model.fit(codes, factor)
+        # Fitted in float64 even for float32 codes: the fused float64 loss is ~6x faster than
+        # scikit-learn's float32 route, and AUCs move by ~1e-5 (optimiser tolerance).
+        model.fit(np.asarray(codes, dtype=np.float64), factor)
     aucs = []
     for x, y in ((codes, factor), (test_codes, test_factor)):
         per_class = roc_auc_columns(_onehot(np.asarray(y), model.classes_), model.predict_proba(x))
@@ -163,12 +166,12 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *,
     mi = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
     train_std, test_std = standardize_codes(codes, test_codes)
     n_factors = factors.shape[1]
-    train_auc = np.zeros(n_factors)
-    test_auc = np.zeros(n_factors)
-    for k in range(n_factors):
-        train_auc[k], test_auc[k] = explicitness_per_factor(
-            train_std, factors[:, k], test_std, test_factors[:, k]
-        )
+    aucs = thread_map(  # one independent, single-threaded fit per factor
+        lambda k: explicitness_per_factor(train_std, factors[:, k], test_std, test_factors[:, k]),
+        range(n_factors),
+        default_workers(),
+    )
+    train_auc, test_auc = np.array(aucs).T
     return {
         "modularity_score": modularity(mi),
         "explicitness_score_train": float(np.mean(train_auc)),
