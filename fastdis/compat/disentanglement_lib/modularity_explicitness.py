@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from ..._parallel import default_workers, thread_map
 from ...metrics import _linear
 from ...metrics import _modularity_explicitness as _array_api
 from . import utils
@@ -69,10 +70,14 @@ def compute_modularity_explicitness(
             "(the reference then fails inside scikit-learn). "
             "fastdis.metrics._modularity_explicitness maps constant codes to 0 instead."
         )
-    for i in range(ys_train.shape[0]):
-        explicitness_score_train[i], explicitness_score_test[i] = explicitness_per_factor(
-            mus_train_norm, ys_train[i, :], mus_test_norm, ys_test[i, :]
-        )
+    aucs = thread_map(  # one independent, single-threaded fit per factor
+        lambda i: explicitness_per_factor(mus_train_norm, ys_train[i, :], mus_test_norm,
+                                          ys_test[i, :]),
+        range(ys_train.shape[0]),
+        default_workers(),
+    )
+    for i, (train_auc, test_auc) in enumerate(aucs):
+        explicitness_score_train[i], explicitness_score_test[i] = train_auc, test_auc
     scores["explicitness_score_train"] = float(np.mean(explicitness_score_train))
     scores["explicitness_score_test"] = float(np.mean(explicitness_score_test))
     return scores
@@ -87,7 +92,9 @@ def explicitness_per_factor(mus_train, y_train, mus_test, y_test):
     x_test = np.transpose(mus_test)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lbfgs stops at max_iter=100, as in the reference
-        clf = _linear.LogisticRegression().fit(x_train, y_train)
+        # float64 fit even for float32 codes: ~6x faster than scikit-learn's float32 route,
+        # AUCs within ~5e-5 of the reference (optimiser tolerance).
+        clf = _linear.LogisticRegression().fit(np.asarray(x_train, dtype=np.float64), y_train)
     y_pred_train = clf.predict_proba(x_train)
     y_pred_test = clf.predict_proba(x_test)
     roc_train = _roc_auc_own_classes(y_train, y_pred_train, "training")
