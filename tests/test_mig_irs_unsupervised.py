@@ -9,6 +9,7 @@ from fastdis import metrics
 from fastdis.compat.disentanglement_lib import irs as compat_irs
 from fastdis.compat.disentanglement_lib import mig as compat_mig
 from fastdis.compat.disentanglement_lib import unsupervised_metrics as compat_unsupervised
+from fastdis.demo import SyntheticFactors
 
 
 @pytest.fixture
@@ -93,30 +94,6 @@ def test_unsupervised_matches_reference(kind, dtype, n, histogram_bindings):
     )
 
 
-class _Identity:
-    """A tiny ground-truth data set: 4 factors, observations are the factors."""
-
-    num_factors = 4
-    factors_num_values = [3, 5, 7, 11]
-    observation_shape = [4]
-
-    def sample_factors(self, num, random_state):
-        return np.stack(
-            [random_state.randint(c, size=num) for c in self.factors_num_values], axis=1
-        )
-
-    def sample_observations_from_factors(self, factors, random_state):
-        return factors.astype(np.float64)
-
-    def sample_observations(self, num, random_state):
-        return self.sample_observations_from_factors(self.sample_factors(num, random_state),
-                                                     random_state)
-
-    def sample(self, num, random_state):
-        factors = self.sample_factors(num, random_state)
-        return factors, self.sample_observations_from_factors(factors, random_state)
-
-
 @pytest.mark.parametrize(
     "module, function, args",
     [
@@ -137,11 +114,11 @@ def test_compat_end_to_end_matches_reference(module, function, args, histogram_b
     try:
         compat_module = {"mig": compat_mig, "irs": compat_irs,
                          "unsupervised_metrics": compat_unsupervised}[module]
-        got = getattr(compat_module, function)(_Identity(), representation,
+        got = getattr(compat_module, function)(SyntheticFactors((3, 5, 7, 11)), representation,
                                                np.random.RandomState(0), *args)
     finally:
         compat_utils._use_reference_config(None)
-    expected = getattr(dlib_module(module), function)(_Identity(), representation,
+    expected = getattr(dlib_module(module), function)(SyntheticFactors((3, 5, 7, 11)), representation,
                                                       np.random.RandomState(0), *args)
     assert got.keys() == expected.keys()
     for key in expected:

@@ -212,14 +212,42 @@ def udr(
     the default threshold; ``fastdis.compat.disentanglement_lib.udr`` keeps the reference's
     behaviour.
     """
-    reps, kl, correlation_matrix = _check_udr_inputs(
-        codes_per_model, kl_per_model, correlation_matrix
-    )
     kl_filter_threshold = check_fraction(
         kl_filter_threshold, name="kl_filter_threshold", low=-np.inf, high=np.inf
     )
-    reps = [standardize_and_mask(r, kl[m], kl_filter_threshold) for m, r in enumerate(reps)]
-    masks = [kl[m] > kl_filter_threshold for m in range(len(reps))]
+    return udr_with_thresholds(
+        codes_per_model,
+        kl_per_model,
+        zero_threshold=kl_filter_threshold,
+        filter_threshold=kl_filter_threshold,
+        correlation_matrix=correlation_matrix,
+        filter_low_kl=filter_low_kl,
+        include_raw_correlations=include_raw_correlations,
+        random_state=random_state,
+    )
+
+
+def udr_with_thresholds(
+    codes_per_model,
+    kl_per_model,
+    *,
+    zero_threshold,
+    filter_threshold,
+    correlation_matrix="lasso",
+    filter_low_kl=True,
+    include_raw_correlations=True,
+    random_state=None,
+) -> dict:
+    """:func:`udr` with separate KL thresholds for zeroing latents and for filtering them.
+
+    The reference zeroes at a hard-coded 0.01 and filters at ``kl_filter_threshold``; the
+    compat module calls this with those two values, :func:`udr` with one threshold for both.
+    """
+    reps, kl, correlation_matrix = _check_udr_inputs(
+        codes_per_model, kl_per_model, correlation_matrix
+    )
+    reps = [standardize_and_mask(r, kl[m], zero_threshold) for m, r in enumerate(reps)]
+    masks = [kl[m] > filter_threshold for m in range(len(reps))]
     return udr_from_representations(
         reps,
         masks,

@@ -47,11 +47,9 @@ def compute_dci(
     del artifact_dir
     if num_train is None or num_test is None:
         raise ValueError("compute_dci needs num_train and num_test (the study uses 10000, 5000).")
-    mus_train, ys_train = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size
-    )
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size
+    mus_train, ys_train, mus_test, ys_test = utils.generate_train_test(
+        ground_truth_data, representation_function, num_train, num_test, random_state,
+        batch_size,
     )
     return _compute_dci(mus_train, ys_train, mus_test, ys_test)
 

@@ -48,11 +48,9 @@ def compute_modularity_explicitness(
             "(the study uses 10000 and 5000)."
         )
     scores = {}
-    mus_train, ys_train = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size
-    )
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size
+    mus_train, ys_train, mus_test, ys_test = utils.generate_train_test(
+        ground_truth_data, representation_function, num_train, num_test, random_state,
+        batch_size,
     )
     discretized_mus = utils.make_discretizer(mus_train)
     mutual_information = utils.discrete_mutual_info(discretized_mus, ys_train)

@@ -52,11 +52,9 @@ def compute_reduced_downstream_task(
     measure = _correlation_measure()
     scores = {}
     for train_size in num_train:
-        mus_train, ys_train = utils.generate_batch_factor_code(
-            ground_truth_data, representation_function, train_size, random_state, batch_size
-        )
-        mus_test, ys_test = utils.generate_batch_factor_code(
-            ground_truth_data, representation_function, num_test, random_state, batch_size
+        mus_train, ys_train, mus_test, ys_test = utils.generate_train_test(
+            ground_truth_data, representation_function, train_size, num_test, random_state,
+            batch_size,
         )
         importance = None
         if measure is not compute_factorwise_dci:

@@ -49,11 +49,8 @@ def compute_sap(
         )
     if continuous_factors is None:
         raise ValueError("compute_sap needs continuous_factors (the study uses False).")
-    mus, ys = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size
-    )
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size
+    mus, ys, mus_test, ys_test = utils.generate_train_test(
+        ground_truth_data, representation_function, num_train, num_test, random_state, batch_size
     )
     return _compute_sap(mus, ys, mus_test, ys_test, continuous_factors)
 

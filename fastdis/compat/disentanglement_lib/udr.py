@@ -77,16 +77,11 @@ def compute_udr_sklearn(
     reps, kl = _generate_representation_dataset(
         ground_truth_data, representation_functions, batch_size, num_data_points, random_state
     )
-    reps, kl_arr, correlation_matrix = _udr._check_udr_inputs(reps, np.stack(kl),
-                                                              correlation_matrix)
-    reps = [
-        _udr.standardize_and_mask(r, kl_arr[m], _HARD_CODED_KL_ZERO_THRESHOLD)
-        for m, r in enumerate(reps)
-    ]
-    masks = [kl_arr[m] > kl_filter_threshold for m in range(len(reps))]
-    return _udr.udr_from_representations(
+    return _udr.udr_with_thresholds(
         reps,
-        masks,
+        np.stack(kl),
+        zero_threshold=_HARD_CODED_KL_ZERO_THRESHOLD,
+        filter_threshold=kl_filter_threshold,
         correlation_matrix=correlation_matrix,
         filter_low_kl=filter_low_kl,
         include_raw_correlations=include_raw_correlations,

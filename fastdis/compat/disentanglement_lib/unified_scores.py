@@ -49,11 +49,9 @@ def compute_unified_scores(
     num_train = utils.require(num_train, "num_train", function="compute_unified_scores")
     num_test = utils.require(num_test, "num_test", function="compute_unified_scores")
     matrix_fns = utils.require(matrix_fns, "matrix_fns", function="compute_unified_scores")
-    mus_train, ys_train = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_train, random_state, batch_size
-    )
-    mus_test, ys_test = utils.generate_batch_factor_code(
-        ground_truth_data, representation_function, num_test, random_state, batch_size
+    mus_train, ys_train, mus_test, ys_test = utils.generate_train_test(
+        ground_truth_data, representation_function, num_train, num_test, random_state,
+        batch_size,
     )
     return unified_scores(
         mus_train,

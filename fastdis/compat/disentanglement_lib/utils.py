@@ -153,6 +153,22 @@ def generate_batch_factor_code(
     return np.transpose(encoder.codes()), np.transpose(np.vstack(factors))
 
 
+def generate_train_test(
+    ground_truth_data, representation_function, num_train, num_test, random_state, batch_size
+):
+    """A training set, then a test set, sampled as the reference does (train draws first).
+
+    Returns ``(mus_train, ys_train, mus_test, ys_test)`` in the reference's layouts.
+    """
+    mus_train, ys_train = generate_batch_factor_code(
+        ground_truth_data, representation_function, num_train, random_state, batch_size
+    )
+    mus_test, ys_test = generate_batch_factor_code(
+        ground_truth_data, representation_function, num_test, random_state, batch_size
+    )
+    return mus_train, ys_train, mus_test, ys_test
+
+
 def obtain_representation(observations, representation_function, batch_size):
     """Encode a fixed array of observations; returns codes of shape (n_codes, n_points)."""
     encoder = _ChunkedEncoder(representation_function, max(batch_size, ENCODE_BATCH_SIZE))
