@@ -118,8 +118,9 @@ def test_compat_end_to_end_matches_reference(module, function, args, histogram_b
                                                np.random.RandomState(0), *args)
     finally:
         compat_utils._use_reference_config(None)
-    expected = getattr(dlib_module(module), function)(SyntheticFactors((3, 5, 7, 11)), representation,
-                                                      np.random.RandomState(0), *args)
+    reference = getattr(dlib_module(module), function)
+    expected = reference(SyntheticFactors((3, 5, 7, 11)), representation,
+                         np.random.RandomState(0), *args)
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
