@@ -1,0 +1,77 @@
+"""Every array-level metric rejects bad input with a ValueError that names the problem."""
+
+import numpy as np
+import pytest
+from conftest import make_codes, make_factors
+
+from fastdis.metrics import METRICS
+
+# Small, fast settings; the study defaults are exercised elsewhere.
+FAST_OPTIONS = {
+    "dci": {},
+    "downstream_task_boosted_trees": {},
+    "unified_scores": {"matrix_fns": ("mutual_information_matrix",)},
+}
+TRAIN_TEST = [name for name, spec in METRICS.items() if spec.inputs in ("train_test", "downstream")]
+CODES_FACTORS = [name for name, spec in METRICS.items() if spec.inputs == "codes_factors"]
+
+
+def _data(n=120, sizes=(3, 4)):
+    factors = make_factors(n, sizes=sizes)
+    return make_codes(factors, "entangled", n_codes=4), factors
+
+
+def _call(name, codes, factors, test_codes=None, test_factors=None):
+    spec = METRICS[name]
+    options = FAST_OPTIONS.get(name, {})
+    if spec.inputs in ("train_test", "downstream"):
+        return spec(codes, factors, test_codes, test_factors, **options)
+    return spec(codes, factors, **options)
+
+
+def _cases():
+    codes, factors = _data()
+    nan_codes = codes.copy()
+    nan_codes[5, 1] = np.nan
+    inf_codes = codes.copy()
+    inf_codes[0, 0] = np.inf
+    constant_factor = factors.copy()
+    constant_factor[:, 1] = 2
+    return [
+        ("nan", nan_codes, factors, "non-finite value"),
+        ("inf", inf_codes, factors, "non-finite value"),
+        ("1-D codes", codes[:, 0], factors, "2-D array"),
+        ("3-D codes", codes[:, :, None], factors, "2-D array"),
+        ("mismatched N", codes[:-3], factors, "same number of samples"),
+        ("non-integer factors", codes, factors + 0.25, "integer"),
+        ("negative factors", codes, factors - 1, ">= 0"),
+        ("string codes", codes.astype(str), factors, "real numbers"),
+        ("empty", codes[:0], factors[:0], "0 sample"),
+        ("no columns", codes[:, :0], factors, "0 columns"),
+        ("constant factor", codes, constant_factor, r"takes a single value"),
+    ]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name", TRAIN_TEST + CODES_FACTORS)
+def test_bad_input_raises_named_value_error(name, case):
+    label, codes, factors, message = case
+    good_codes, good_factors = _data()
+    if label == "constant factor" and name == "irs":
+        # IRS is defined for a constant factor (its groups are the whole data set).
+        assert np.isfinite(_call(name, codes, factors)["IRS"])
+        return
+    with pytest.raises(ValueError, match=message):
+        _call(name, codes, factors, good_codes, good_factors)
+
+
+@pytest.mark.parametrize("name", TRAIN_TEST)
+def test_bad_test_set_names_the_test_argument(name):
+    codes, factors = _data()
+    with pytest.raises(ValueError, match="test_codes"):
+        _call(name, codes, factors, codes[:, :3], factors)
+    with pytest.raises(ValueError, match="test_factors"):
+        _call(name, codes, factors, codes, factors[:, :1])
