@@ -36,7 +36,7 @@ def list_metrics():
     table = Table(title="fastdis metrics (registry)")
     table.add_column("name", no_wrap=True)
     for column in ("study", "inputs", "sizes", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for spec in METRICS.values():
         sizes = ", ".join(f"{k}={v}" for k, v in spec.sizes.items())
         table.add_row(spec.name, "yes" if spec.study else "", spec.inputs, sizes,
@@ -87,16 +87,16 @@ def demo(
         sys.stdout.write("\n")
         return
     table = Table(title=f"fastdis demo (scale {scale}, seed {seed})")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("key", no_wrap=True)
+    # Scores never wrap; the score names fold when the terminal (or a pipe) is narrow.
+    table.add_column("metric / score", overflow="fold")
     for kind in kinds:
-        table.add_column(kind, justify="right")
-    table.add_column("seconds", justify="right")
+        table.add_column(kind, justify="right", no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
     for name in names:
+        seconds = sum(results[kind][name]["elapsed_time"] for kind in kinds) / len(kinds)
+        table.add_row(f"[bold]{name}[/bold]", *([""] * len(kinds)), f"{seconds:.2f}")
         for key in _headline_keys(results[kinds[0]][name]):
-            row = [f"{results[kind][name][key]:.4f}" for kind in kinds]
-            seconds = sum(results[kind][name]["elapsed_time"] for kind in kinds) / len(kinds)
-            table.add_row(name, key, *row, f"{seconds:.2f}")
+            table.add_row(f"  {key}", *(f"{results[kind][name][key]:.4f}" for kind in kinds), "")
     _out.print(table)
 
 
