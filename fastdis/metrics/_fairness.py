@@ -294,11 +294,19 @@ def fairness(
     counts = fairness_counts(
         codes, factors, intervention_codes, predictor=predictor, n_jobs=n_jobs
     )
-    n_factors = np.asarray(factors).shape[1]
+    return scores_from_counts(counts, np.asarray(factors).shape[1])
+
+
+def scores_from_counts(counts, n_factors, *, group_fairness=inter_group_fairness) -> dict:
+    """The 52 fairness keys from the prediction-count tables of every (target, sensitive) pair.
+
+    ``group_fairness`` maps one count table to its (mean, max) unfairness; the compat module
+    passes the reference's float32 version.
+    """
     mean_matrix = np.zeros((n_factors, n_factors), dtype=np.float64)
     max_matrix = np.zeros((n_factors, n_factors), dtype=np.float64)
     for (i, j), table in counts.items():
-        mean_matrix[i, j], max_matrix[i, j] = inter_group_fairness(table)
+        mean_matrix[i, j], max_matrix[i, j] = group_fairness(table)
     scores = compute_scores_dict(mean_matrix, "mean_fairness")
     scores.update(compute_scores_dict(max_matrix, "max_fairness"))
     return scores

@@ -76,13 +76,7 @@ def compute_fairness(
         predictor=predictor_model_fn,
         factor_sizes=factor_counts,
     )
-    mean_fairness = np.zeros((num_factors, num_factors), dtype=np.float64)
-    max_fairness = np.zeros((num_factors, num_factors), dtype=np.float64)
-    for (i, j), table in counts.items():
-        mean_fairness[i, j], max_fairness[i, j] = inter_group_fairness(table)
-    scores = compute_scores_dict(mean_fairness, "mean_fairness")
-    scores.update(compute_scores_dict(max_fairness, "max_fairness"))
-    return scores
+    return _fairness.scores_from_counts(counts, num_factors, group_fairness=inter_group_fairness)
 
 
 def compute_scores_dict(metric, prefix):
