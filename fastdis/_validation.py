@@ -21,6 +21,7 @@ __all__ = [
     "check_factors",
     "check_codes_factors",
     "check_train_test",
+    "check_min_columns",
     "check_num_bins",
     "check_fraction",
     "check_positive_int",
@@ -160,6 +161,14 @@ def check_train_test(
                 f"{test.shape[1]}."
             )
     return codes, factors, test_codes, test_factors
+
+
+def check_min_columns(array, minimum: int, *, name: str, why: str) -> None:
+    """Raise if ``array`` has fewer than ``minimum`` columns, saying ``why`` they are needed."""
+    if array.shape[1] < minimum:
+        raise ValueError(
+            f"{name} has {array.shape[1]} column(s); at least {minimum} are needed: {why}."
+        )
 
 
 def check_informative_factors(factors, *, name: str = "factors") -> None:

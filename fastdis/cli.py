@@ -62,14 +62,18 @@ def demo(
     disentangled, entangled and pure noise (10 codes each). Every metric runs the reference's
     protocol (same sampling, same study settings) through fastdis' compat layer.
     """
-    from .compat.disentanglement_lib.study import evaluate_metric
+    from .compat.disentanglement_lib.study import evaluate_metric, runnable_metrics
     from .demo import SyntheticFactors, representation
 
     names = metric or DEMO_METRICS
+    runnable = runnable_metrics()
     for name in names:
-        if name not in METRICS:
-            _err.print(f"[red]unknown metric {name!r}; see `fastdis metrics`.[/red]")
+        if name not in runnable:
+            _err.print(f"[red]demo cannot run {name!r}; choose from {', '.join(runnable)}.[/red]")
             raise typer.Exit(code=2)
+    if not scale > 0:
+        _err.print(f"[red]--scale must be positive; got {scale}.[/red]")
+        raise typer.Exit(code=2)
     data = SyntheticFactors()
     kinds = ("disentangled", "entangled", "noise")
     results = {kind: {} for kind in kinds}

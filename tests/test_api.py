@@ -139,3 +139,33 @@ def test_check_factors_accepts_integral_floats_and_bools():
     assert _validation.check_factors(np.array([[True], [False]])).tolist() == [[1], [0]]
     with pytest.raises(ValueError, match="NaN"):
         _validation.check_factors(np.array([[np.nan]]))
+
+
+def test_cli_demo_refuses_what_it_cannot_run():
+    for args in (["demo", "-m", "udr"], ["demo", "-m", "unified_scores"],
+                 ["demo", "--scale", "0", "-m", "mig"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+
+
+def test_partial_patch_still_follows_gin_bindings():
+    """patch(["mig"]) alone must still read discretizer.num_bins from gin."""
+    import gin
+
+    mig = dlib_module("mig")
+    data, rep = SyntheticFactors(), representation("entangled")
+    gin.clear_config()
+    gin.parse_config("""
+        discretizer.discretizer_fn = @histogram_discretizer
+        discretizer.num_bins = 7
+    """)
+    try:
+        expected = mig.compute_mig(data, rep, np.random.RandomState(0), None, 1000)
+        fdl.patch(["mig"])
+        try:
+            got = mig.compute_mig(data, rep, np.random.RandomState(0), None, 1000)
+        finally:
+            fdl.unpatch()
+    finally:
+        gin.clear_config()
+    assert got == pytest.approx(expected, abs=1e-12)

@@ -75,3 +75,51 @@ def test_bad_test_set_names_the_test_argument(name):
         _call(name, codes, factors, codes[:, :3], factors)
     with pytest.raises(ValueError, match="test_factors"):
         _call(name, codes, factors, codes, factors[:, :1])
+
+
+def _split(n_codes=4, sizes=(3, 4)):
+    factors = make_factors(600, sizes=sizes)
+    codes = make_codes(factors, "entangled", n_codes=n_codes)
+    return codes[:400], factors[:400], codes[400:], factors[400:]
+
+
+@pytest.mark.parametrize("name", ["dci", "unified_scores", "modularity_explicitness"])
+def test_a_single_factor_is_refused_instead_of_nan(name):
+    codes, factors, test_codes, test_factors = _split()
+    with pytest.raises(ValueError, match="factors has 1 column"):
+        _call(name, codes, factors[:, :1], test_codes, test_factors[:, :1])
+
+
+def test_dci_with_a_single_code_is_refused_instead_of_nan():
+    codes, factors, test_codes, test_factors = _split()
+    with pytest.raises(ValueError, match="codes has 1 column"):
+        METRICS["dci"](codes[:, :1], factors, test_codes[:, :1], test_factors)
+
+
+def test_explicitness_undefined_on_the_test_set_is_refused():
+    codes, factors, test_codes, test_factors = _split()
+    unseen = test_factors.copy()
+    unseen[:, 1] += 7
+    with pytest.raises(ValueError, match=r"test_factors\[:, 1\]: no training class"):
+        METRICS["modularity_explicitness"](codes, factors, test_codes, unseen)
+
+
+def test_factor_vae_checks_indices_and_accepts_integral_floats():
+    rs = np.random.RandomState(0)
+    groups = rs.normal(size=(10, 4, 3))
+    fixed = np.array([0, 1] * 5)
+    spec = METRICS["factor_vae_metric"]
+    with pytest.raises(ValueError, match="num_factors=2 but the fixed-factor indices go up to 2"):
+        spec(rs.normal(size=(100, 3)), groups, fixed, groups, fixed + 1, num_factors=2)
+    variance_codes = rs.normal(size=(100, 3))
+    as_float = spec(variance_codes, groups, fixed.astype(float), groups, fixed)
+    assert as_float == spec(variance_codes, groups, fixed, groups, fixed)
+    with pytest.raises(ValueError, match="train_factor must hold integer"):
+        spec(variance_codes, groups, fixed + 0.5, groups, fixed)
+
+
+def test_beta_vae_errors_name_the_real_arguments():
+    groups = np.random.RandomState(0).normal(size=(6, 4, 3))
+    labels = np.arange(6) % 3
+    with pytest.raises(ValueError, match="eval_codes_b must have shape"):
+        METRICS["beta_vae_sklearn"](groups, groups, labels, groups, groups[0], labels)

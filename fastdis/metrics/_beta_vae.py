@@ -39,8 +39,12 @@ def beta_vae_features(codes_a, codes_b) -> np.ndarray:
 
 
 def _check_pairs(codes_a, codes_b, fixed_factor, name):
-    codes_a, fixed_factor = check_groups(codes_a, fixed_factor, name=f"{name}_a")
-    codes_b, _ = check_groups(codes_b, fixed_factor, name=f"{name}_b")
+    codes_a, fixed_factor = check_groups(
+        codes_a, fixed_factor, codes_name=f"{name}_codes_a", factor_name=f"{name}_factor"
+    )
+    codes_b, _ = check_groups(
+        codes_b, fixed_factor, codes_name=f"{name}_codes_b", factor_name=f"{name}_factor"
+    )
     if codes_a.shape != codes_b.shape:
         raise ValueError(
             f"{name}_codes_a and {name}_codes_b must have the same shape; got {codes_a.shape} "

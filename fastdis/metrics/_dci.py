@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_min_columns, check_train_test
 from ._gbt import gbt_importance_matrix
 
 __all__ = [
@@ -129,6 +130,12 @@ def dci(codes, factors, test_codes, test_factors, *, backend: str = "numba", ran
     C. Eastwood and C. K. I. Williams, "A Framework for the Quantitative Evaluation of
     Disentangled Representations", ICLR 2018.
     """
+    codes, factors, test_codes, test_factors = check_train_test(
+        codes, factors, test_codes, test_factors
+    )
+    for name, array in (("factors", factors), ("codes", codes)):
+        check_min_columns(array, 2, name=name, why=f"DCI takes entropies in base n_{name} "
+                          "(the reference returns nan)")
     importance, train_acc, test_acc = gbt_importance_matrix(
         codes, factors, test_codes, test_factors, backend=backend, random_state=random_state
     )

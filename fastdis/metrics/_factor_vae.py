@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._validation import check_codes, check_fraction
+from .._validation import check_codes, check_factors, check_fraction
 
 
 @numba.njit(parallel=True, cache=True)
@@ -49,26 +49,24 @@ def _lowest_relative_variance(group_codes, global_variances, active, out):
         out[g] = best
 
 
-def check_groups(group_codes, fixed_factor, *, name: str):
+def check_groups(group_codes, fixed_factor, *, codes_name: str, factor_name: str):
     """Validate (n_groups, group_size, n_codes) codes and the (n_groups,) fixed-factor index."""
     group_codes = np.asarray(group_codes)
     if group_codes.ndim != 3:
         raise ValueError(
-            f"{name}_codes must have shape (n_groups, group_size, n_codes); got shape "
+            f"{codes_name} must have shape (n_groups, group_size, n_codes); got shape "
             f"{group_codes.shape}."
         )
-    flat = check_codes(group_codes.reshape(-1, group_codes.shape[-1]) if group_codes.size else
-                       group_codes.reshape(0, 0), name=f"{name}_codes")
+    flat = check_codes(group_codes.reshape(-1, group_codes.shape[-1]), name=codes_name)
     group_codes = flat.reshape(group_codes.shape)
     fixed_factor = np.asarray(fixed_factor)
     if fixed_factor.shape != (group_codes.shape[0],):
         raise ValueError(
-            f"{name}_factor must have shape (n_groups,) = ({group_codes.shape[0]},), one fixed "
+            f"{factor_name} must have shape (n_groups,) = ({group_codes.shape[0]},), one fixed "
             f"factor index per group; got shape {fixed_factor.shape}."
         )
-    if fixed_factor.dtype.kind not in "iu" or (fixed_factor.size and fixed_factor.min() < 0):
-        raise ValueError(f"{name}_factor must hold factor indices (integers >= 0).")
-    return group_codes, fixed_factor.astype(np.int64)
+    fixed_factor = check_factors(fixed_factor[:, None], name=factor_name)[:, 0]
+    return group_codes, fixed_factor
 
 
 def majority_vote_accuracy(votes: np.ndarray, classifier: np.ndarray) -> float:
@@ -123,8 +121,12 @@ def factor_vae_score(
         On bad shapes, non-finite codes, or groups smaller than 2 (no variance).
     """
     variance_codes = check_codes(variance_codes, name="variance_codes", min_samples=2)
-    train_codes, train_factor = check_groups(train_codes, train_factor, name="train")
-    eval_codes, eval_factor = check_groups(eval_codes, eval_factor, name="eval")
+    train_codes, train_factor = check_groups(
+        train_codes, train_factor, codes_name="train_codes", factor_name="train_factor"
+    )
+    eval_codes, eval_factor = check_groups(
+        eval_codes, eval_factor, codes_name="eval_codes", factor_name="eval_factor"
+    )
     prune_threshold = check_fraction(prune_threshold, name="prune_threshold", high=np.inf)
     n_codes = variance_codes.shape[1]
     for name, groups in (("train_codes", train_codes), ("eval_codes", eval_codes)):
@@ -136,8 +138,14 @@ def factor_vae_score(
             raise ValueError(f"{name} groups have {groups.shape[1]} point; at least 2 needed.")
         if groups.shape[0] < 1:
             raise ValueError(f"{name} has no groups.")
+    largest_index = int(max(train_factor.max(), eval_factor.max()))
     if num_factors is None:
-        num_factors = int(max(train_factor.max(), eval_factor.max())) + 1
+        num_factors = largest_index + 1
+    elif num_factors <= largest_index:
+        raise ValueError(
+            f"num_factors={num_factors} but the fixed-factor indices go up to {largest_index}; "
+            "indices must be < num_factors."
+        )
     global_variances = np.var(variance_codes, axis=0, ddof=1)
     active = (np.sqrt(global_variances) >= prune_threshold) & (global_variances > 0)
     if not active.any():

@@ -41,6 +41,7 @@ import numpy as np
 from .._parallel import default_workers, thread_map
 from .._validation import (
     check_informative_factors,
+    check_min_columns,
     check_num_bins,
     check_train_test,
 )
@@ -101,7 +102,9 @@ def _onehot(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return labels[:, np.newaxis] == classes[np.newaxis, :]
 
 
-def explicitness_per_factor(codes, factor, test_codes, test_factor) -> tuple[float, float]:
+def explicitness_per_factor(
+    codes, factor, test_codes, test_factor, *, name: str = "test_factor"
+) -> tuple[float, float]:
     """Train and test macro ROC-AUC of a logistic regression predicting one factor.
 
     Parameters
@@ -128,7 +131,13 @@ def explicitness_per_factor(codes, factor, test_codes, test_factor) -> tuple[flo
     for x, y in ((codes, factor), (test_codes, test_factor)):
         per_class = roc_auc_columns(_onehot(np.asarray(y), model.classes_), model.predict_proba(x))
         defined = per_class[~np.isnan(per_class)]
-        aucs.append(float(np.mean(defined)) if defined.size else float("nan"))
+        if not defined.size:  # only reachable for the test set (training has >= 2 classes)
+            raise ValueError(
+                f"{name}: no training class has both positive and negative test samples (the "
+                "test set holds one training class, or only values unseen in training), so the "
+                "test ROC-AUC is undefined. Sample a larger or more varied test set."
+            )
+        aucs.append(float(np.mean(defined)))
     return aucs[0], aucs[1]
 
 
@@ -163,11 +172,15 @@ def modularity_explicitness(codes, factors, test_codes, test_factors, *,
     )
     num_bins = check_num_bins(num_bins, codes.shape[0])
     check_informative_factors(factors)
+    check_min_columns(factors, 2, name="factors",
+                      why="modularity divides by n_factors - 1 (the reference returns nan)")
     mi = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
     train_std, test_std = standardize_codes(codes, test_codes)
     n_factors = factors.shape[1]
     aucs = thread_map(  # one independent, single-threaded fit per factor
-        lambda k: explicitness_per_factor(train_std, factors[:, k], test_std, test_factors[:, k]),
+        lambda k: explicitness_per_factor(
+            train_std, factors[:, k], test_std, test_factors[:, k], name=f"test_factors[:, {k}]"
+        ),
         range(n_factors),
         default_workers(),
     )

@@ -40,7 +40,12 @@ import numba
 import numpy as np
 import scipy.stats
 
-from .._validation import check_informative_factors, check_num_bins, check_train_test
+from .._validation import (
+    check_informative_factors,
+    check_min_columns,
+    check_num_bins,
+    check_train_test,
+)
 from . import _information
 
 __all__ = [
@@ -354,6 +359,8 @@ def unified_scores(
         codes, factors, test_codes, test_factors
     )
     check_informative_factors(factors)
+    check_min_columns(factors, 2, name="factors",
+                      why="DCI and modularity normalise by n_factors - 1 or log(n_factors)")
     if codes.shape[1] < 2:
         raise ValueError(
             f"codes must have at least 2 columns: MIG and SAP take the gap between the two best "

@@ -116,9 +116,12 @@ def patch(modules=None):
         for function_name in compat.DLIB_NAMES:
             if hasattr(reference, function_name):
                 _install(reference, function_name, getattr(compat, function_name))
-        if name == "utils":
-            compat._use_reference_config(reference)
         patched.append(reference.__name__)
+    # Whatever was patched, gin bindings of the reference's configurables (discretizer.*,
+    # predictor.*, prune_dims.*) must keep deciding: resolve them through the reference.
+    from . import utils
+
+    utils._use_reference_config(importlib.import_module(f"{_REFERENCE_PACKAGE}.metrics.utils"))
     return patched
 
 

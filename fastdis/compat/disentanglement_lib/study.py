@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ...metrics import get_metric
+from ...metrics import METRICS, get_metric
 from . import utils
 
 _PREDICTOR_FACTORIES = {
@@ -37,13 +37,32 @@ def _scaled_sizes(sizes, scale):
     return out
 
 
+#: Registered metrics this runner cannot drive: UDR scores several models at once, and the
+#: reference's unified scores have no study configuration (``matrix_fns`` is gin.REQUIRED).
+NOT_RUNNABLE = {
+    "udr": "it compares several models (call udr.compute_udr_sklearn with their functions)",
+    "unified_scores": "it has no study configuration (call compute_unified_scores with "
+    "matrix_fns)",
+}
+
+
+def runnable_metrics():
+    """Names of the registered metrics :func:`evaluate_metric` can run."""
+    return [name for name in METRICS if name not in NOT_RUNNABLE]
+
+
 def evaluate_metric(name, ground_truth_data, representation_function, *, random_seed=0,
                     scale=1.0):
     """Score one representation function with the registered metric ``name``.
 
-    Returns the reference's result dict plus ``elapsed_time`` (seconds), as ``evaluate`` does.
+    ``scale`` (> 0) multiplies the study's sample sizes (at least 2 points each). Returns the
+    reference's result dict plus ``elapsed_time`` (seconds), as ``evaluate`` does.
     """
     spec = get_metric(name)
+    if name in NOT_RUNNABLE:
+        raise ValueError(f"evaluate_metric cannot run {name!r}: {NOT_RUNNABLE[name]}.")
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number; got {scale!r}.")
     module_name, function_name = spec.reference.split(".")
     module = importlib.import_module(f"{__package__}.{module_name}")
     kwargs = _scaled_sizes(spec.sizes, scale)
