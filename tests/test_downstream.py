@@ -291,3 +291,40 @@ def test_reduced_default_gbt_importance_removes_the_factor_code():
     # each factor lives in one code: removing it drops that factor to near chance
     assert out["400:mean_test_accuracy_reduced_factor"] < 0.6
     assert out["400:mean_test_accuracy_other_factors"] > 0.9
+
+
+def test_strong_compat_matches_dlib_with_gradient_boosting():
+    """Interventions and the boosted trees draw from numpy's global random state in turn."""
+    import gin
+
+    from fastdis.compat.disentanglement_lib import strong_downstream_task as compat_strong
+    from fastdis.compat.disentanglement_lib import utils as compat_utils
+    from fastdis.demo import SyntheticFactors
+
+    class NoisyFactors(SyntheticFactors):
+        def sample_observations_from_factors(self, factors, random_state):
+            return factors + 0.3 * random_state.normal(size=factors.shape)
+
+    reference_utils = dlib_module("utils")
+    reference = dlib_module("strong_downstream_task")
+    data, mix = NoisyFactors((3, 4, 5)), np.random.RandomState(1).normal(size=(3, 4))
+
+    def representation(x):
+        return x @ mix
+
+    gin.clear_config()
+    gin.bind_parameter("predictor.predictor_fn", reference_utils.gradient_boosting_classifier)
+    compat_utils._use_reference_config(reference_utils)
+    try:
+        results, states = [], []
+        for function in (reference.compute_strong_downstream_task,
+                         compat_strong.compute_strong_downstream_task):
+            np.random.seed(3)
+            results.append(function(data, representation, np.random.RandomState(0), None,
+                                    [60], 40, 2))
+            states.append(np.random.randint(1 << 30))
+    finally:
+        compat_utils._use_reference_config(None)
+        gin.clear_config()
+    assert results[1] == pytest.approx(results[0], abs=1e-12)
+    assert states[0] == states[1]  # the global random state is left where the reference leaves it

@@ -415,8 +415,10 @@ def strong_downstream_task(
     ----------
     codes, factors, test_codes, test_factors : arrays
         The i.i.d. train and test sets, as in :func:`downstream_task`.
-    interventions : sequence of Intervention or of 5-tuples
+    interventions : iterable of Intervention or of 5-tuples
         ``(target, codes, factors, test_codes, test_factors)`` for each experiment; at least one.
+        With ``n_jobs`` 1 it is consumed lazily, one set fitted before the next is asked for,
+        so a generator can sample each set just in time.
     predictor : str or callable, default="gradient_boosting"
     n_jobs : int, default=None
         Threads over fits; ``None`` means 1.
@@ -443,11 +445,14 @@ def strong_downstream_task(
         codes, factors, test_codes, test_factors
     )
     check_informative_factors(factors)
-    interventions = [Intervention(*item) for item in interventions]
-    if not interventions:
-        raise ValueError("interventions must hold at least one intervened train/test set.")
-    checked = []
-    for e, item in enumerate(interventions):
+    factory = resolve_predictor(predictor)
+    n_jobs = check_n_jobs(n_jobs)
+    train_acc, test_acc = predictive_accuracies(
+        codes, factors, test_codes, test_factors, factory, n_jobs=n_jobs
+    )
+
+    def checked(e, item):
+        item = Intervention(*item)
         target = int(item.target)
         if not 0 <= target < factors.shape[1]:
             raise ValueError(
@@ -459,19 +464,23 @@ def strong_downstream_task(
                 f"interventions[{e}].codes must have {codes.shape[1]} codes (columns) like "
                 f"codes; got {arrays[0].shape[1]}."
             )
-        checked.append((target, *arrays))
-    factory = resolve_predictor(predictor)
-    n_jobs = check_n_jobs(n_jobs)
-
-    train_acc, test_acc = predictive_accuracies(
-        codes, factors, test_codes, test_factors, factory, n_jobs=n_jobs
-    )
+        return (target, *arrays)
 
     def fit_intervention(item):
         target, x_train, y_train, x_test, y_test = item
         return _fit_and_score(factory, x_train, y_train[:, target], x_test, y_test[:, target])
 
-    strong = thread_map(fit_intervention, checked, n_jobs)
+    if n_jobs <= 1:
+        # One at a time, in order: ``interventions`` may be a generator that samples each set
+        # only when asked (the compat layer does, so that draws from numpy's global random
+        # state interleave with the predictors' own draws exactly as in the reference).
+        strong = [fit_intervention(checked(e, item)) for e, item in enumerate(interventions)]
+    else:
+        strong = thread_map(
+            fit_intervention, [checked(e, item) for e, item in enumerate(interventions)], n_jobs
+        )
+    if not strong:
+        raise ValueError("interventions must hold at least one intervened train/test set.")
     size = str(codes.shape[0])
     scores = {
         f"{size}:mean_train_accuracy": float(np.mean(train_acc)),

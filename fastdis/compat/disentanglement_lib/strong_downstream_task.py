@@ -52,42 +52,52 @@ def compute_strong_downstream_task(
         factors_test = ground_truth_data.sample_factors(num_test, random_state)
         x_train = ground_truth_data.sample_observations_from_factors(factors_train, random_state)
         x_test = ground_truth_data.sample_observations_from_factors(factors_test, random_state)
-        encoder = utils._ChunkedEncoder(representation_function)  # encodes as it fills up
-        offsets = [encoder.add(x_train), encoder.add(x_test)]
-        intervened = []
-        num_factors = factors_train.shape[1]
-        for i in range(num_factors):
-            for _ in range(n_experiment):
-                factors_train_int, factors_test_int, _, _ = intervene(
-                    factors_train.copy(), factors_test.copy(), i, num_factors, ground_truth_data
-                )
-                for factors_int in (factors_train_int, factors_test_int):
-                    offsets.append(
-                        encoder.add(
-                            ground_truth_data.sample_observations_from_factors(
-                                factors_int, random_state
-                            )
-                        )
+        mus_train = _encode(x_train, representation_function)
+        mus_test = _encode(x_test, representation_function)
+
+        def interventions(factors_train=factors_train, factors_test=factors_test):
+            # Generated lazily: the reference draws each intervention from numpy's global
+            # random state right before fitting on it, and its predictors (gradient boosting
+            # with random_state=None) draw from the same global state.
+            num_factors = factors_train.shape[1]
+            for i in range(num_factors):
+                for _ in range(n_experiment):
+                    f_train, f_test, _, _ = intervene(
+                        factors_train.copy(), factors_test.copy(), i, num_factors,
+                        ground_truth_data,
                     )
-                intervened.append((i, factors_train_int, factors_test_int))
-        all_codes = encoder.codes()
-        bounds = offsets + [all_codes.shape[0]]
-        codes = [all_codes[bounds[k] : bounds[k + 1]] for k in range(len(offsets))]
-        interventions = [
-            _downstream.Intervention(i, codes[2 + 2 * e], f_train, codes[3 + 2 * e], f_test)
-            for e, (i, f_train, f_test) in enumerate(intervened)
-        ]
+                    x_train_int = ground_truth_data.sample_observations_from_factors(
+                        f_train, random_state
+                    )
+                    x_test_int = ground_truth_data.sample_observations_from_factors(
+                        f_test, random_state
+                    )
+                    yield _downstream.Intervention(
+                        i,
+                        _encode(x_train_int, representation_function),
+                        f_train,
+                        _encode(x_test_int, representation_function),
+                        f_test,
+                    )
+
         scores.update(
             _downstream.strong_downstream_task(
-                codes[0],
+                mus_train,
                 factors_train,
-                codes[1],
+                mus_test,
                 factors_test,
-                interventions,
+                interventions(),
                 predictor=utils.make_predictor_fn(),
             )
         )
     return scores
+
+
+def _encode(observations, representation_function):
+    """Codes (n_points, n_codes) of a whole set (the reference encodes each set in one call)."""
+    return utils.obtain_representation(
+        observations, representation_function, len(observations)
+    ).T
 
 
 def intervene(y_train, y_test, target_y, num_factors, ground_truth_data):
