@@ -328,3 +328,42 @@ def test_strong_compat_matches_dlib_with_gradient_boosting():
         gin.clear_config()
     assert results[1] == pytest.approx(results[0], abs=1e-12)
     assert states[0] == states[1]  # the global random state is left where the reference leaves it
+
+
+def test_reduced_compat_leaves_the_global_random_state_as_the_reference():
+    """Refitting per factor (as the reference) keeps numpy's global draws in step."""
+    import gin
+
+    from fastdis.compat.disentanglement_lib import reduced_downstream_task as compat_reduced
+    from fastdis.compat.disentanglement_lib import utils as compat_utils
+    from fastdis.demo import SyntheticFactors
+
+    class RoundedFactors(SyntheticFactors):  # repeated values: ties the trees break at random
+        def sample_observations_from_factors(self, factors, random_state):
+            return np.round(factors + 0.3 * random_state.normal(size=factors.shape), 1)
+
+    reference_utils = dlib_module("utils")
+    reference = dlib_module("reduced_downstream_task")
+    data, mix = RoundedFactors((3, 4, 5)), np.random.RandomState(1).normal(size=(3, 4))
+
+    def representation(x):
+        return x @ mix
+
+    gin.clear_config()
+    gin.bind_parameter("predictor.predictor_fn", reference_utils.gradient_boosting_classifier)
+    gin.bind_parameter("reduced_representation.correlation_measure",
+                       reference.compute_factorwise_dci)
+    compat_utils._use_reference_config(reference_utils)
+    try:
+        results, states = [], []
+        for function in (reference.compute_reduced_downstream_task,
+                         compat_reduced.compute_reduced_downstream_task):
+            np.random.seed(3)
+            results.append(function(data, representation, np.random.RandomState(0), None, 1,
+                                    [60], 40))
+            states.append(np.random.randint(1 << 30))
+    finally:
+        compat_utils._use_reference_config(None)
+        gin.clear_config()
+    assert results[1] == pytest.approx(results[0], abs=1e-12)
+    assert states[0] == states[1]

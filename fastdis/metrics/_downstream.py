@@ -175,6 +175,7 @@ def reduced_downstream_task(
     importance=None,
     gbt_backend=None,
     n_jobs=None,
+    share_fits=True,
 ) -> dict:
     """Downstream accuracy after deleting the codes most informative about one factor.
 
@@ -198,6 +199,10 @@ def reduced_downstream_task(
         be smaller than n_codes.
     predictor : str or callable, default="gradient_boosting"
         Predictor fitted on the reduced codes (name or factory, see :func:`downstream_task`).
+    share_fits : bool, default=True
+        Compute each importance matrix and each set of fits once per distinct set of remaining
+        codes. ``False`` recomputes them factor by factor in the reference's order, which only
+        matters for predictors that draw from numpy's global random state (the compat module).
     importance : callable, default=None
         ``importance(codes, factors, test_codes, test_factors) -> (n_codes, n_factors)`` array;
         ``None`` means the DCI gradient-boosting importances
@@ -245,28 +250,27 @@ def reduced_downstream_task(
     factory = resolve_predictor(predictor)
     n_jobs = check_n_jobs(n_jobs)
 
+    # Importances and fits depend only on which codes remain; with share_fits they are computed
+    # once per distinct set of remaining codes (the reference recomputes them per factor).
     importance_cache: dict[tuple, np.ndarray] = {}
-    kept_per_factor = []
+    fit_cache: dict[tuple, tuple[list, list]] = {}
+    accuracies_per_factor = []
     for f in range(n_factors):
         kept = tuple(range(n_codes))
         for _ in range(num_factors_to_remove):
-            if kept not in importance_cache:
+            matrix = importance_cache.get(kept) if share_fits else None
+            if matrix is None:
                 columns = list(kept)
                 matrix = np.asarray(
-                    importance_fn(
-                        codes[:, columns], factors, test_codes[:, columns], test_factors
-                    )
+                    importance_fn(codes[:, columns], factors, test_codes[:, columns], test_factors)
                 )
                 importance_cache[kept] = matrix
-            remove = int(np.argmax(importance_cache[kept][:, f]))
+            remove = int(np.argmax(matrix[:, f]))
             kept = kept[:remove] + kept[remove + 1 :]
-        kept_per_factor.append(kept)
-
-    fit_cache: dict[tuple, tuple[list, list]] = {}
-    for kept in kept_per_factor:
-        if kept not in fit_cache:
+        accuracies = fit_cache.get(kept) if share_fits else None
+        if accuracies is None:
             columns = list(kept)
-            fit_cache[kept] = predictive_accuracies(
+            accuracies = predictive_accuracies(
                 np.ascontiguousarray(codes[:, columns]),
                 factors,
                 np.ascontiguousarray(test_codes[:, columns]),
@@ -274,12 +278,13 @@ def reduced_downstream_task(
                 factory,
                 n_jobs=n_jobs,
             )
+            fit_cache[kept] = accuracies
+        accuracies_per_factor.append(accuracies)
 
     size = str(codes.shape[0])
     scores = {}
     reduced_train, reduced_test, other_train, other_test = [], [], [], []
-    for f, kept in enumerate(kept_per_factor):
-        train_acc, test_acc = fit_cache[kept]
+    for f, (train_acc, test_acc) in enumerate(accuracies_per_factor):
         prefix = f"{size}:reduced_factor_{f}:"
         scores[prefix + "mean_train_accuracy_reduced_factor"] = train_acc[f]
         scores[prefix + "mean_test_accuracy_reduced_factor"] = test_acc[f]

@@ -71,6 +71,7 @@ def compute_reduced_downstream_task(
                 num_factors_to_remove=num_factors_to_remove,
                 predictor=utils.make_predictor_fn(),
                 importance=importance,
+                share_fits=False,  # refit per factor, drawing from np.random as the reference
             )
         )
     return scores
