@@ -159,7 +159,9 @@ def _default_importance(gbt_backend):
         from ._dci import gbt_importance_matrix
 
         kwargs = {} if gbt_backend is None else {"backend": gbt_backend}
-        return gbt_importance_matrix(codes, factors, test_codes, test_factors, **kwargs)[0]
+        return gbt_importance_matrix(
+            codes, factors, test_codes, test_factors, random_state=0, **kwargs
+        )[0]
 
     return importance
 

@@ -100,9 +100,12 @@ def resolve_predictor(predictor, **options):
         together with a foreign factory (they could not be applied).
     """
     if isinstance(predictor, str):
-        make_predictor_check = predictor in PREDICTORS
-        if not make_predictor_check:
+        if predictor not in PREDICTORS:
             make_predictor(predictor)  # raises the ValueError listing the names
+        if predictor == "gradient_boosting":
+            # Named (array-level) use is reproducible: seeded tie-breaking. Reference factories
+            # (below) keep random_state=None, drawing from numpy's global RNG like the reference.
+            options = {"random_state": 0, **options}
         return functools.partial(make_predictor, predictor, **options)
     if not callable(predictor):
         raise ValueError(

@@ -185,13 +185,20 @@ def pr_curves_values(matrix) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def importance_gbt_matrix(codes, factors, test_codes, test_factors, *, backend=None):
-    """DCI's gradient-boosting importance matrix (n_codes, n_factors), rows summing per factor."""
+def importance_gbt_matrix(
+    codes, factors, test_codes, test_factors, *, backend=None, random_state=0
+):
+    """DCI's gradient-boosting importance matrix (n_codes, n_factors), rows summing per factor.
+
+    ``random_state`` seeds the trees' tie-breaking (None: numpy's global RNG, as the reference).
+    """
     from ._dci import gbt_importance_matrix
 
     kwargs = {} if backend is None else {"backend": backend}
     return np.asarray(
-        gbt_importance_matrix(codes, factors, test_codes, test_factors, **kwargs)[0]
+        gbt_importance_matrix(
+            codes, factors, test_codes, test_factors, random_state=random_state, **kwargs
+        )[0]
     )
 
 

@@ -56,11 +56,9 @@ def compute_reduced_downstream_task(
             ground_truth_data, representation_function, train_size, num_test, random_state,
             batch_size,
         )
-        importance = None
-        if measure is not compute_factorwise_dci:
-
-            def importance(codes, factors, test_codes, test_factors, _m=measure):
-                return _m(codes.T, factors.T, test_codes.T, test_factors.T)
+        def importance(codes, factors, test_codes, test_factors, _m=measure):
+            # the reference's layout; factorwise DCI draws from numpy's global RNG as there
+            return _m(codes.T, factors.T, test_codes.T, test_factors.T)
 
         scores.update(
             _downstream.reduced_downstream_task(
