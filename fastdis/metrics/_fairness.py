@@ -109,20 +109,19 @@ def compute_scores_dict(metric, prefix: str) -> dict:
         for j in range(n):
             if i != j:
                 result[f"{prefix}:pred{i}:sens{j}"] = float(metric[i, j])
-    row_means, row_maxs = [], []
-    for i in range(n):
-        relevant = [metric[i, j] for j in range(n) if i != j]
-        row_means.append(np.mean(relevant))
-        row_maxs.append(np.amax(relevant))
-        result[f"{prefix}:pred{i}:mean_sens"] = float(row_means[-1])
-        result[f"{prefix}:pred{i}:max_sens"] = float(row_maxs[-1])
-    column_means, column_maxs = [], []
-    for j in range(n):
-        relevant = [metric[i, j] for i in range(n) if i != j]
-        column_means.append(np.mean(relevant))
-        column_maxs.append(np.amax(relevant))
-        result[f"{prefix}:sens{j}:mean_pred"] = float(column_means[-1])
-        result[f"{prefix}:sens{j}:max_pred"] = float(column_maxs[-1])
+    # Per target (rows of metric) over the other, sensitive factors, then per sensitive factor
+    # (rows of metric.T) over the targets; the diagonal is never part of it.
+    summaries = []
+    for matrix, own, other in ((metric, "pred", "sens"), (metric.T, "sens", "pred")):
+        means, maxs = [], []
+        for k in range(n):
+            relevant = np.delete(matrix[k], k)
+            means.append(np.mean(relevant))
+            maxs.append(np.amax(relevant))
+            result[f"{prefix}:{own}{k}:mean_{other}"] = float(means[-1])
+            result[f"{prefix}:{own}{k}:max_{other}"] = float(maxs[-1])
+        summaries.append((means, maxs))
+    (row_means, row_maxs), (column_means, column_maxs) = summaries
     result[f"{prefix}:mean_sens:mean_pred"] = float(np.mean(column_means))
     result[f"{prefix}:mean_sens:max_pred"] = float(np.mean(column_maxs))
     result[f"{prefix}:max_sens:mean_pred"] = float(np.amax(column_means))

@@ -671,6 +671,7 @@ def _convergence_warning():
 
 
 def _check_xy(X, y, *, keep_float32):
+    """Validated (X, classes, y as int64 class indices); at least two classes required."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array (n_samples, n_features); got shape {X.shape}.")
@@ -684,7 +685,13 @@ def _check_xy(X, y, *, keep_float32):
         raise ValueError(
             f"X and y must have the same number of samples; got {X.shape[0]} and {y.shape[0]}."
         )
-    return X, y
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(
+            "This solver needs samples of at least 2 classes in the data, but the data "
+            f"contains only one class: {classes[0]!r}"
+        )
+    return X, classes, y_idx.astype(np.int64)
 
 
 class _LinearClassifier:
@@ -768,16 +775,10 @@ class LogisticRegression(_LinearClassifier):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = _check_xy(X, y, keep_float32=True)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        X, self.classes_, y_idx = _check_xy(X, y, keep_float32=True)
         n_classes = self.classes_.size
-        if n_classes < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}"
-            )
         w, n_iter = _lbfgs_fit(
-            X, y_idx.astype(np.int64), n_classes, float(self.C),
+            X, y_idx, n_classes, float(self.C),
             _initial_coef(n_classes, X.shape[1], X.dtype), int(self.max_iter), float(self.tol),
         )
         self.coef_, self.intercept_ = _split_coef(w, n_classes, X.dtype)
@@ -810,15 +811,8 @@ class LogisticRegressionCV(_LinearClassifier):
         self.tol = tol
 
     def fit(self, X, y):
-        X, y = _check_xy(X, y, keep_float32=False)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        y_idx = y_idx.astype(np.int64)
+        X, self.classes_, y_idx = _check_xy(X, y, keep_float32=False)
         n_classes = self.classes_.size
-        if n_classes < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]}."
-            )
         n, n_features = X.shape
         if isinstance(self.Cs, numbers.Integral):
             Cs = np.logspace(-4, 4, self.Cs)
