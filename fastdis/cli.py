@@ -25,6 +25,20 @@ app = typer.Typer(
 _out = Console()
 _err = Console(stderr=True)
 
+
+def _register_subcommands():
+    """Each package owns its commands; this is the one place that mounts them."""
+    from .batch.cli import app as batch_app  # encode, score, report
+    from .data.cli import app as data_app  # data make | show | list
+    from .train.cli import app as train_app  # train, sweep
+
+    app.add_typer(data_app, name="data", help="Ground-truth data sets: list, make, show.")
+    app.add_typer(train_app)
+    app.add_typer(batch_app)
+
+
+_register_subcommands()
+
 #: Metrics `demo` runs: the study suite plus IRS (the rest need several models or are
 #: test-only configurations in the reference).
 DEMO_METRICS = [spec.name for spec in study_metrics()] + ["irs"]

@@ -4,10 +4,17 @@ disentanglement_lib 1.5 (the oracle) imports ``gin.tf``, which would pull in Ten
 metric modules only use gin's configurable machinery, so ``gin`` itself stands in for it.
 """
 
+import os
 import sys
 
-import numpy as np
-import pytest
+# The Triton kernels run on CPU through Triton's interpreter. Triton reads TRITON_INTERPRET when a
+# kernel is decorated, so it is set here, before any test imports fastdis.kernels; a machine with
+# an NVIDIA GPU runs the compiled kernels instead.
+if not os.path.exists("/dev/nvidiactl"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 try:
     import gin

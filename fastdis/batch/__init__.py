@@ -1,0 +1,1 @@
+"""Batch scoring: evaluation plan, Zarr representation store, scoring engine, report (issue 5)."""

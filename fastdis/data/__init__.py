@@ -1,0 +1,1 @@
+"""Ground-truth data sets (issue 3): loaders for the real files, offline look-alikes."""

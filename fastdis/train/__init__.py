@@ -1,0 +1,1 @@
+"""Training the study's six VAE methods in PyTorch (issue 4)."""

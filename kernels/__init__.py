@@ -1,0 +1,1 @@
+"""Triton kernels for the training regularizers, imported as ``fastdis.kernels`` (issue 4)."""
