@@ -260,3 +260,28 @@ def test_cars3d_orders_objects_by_file_name_and_views_like_dlib(tmp_path):
 def test_cars3d_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="cars.*scottreed"):
         load_dataset("cars3d", data_dir=tmp_path)
+
+
+def _traversal_moments(data, factor):
+    """Area and centre of mass of the sprite while ``factor`` sweeps its values (others at 0)."""
+    factors = np.zeros((data.factor_sizes[factor], data.num_factors), dtype=np.int64)
+    factors[:, 1] = data.factor_sizes[1] - 1  # the largest scale, so rotations show
+    factors[:, factor] = np.arange(data.factor_sizes[factor])
+    images = data.sample_observations_from_factors(factors, np.random.RandomState(0))[..., 0]
+    rows, cols = np.mgrid[:64, :64]
+    area = images.sum(axis=(1, 2))
+    return area, (images * cols).sum(axis=(1, 2)) / area, (images * rows).sum(axis=(1, 2)) / area
+
+
+def test_dsprites_look_alike_images_follow_their_factors(tmp_path):
+    # Each image must sit where its latents say: a block written in the wrong storage order
+    # swaps factors (orientation moving the sprite, posX rotating it) without any shape error.
+    data = load_dataset("dsprites_full", data_dir=make_dsprites(tmp_path, small=True).parents[1])
+    area, x, y = _traversal_moments(data, 1)  # scale: area grows, centre stays
+    assert np.all(np.diff(area) > 0) and np.ptp(x) < 1 and np.ptp(y) < 1
+    area, x, y = _traversal_moments(data, 2)  # orientation: centre stays
+    assert np.ptp(area) > 0 and np.ptp(x) < 1 and np.ptp(y) < 1
+    area, x, y = _traversal_moments(data, 3)  # posX: moves right only
+    assert np.all(np.diff(x) > 0) and np.ptp(y) < 1 and np.ptp(area) == 0
+    area, x, y = _traversal_moments(data, 4)  # posY: moves down only
+    assert np.all(np.diff(y) > 0) and np.ptp(x) < 1 and np.ptp(area) == 0

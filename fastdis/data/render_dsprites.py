@@ -79,25 +79,27 @@ def sprite_templates(shape: int, scales: np.ndarray, orientations: np.ndarray) -
 
 
 def _image_blocks(sizes):
-    """Yield the images in storage order, one (orientation, posX, posY, 64, 64) block per
-    (shape, scale, posX)."""
+    """Yield the images in storage order (orientation, posX, posY fastest last), one
+    (orientation, posX, posY, 64, 64) block per (shape, scale)."""
     _, n_shapes, _, n_orient, n_x, n_y = sizes
     values = factor_values(sizes)
     lo, hi = _CENTRE_RANGE
     columns = np.rint(lo + values[4] * (hi - lo)).astype(int)
     rows = np.rint(lo + values[5] * (hi - lo)).astype(int)
     side = 2 * _HALF + 1
-    canvas = np.zeros((n_orient, n_y, 64 + 2 * _HALF, 64 + 2 * _HALF), dtype=np.uint8)
+    # One canvas per (shape, scale), every orientation pasted at once: 40 x 32 x 32 padded
+    # images, about 360 MB for the full grid.
+    canvas = np.zeros((n_orient, n_x, n_y, 64 + 2 * _HALF, 64 + 2 * _HALF), dtype=np.uint8)
     for shape in range(n_shapes):
         templates = sprite_templates(shape, values[2], values[3])
         for scale_templates in templates:
-            for column in columns:
-                canvas[:] = 0
+            canvas[:] = 0
+            for ix, column in enumerate(columns):
                 for iy, row in enumerate(rows):
                     # canvas pixel (r + _HALF) is image pixel r; the template's centre lands
                     # on (row, column)
-                    canvas[:, iy, row:row + side, column:column + side] = scale_templates
-                yield canvas[:, None, :, _HALF:_HALF + 64, _HALF:_HALF + 64]
+                    canvas[:, ix, iy, row:row + side, column:column + side] = scale_templates
+            yield canvas[..., _HALF:_HALF + 64, _HALF:_HALF + 64]
 
 
 def make_dsprites(out_dir, small: bool = False) -> Path:
