@@ -1,5 +1,173 @@
-"""Commands of this package, merged into the ``fastdis`` command line by fastdis/cli.py."""
+"""Commands of this package, merged into the ``fastdis`` command line by fastdis/cli.py.
+
+``fastdis train`` trains (or resumes) one model; ``fastdis sweep`` lists or trains entries of
+``unsupervised_study_v1`` by dlib's model_num. torch is imported inside the command bodies
+only, so ``fastdis --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+
+from .config import DATA_SAMPLING, FACTOR_VAE_STEP_COUNTING, METHODS, TrainConfig
 
 app = typer.Typer()
+_err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2):
+    _err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code=code)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            _fail(f"--threads must be a positive integer; got {threads}.")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _run(config: TrainConfig, out: Path, progress: bool) -> None:
+    """Train with the library's errors turned into messages and exit codes."""
+    from .training import train
+
+    try:
+        train(config, out, progress=progress)
+    except (ValueError, TypeError) as exc:  # bad config, data or checkpoint
+        _fail(str(exc))
+    except (FileNotFoundError, RuntimeError, ImportError) as exc:  # missing data, kernels, ...
+        _fail(str(exc), code=1)
+
+
+_METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae also works)."
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (resumed if it holds a "
+                                      "checkpoint).")],
+    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "beta_vae",
+    beta: Annotated[float | None, typer.Option(help="beta_vae / beta_tc_vae strength.")] = None,
+    gamma: Annotated[float | None, typer.Option(help="factor_vae / annealed_vae strength.")
+                     ] = None,
+    c_max: Annotated[float | None, typer.Option(help="annealed_vae capacity (nats).")] = None,
+    iteration_threshold: Annotated[int | None, typer.Option(
+        help="annealed_vae: steps until the capacity reaches c_max.")] = None,
+    lambda_od: Annotated[float | None, typer.Option(help="dip_vae_* off-diagonal weight.")
+                         ] = None,
+    lambda_d_factor: Annotated[float | None, typer.Option(
+        help="dip_vae_*: lambda_d = lambda_d_factor * lambda_od.")] = None,
+    dataset: Annotated[str, typer.Option(help="dlib dataset name.")] = "dsprites_full",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")
+                        ] = None,
+    seed: Annotated[int, typer.Option(help="model.random_seed.")] = 0,
+    steps: Annotated[int, typer.Option(help="model.training_steps.")] = 300_000,
+    batch_size: Annotated[int, typer.Option(help="Batch size (study: 64).")] = 64,
+    num_latent: Annotated[int, typer.Option(help="Latent dimensions (study: 10).")] = 10,
+    compile: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="torch.compile the forward and loss.")] = False,
+    compile_mode: Annotated[str | None, typer.Option(
+        help="torch.compile mode, e.g. reduce-overhead (CUDA graphs) on GPUs.")] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 100,
+    factor_vae_step_counting: Annotated[str, typer.Option(
+        help=f"{' or '.join(FACTOR_VAE_STEP_COUNTING)}: 'dlib' makes --steps dlib's global "
+             f"step, which FactorVAE advances by 2 per update.")] = "dlib",
+    data_sampling: Annotated[str, typer.Option(
+        help=f"{' or '.join(DATA_SAMPLING)}: 'dlib' draws one observation per call, "
+             f"the reference's stream.")] = "dlib",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                           help="Show the progress bar.")] = True,
+):
+    """Train one model of METHOD into the run directory --out (resuming it if possible).
+
+    Writes checkpoint.pt (weights, optimiser and RNG states), config.json and log.jsonl (one
+    line per logging step). Defaults are those of disentanglement_lib's unsupervised study.
+    """
+    config = TrainConfig(
+        method=method, beta=beta, gamma=gamma, c_max=c_max,
+        iteration_threshold=iteration_threshold, lambda_od=lambda_od,
+        lambda_d_factor=lambda_d_factor, dataset=dataset,
+        data_dir=str(data_dir) if data_dir is not None else None, seed=seed, steps=steps,
+        batch_size=batch_size, num_latent=num_latent, compile=compile,
+        compile_mode=compile_mode, device=device,
+        checkpoint_every=checkpoint_every, log_every=log_every,
+        factor_vae_step_counting=factor_vae_step_counting, data_sampling=data_sampling)
+    try:
+        config = config.resolved()
+    except ValueError as exc:
+        _fail(str(exc))
+    _set_threads(threads)
+    _run(config, out, progress)
+    _err.print(f"trained {config.method} to step {config.num_iterations()} in {out}")
+
+
+@app.command()
+def sweep(
+    study: Annotated[str, typer.Option(help="The study (dlib's name).")] =
+        "unsupervised_study_v1",
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset's models.")] = None,
+    only_print: Annotated[bool, typer.Option("--only-print", help="List the selected models "
+                                             "(model_num and dlib's bindings); train none.")
+                          ] = False,
+    models: Annotated[str | None, typer.Option(help="model_nums to select, e.g. '0-5,17'.")
+                      ] = None,
+    out: Annotated[Path | None, typer.Option(help="Each model trains into OUT/<model_num>/.")
+                   ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the datasets' files.")
+                        ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the study's 300,000 steps.")
+                     ] = None,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile")] = False,
+    compile_mode: Annotated[str | None, typer.Option(help="torch.compile mode.")] = None,
+    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+):
+    """List or train the models of STUDY with disentanglement_lib's model_num numbering.
+
+    model_num = 1800 * dataset + 50 * (6 * method + strength) + seed, with datasets
+    dsprites_full, color_dsprites, noisy_dsprites, scream_dsprites, smallnorb, cars3d, shapes3d
+    and methods beta_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tc_vae, annealed_vae.
+    Training resumes models whose run directory already holds a checkpoint.
+    """
+    from .sweep import parse_model_nums, study_models
+
+    try:
+        selected = study_models(study, dataset=dataset,
+                                model_nums=parse_model_nums(models) if models else None)
+    except ValueError as exc:
+        _fail(str(exc))
+    if only_print:
+        for model in selected:
+            typer.echo(f"{model.model_num}\t" + ", ".join(model.gin_bindings()))
+        return
+    if models is None:
+        _fail("choose the models to train with --models (e.g. --models 0-5,17), or list "
+              "them with --only-print.")
+    if out is None:
+        _fail("--out is required to train (each model goes to OUT/<model_num>/).")
+    overrides = {"data_dir": str(data_dir) if data_dir is not None else None,
+                 "compile": compile, "compile_mode": compile_mode, "device": device,
+                 "checkpoint_every": checkpoint_every}
+    if steps is not None:
+        overrides["steps"] = steps
+    try:
+        configs = [(model, model.train_config(**overrides)) for model in selected]
+    except ValueError as exc:
+        _fail(str(exc))
+    _set_threads(threads)
+    for model, config in configs:
+        _err.print(f"model {model.model_num}: {', '.join(model.gin_bindings())}",
+                   highlight=False)
+        _run(config, out / str(model.model_num), progress)
+    _err.print(f"trained {len(configs)} model(s) into {out}")

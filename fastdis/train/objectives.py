@@ -1,0 +1,140 @@
+"""The six objectives of disentanglement_lib, one function each, and the module torch.compile sees.
+
+Every objective is ``R + regularizer`` (``methods/unsupervised/vae.py``, research/training.md
+§1.1-1.3), with
+
+- ``R``: Bernoulli reconstruction loss, BCE-with-logits summed over the 64*64*C values of each
+  image and averaged over the batch;
+- ``KL``: the analytic KL of N(mu, sigma^2) from N(0, I), summed over latents, batch-averaged.
+
+The total-correlation and DIP regularizers come from :mod:`fastdis.kernels` (torch custom ops
+that trace through torch.compile). All randomness (the reparameterisation noise, FactorVAE's
+shuffle keys) is an input: the training loop draws it from its own generator, so eager and
+compiled runs see the same numbers and a resumed run continues the same stream.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .models import PROBABILITY_CLIP, GaussianVAE
+
+
+def bernoulli_reconstruction_loss(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """dlib's ``bernoulli_loss`` (activation "logits"): per-image sum of BCE, batch mean."""
+    per_value = F.binary_cross_entropy_with_logits(logits, images, reduction="none")
+    return per_value.flatten(1).sum(dim=1).mean()  # (B, C*64*64) -> (B,) -> ()
+
+
+def gaussian_kl(z_mean: torch.Tensor, z_logvar: torch.Tensor) -> torch.Tensor:
+    """dlib's ``compute_gaussian_kl``: 0.5 * sum_j (mu^2 + exp(logvar) - logvar - 1), batch mean."""
+    per_latent = z_mean.square() + z_logvar.exp() - z_logvar - 1.0  # (B, d)
+    return 0.5 * per_latent.sum(dim=1).mean()
+
+
+def annealed_capacity(c_max: float, iteration_threshold: int, global_step: int) -> float:
+    """AnnealedVAE's capacity C(step) = min(c_max, c_max * step / threshold); dlib reads the
+    global step before the update it is computing, so the first step uses C = 0."""
+    return min(c_max, c_max * global_step / iteration_threshold)
+
+
+def permute_dims(z: torch.Tensor, shuffle_keys: torch.Tensor) -> torch.Tensor:
+    """FactorVAE's permute-dims (dlib's ``shuffle_codes``): each latent column of ``z`` (B, d)
+    shuffled across the batch on its own. ``shuffle_keys`` (B, d) are i.i.d. uniforms whose
+    per-column argsort is the permutation, so the draw is the caller's."""
+    return z.gather(0, shuffle_keys.argsort(dim=0))
+
+
+def _kernel(name: str):
+    """A regularizer of :mod:`fastdis.kernels`, or an error saying what is missing."""
+    try:
+        import fastdis.kernels as kernels
+    except ImportError as exc:  # pragma: no cover - the package ships it
+        raise ImportError(f"fastdis.kernels could not be imported ({exc}); "
+                          f"it provides {name}, which this method needs.") from exc
+    function = getattr(kernels, name, None)
+    if function is None:
+        raise ImportError(f"fastdis.kernels has no {name}; this method needs it. "
+                          f"Reinstall fastdis (pip install -e .) or use another method.")
+    return function
+
+
+class Objective(nn.Module):
+    """The model plus its method's loss: ``forward`` returns the terms of one training step.
+
+    This is what ``torch.compile`` compiles (forward and, through AOTAutograd, backward); the
+    optimiser steps stay outside it. For FactorVAE the discriminator loss is returned as well,
+    built so that one ``backward()`` of ``loss + discriminator_loss`` gives each network only
+    its own gradient (see :meth:`FCDiscriminator.forward`'s ``frozen``).
+    """
+
+    def __init__(self, config: TrainConfig, model: GaussianVAE):
+        super().__init__()
+        self.method = config.method
+        self.hyperparameters = config.hyperparameters()
+        self.model = model
+        if self.method == "beta_tc_vae":
+            self.total_correlation = _kernel("total_correlation")
+        if self.method in ("dip_vae_i", "dip_vae_ii"):
+            self.dip_regularizer = _kernel("dip_regularizer")
+
+    def forward(self, images: torch.Tensor, noise: torch.Tensor,
+                shuffle_keys: torch.Tensor | None = None,
+                capacity: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms for ``images`` (B, C, 64, 64) in [0, 1].
+
+        ``noise`` (B, d) is the reparameterisation's standard normal draw; ``shuffle_keys``
+        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step).
+        """
+        hp = self.hyperparameters
+        z_mean, z_logvar = self.model.encoder(images)  # (B, d), (B, d)
+        z = z_mean + torch.exp(z_logvar / 2) * noise  # (B, d) reparameterised sample
+        logits = self.model.decoder(z)  # (B, C, 64, 64)
+        reconstruction_loss = bernoulli_reconstruction_loss(logits, images)
+        kl_loss = gaussian_kl(z_mean, z_logvar)
+        terms = {}
+        if self.method == "beta_vae":
+            regularizer = hp["beta"] * kl_loss
+        elif self.method == "annealed_vae":
+            regularizer = hp["gamma"] * (kl_loss - capacity).abs()
+        elif self.method == "beta_tc_vae":
+            tc = self.total_correlation(z, z_mean, z_logvar)
+            regularizer = kl_loss + (hp["beta"] - 1.0) * tc
+            terms["total_correlation"] = tc
+        elif self.method in ("dip_vae_i", "dip_vae_ii"):
+            dip = self.dip_regularizer(
+                z_mean, z_logvar, lambda_od=hp["lambda_od"],
+                lambda_d=hp["lambda_d_factor"] * hp["lambda_od"],
+                dip_type="i" if self.method == "dip_vae_i" else "ii")
+            regularizer = kl_loss + dip
+            terms["dip_penalty"] = dip
+        elif self.method == "factor_vae":
+            discriminator = self.model.discriminator
+            # TC estimate mean(logit_0 - logit_1): its gradient reaches the encoder only.
+            logits_z = discriminator(z, frozen=True)  # (B, 2)
+            tc = (logits_z[:, 0] - logits_z[:, 1]).mean()
+            regularizer = kl_loss + hp["gamma"] * tc
+            # The discriminator's loss sees detached latents: its gradient reaches D only.
+            z_detached = z.detach()
+            z_permuted = permute_dims(z_detached, shuffle_keys)  # (B, d), same batch as dlib
+            probs_z = F.softmax(discriminator(z_detached), dim=1)
+            probs_z = probs_z.clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+            probs_permuted = F.softmax(discriminator(z_permuted), dim=1)
+            probs_permuted = probs_permuted.clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+            # dlib maximises 0.5 E log p0(z) + 0.5 E log p1(perm z); we minimise its negative.
+            terms["discriminator_loss"] = -(0.5 * probs_z[:, 0].log().mean()
+                                            + 0.5 * probs_permuted[:, 1].log().mean())
+            terms["tc_estimate"] = tc
+        else:  # resolved configs never get here
+            raise ValueError(f"unknown method {self.method!r}")
+        return {
+            "loss": reconstruction_loss + regularizer,
+            "reconstruction_loss": reconstruction_loss,
+            "kl_loss": kl_loss,
+            "regularizer": regularizer,
+            "elbo": -(reconstruction_loss + kl_loss),  # dlib logs the negative of R + KL
+            **terms,
+        }
