@@ -8,6 +8,7 @@ bodies only ever see 2-D floating tensors of one shape, dtype and device, and
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 
@@ -123,6 +124,19 @@ def resolve_backend(backend: str, reference: torch.Tensor) -> str:
             "TRITON_INTERPRET=1 before importing fastdis.kernels, or use backend='torch'."
         )
     return "triton"
+
+
+def run_backend(backend: str, torch_impl, triton_impl: str, *args):
+    """The body of every custom op: ``torch_impl(*args)``, or on ``backend="triton"`` the function
+    ``triton_impl`` (``"module.function"`` in this package) with the same arguments.
+
+    The Triton module is imported only when it runs, so torch-only installs never import triton.
+    """
+    if backend == "triton":
+        module_name, function_name = triton_impl.split(".")
+        module = importlib.import_module(f".{module_name}", __package__)
+        return getattr(module, function_name)(*args)
+    return torch_impl(*args)
 
 
 def on_device(tensor: torch.Tensor):

@@ -35,7 +35,7 @@ time. The Triton path (``dip_triton.py``) is two launches forward and one backwa
 
 import torch
 
-from ._common import check_latents, check_weight, resolve_backend
+from ._common import check_latents, check_weight, resolve_backend, run_backend
 
 DIP_TYPES = ("i", "ii")
 
@@ -82,18 +82,10 @@ def _dip_forward_torch(z_mean, z_logvar, lambda_od, lambda_d, include_variance):
     return penalty, covariance, batch_mean
 
 
-def _dip_backward_torch(
-    grad_penalty,
-    grad_covariance,
-    grad_batch_mean,
-    z_mean,
-    z_logvar,
-    covariance,
-    batch_mean,
-    lambda_od,
-    lambda_d,
-    include_variance,
-):
+def _dip_backward_torch(grads, saved, lambda_od, lambda_d, include_variance):
+    """∂L/∂μ, ∂L/∂v from ``grads`` = (ρ, Γ, m) and the forward's ``saved`` = (μ, v, C, μ̄)."""
+    grad_penalty, grad_covariance, grad_batch_mean = grads
+    z_mean, z_logvar, covariance, batch_mean = saved
     batch_size = z_mean.shape[0]
     weight = grad_penalty * penalty_gradient(covariance, lambda_od, lambda_d)
     weight = weight + 0.5 * (grad_covariance + grad_covariance.T)  # S, symmetric (d, d)
@@ -116,11 +108,7 @@ def _dip_covariance_penalty(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(P, C, μ̄) of the module docstring; ``backend`` is "triton" or "torch"."""
     args = (z_mean, z_logvar, lambda_od, lambda_d, include_variance)
-    if backend == "triton":
-        from .dip_triton import dip_forward_triton
-
-        return dip_forward_triton(*args)
-    return _dip_forward_torch(*args)
+    return run_backend(backend, _dip_forward_torch, "dip_triton.dip_forward_triton", *args)
 
 
 @_dip_covariance_penalty.register_fake
@@ -148,23 +136,12 @@ def _dip_covariance_penalty_backward(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """∂L/∂μ and ∂L/∂v of the (P, C, μ̄) op; its own op so torch.compile keeps it opaque."""
-    args = (
-        grad_penalty,
-        grad_covariance,
-        grad_batch_mean,
-        z_mean,
-        z_logvar,
-        covariance,
-        batch_mean,
-        lambda_od,
-        lambda_d,
-        include_variance,
+    grads = (grad_penalty, grad_covariance, grad_batch_mean)
+    saved = (z_mean, z_logvar, covariance, batch_mean)
+    options = (lambda_od, lambda_d, include_variance)
+    return run_backend(
+        backend, _dip_backward_torch, "dip_triton.dip_backward_triton", grads, saved, *options
     )
-    if backend == "triton":
-        from .dip_triton import dip_backward_triton
-
-        return dip_backward_triton(*args)
-    return _dip_backward_torch(*args)
 
 
 @_dip_covariance_penalty_backward.register_fake

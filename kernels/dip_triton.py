@@ -310,18 +310,18 @@ def dip_forward_triton(
 
 
 def dip_backward_triton(
-    grad_penalty: torch.Tensor,
-    grad_covariance: torch.Tensor,
-    grad_batch_mean: torch.Tensor,
-    z_mean: torch.Tensor,
-    z_logvar: torch.Tensor,
-    covariance: torch.Tensor,
-    batch_mean: torch.Tensor,
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    saved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     lambda_od: float,
     lambda_d: float,
     include_variance: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """∂L/∂μ and ∂L/∂v with ``_dip_backward_kernel``: check, allocate, launch."""
+    """∂L/∂μ and ∂L/∂v with ``_dip_backward_kernel``: check, allocate, launch.
+
+    Arguments as in ``dip.py``'s torch version: ``grads`` = (ρ, Γ, m), ``saved`` = (μ, v, C, μ̄).
+    """
+    grad_penalty, grad_covariance, grad_batch_mean = grads
+    z_mean, z_logvar, covariance, batch_mean = saved
     check_contiguous(
         grad_covariance=grad_covariance,
         grad_batch_mean=grad_batch_mean,
@@ -336,13 +336,8 @@ def dip_backward_triton(
     grad_z_logvar = torch.empty_like(z_logvar)
     with on_device(z_mean):
         _dip_backward_kernel[(triton.cdiv(batch_size, block_b),)](
-            grad_penalty,
-            grad_covariance,
-            grad_batch_mean,
-            z_mean,
-            z_logvar,
-            covariance,
-            batch_mean,
+            *grads,
+            *saved,
             grad_z_mean,
             grad_z_logvar,
             batch_size,

@@ -46,7 +46,7 @@ custom ops that make either backend one opaque node for autograd and torch.compi
 
 import torch
 
-from ._common import check_latents, resolve_backend
+from ._common import check_latents, resolve_backend, run_backend
 
 # Rows j per chunk in the torch implementation: chunk·B·d stays near 1 M elements (4 MB per
 # temporary in float32), which bounds memory and keeps each chunk large enough to run at speed.
@@ -92,15 +92,12 @@ def _log_densities_torch(
 
 
 def _log_densities_backward_torch(
-    grad_log_qz: torch.Tensor,
-    grad_log_qz_marginal: torch.Tensor,
-    z: torch.Tensor,
-    z_mean: torch.Tensor,
-    z_logvar: torch.Tensor,
-    log_qz: torch.Tensor,
-    log_qz_marginal: torch.Tensor,
+    grads: tuple[torch.Tensor, torch.Tensor], saved: tuple[torch.Tensor, ...]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """∂L/∂z, ∂L/∂μ, ∂L/∂v from γ = ∂L/∂J and η = ∂L/∂M, recomputing a_jil chunk by chunk."""
+    """∂L/∂z, ∂L/∂μ, ∂L/∂v from ``grads`` = (γ, η) = (∂L/∂J, ∂L/∂M) and the forward's
+    ``saved`` = (z, μ, v, J, M), recomputing a_jil chunk by chunk."""
+    grad_log_qz, grad_log_qz_marginal = grads
+    z, z_mean, z_logvar, log_qz, log_qz_marginal = saved
     batch_size, num_latents = z.shape
     precision = torch.exp(-z_logvar)
     grad_z = torch.empty_like(z)
@@ -130,11 +127,9 @@ def _tc_log_densities(
     z: torch.Tensor, z_mean: torch.Tensor, z_logvar: torch.Tensor, backend: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(J, M): log q̂(z_j) and log q̂(z_jl) up to constants. ``backend`` is "triton" or "torch"."""
-    if backend == "triton":
-        from .tc_triton import tc_log_densities_triton
-
-        return tc_log_densities_triton(z, z_mean, z_logvar)
-    return _log_densities_torch(z, z_mean, z_logvar)
+    return run_backend(
+        backend, _log_densities_torch, "tc_triton.tc_log_densities_triton", z, z_mean, z_logvar
+    )
 
 
 @_tc_log_densities.register_fake
@@ -154,12 +149,15 @@ def _tc_log_densities_backward(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the (J, M) op; its own op so that torch.compile keeps it opaque too."""
-    args = (grad_log_qz, grad_log_qz_marginal, z, z_mean, z_logvar, log_qz, log_qz_marginal)
-    if backend == "triton":
-        from .tc_triton import tc_log_densities_backward_triton
-
-        return tc_log_densities_backward_triton(*args)
-    return _log_densities_backward_torch(*args)
+    grads = (grad_log_qz, grad_log_qz_marginal)
+    saved = (z, z_mean, z_logvar, log_qz, log_qz_marginal)
+    return run_backend(
+        backend,
+        _log_densities_backward_torch,
+        "tc_triton.tc_log_densities_backward_triton",
+        grads,
+        saved,
+    )
 
 
 @_tc_log_densities_backward.register_fake

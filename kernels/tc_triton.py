@@ -18,8 +18,9 @@ Three kernels, each streaming over the batch in tiles so that no B×B×d tensor 
 
 - ``_tc_grad_samples_kernel`` (∂L/∂z, reduction over i) and ``_tc_grad_posteriors_kernel``
   (∂L/∂μ and ∂L/∂v, reduction over j) recompute a[j, i, l] tile by tile from the saved J and M:
-  g[j, i, l] = γ_j exp(s[j, i] - J[j]) + η_jl exp(a[j, i, l] - M[j, l]). Two kernels, each owning
-  its output rows, keep the sums deterministic (no atomics) at the price of computing a twice.
+  g[j, i, l] = γ_j exp(s[j, i] - J[j]) + η_jl exp(a[j, i, l] - M[j, l]) (``_gradient_tile``, shared
+  by both). Two kernels, each owning its output rows, keep the sums deterministic (no atomics) at
+  the price of computing a twice.
 
 Latents are padded to a power of two (BLOCK_D): padded lanes contribute a = 0 to the joint sum and
 are never stored. Masked posteriors or samples get a large finite negative log-density instead of
@@ -61,6 +62,42 @@ def _tile_sizes(batch_size: int, num_latents: int) -> tuple[int, int, int]:
 
 
 @triton.jit
+def _row_tile(rows, batch_size, num_latents, latents, valid_latent):
+    """Validity (rows,), flat offsets and load mask (rows, BLOCK_D) of rows of a (B, d) array."""
+    valid = rows < batch_size
+    offsets = rows[:, None] * num_latents + latents[None, :]
+    mask = valid[:, None] & valid_latent[None, :]
+    return valid, offsets, mask
+
+
+@triton.jit
+def _load_posteriors(mean_ptr, logvar_ptr, rows_i, batch_size, num_latents, latents, valid_latent):
+    """μ and v of posteriors ``rows_i`` (masked lanes read 0), with their validity and offsets."""
+    valid_i, offsets_i, mask_i = _row_tile(rows_i, batch_size, num_latents, latents, valid_latent)
+    mean = tl.load(mean_ptr + offsets_i, mask=mask_i, other=0.0)
+    logvar = tl.load(logvar_ptr + offsets_i, mask=mask_i, other=0.0)
+    return mean, logvar, valid_i, offsets_i, mask_i
+
+
+@triton.jit
+def _load_samples(per_sample, rows_j, batch_size, num_latents, latents, valid_latent):
+    """z, the saved J and M and the upstream γ and η of samples ``rows_j`` (masked lanes read 0).
+
+    ``per_sample`` holds the pointers to these five arrays, in that order. Returns the loaded
+    tensors as one tuple ``(z, J, M, γ, η)``, then the rows' validity, offsets and mask.
+    """
+    z_ptr, log_qz_ptr, log_qz_marginal_ptr, grad_log_qz_ptr, grad_log_qz_marginal_ptr = per_sample
+    valid_j, offsets_j, mask_j = _row_tile(rows_j, batch_size, num_latents, latents, valid_latent)
+    z = tl.load(z_ptr + offsets_j, mask=mask_j, other=0.0)
+    log_qz = tl.load(log_qz_ptr + rows_j, mask=valid_j, other=0.0)
+    log_qz_marginal = tl.load(log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
+    grad_log_qz = tl.load(grad_log_qz_ptr + rows_j, mask=valid_j, other=0.0)
+    grad_log_qz_marginal = tl.load(grad_log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
+    samples = (z, log_qz, log_qz_marginal, grad_log_qz, grad_log_qz_marginal)
+    return samples, valid_j, offsets_j, mask_j
+
+
+@triton.jit
 def _log_density_tile(z, mean, logvar, valid_latent):
     """(z - μ), exp(-v) and a = -½((z - μ)² exp(-v) + v) for a (samples, posteriors, latents) tile.
 
@@ -73,6 +110,33 @@ def _log_density_tile(z, mean, logvar, valid_latent):
     log_density = -0.5 * (scaled_square + logvar[None, :, :])
     log_density = tl.where(valid_latent[None, None, :], log_density, 0.0)
     return diff, precision, scaled_square, log_density
+
+
+@triton.jit
+def _gradient_tile(samples, mean, logvar, valid_streamed, valid_latent):
+    """g[j, i, l] (module docstring) for a (samples, posteriors, latents) tile, recomputed from
+    ``samples = (z, J, M, γ, η)`` of the samples j and μ, v of the posteriors i.
+
+    ``valid_streamed`` marks the real rows of the streamed side, shaped to broadcast against
+    (BLOCK_J, BLOCK_I): ``valid_i[None, :]`` or ``valid_j[:, None]``. The owned side's masked
+    rows need no mask, as they are never stored. Returns ``(g (z - μ) e^{-v}, g, (z - μ)² e^{-v})``:
+    both gradient kernels sum the first (over i for ∂L/∂z, over j for ∂L/∂μ); ∂L/∂v sums
+    g ((z - μ)² e^{-v} - 1) over j.
+    """
+    z, log_qz, log_qz_marginal, grad_log_qz, grad_log_qz_marginal = samples
+    diff, precision, scaled_square, log_density = _log_density_tile(z, mean, logvar, valid_latent)
+
+    # Masked streamed rows must weigh exactly 0: a masked sample's loaded J = 0 could make exp()
+    # overflow, and a masked posterior would add to the softmax over i.
+    joint = tl.where(valid_streamed, tl.sum(log_density, axis=2), MASKED_LOG_DENSITY)
+    joint_weight = tl.exp(joint - log_qz[:, None])  # softmax over i, (BLOCK_J, BLOCK_I)
+    marginal = tl.where(valid_streamed[:, :, None], log_density, MASKED_LOG_DENSITY)
+    marginal_weight = tl.exp(marginal - log_qz_marginal[:, None, :])
+    weight = (
+        grad_log_qz[:, None, None] * joint_weight[:, :, None]
+        + grad_log_qz_marginal[:, None, :] * marginal_weight
+    )
+    return weight * diff * precision, weight, scaled_square
 
 
 @triton.jit
@@ -94,10 +158,8 @@ def _tc_forward_kernel(
     # -- the samples this program owns ---------------------------------------------------------
     rows_j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)
     latents = tl.arange(0, BLOCK_D)
-    valid_j = rows_j < batch_size
     valid_latent = latents < num_latents
-    offsets_j = rows_j[:, None] * num_latents + latents[None, :]
-    mask_j = valid_j[:, None] & valid_latent[None, :]
+    valid_j, offsets_j, mask_j = _row_tile(rows_j, batch_size, num_latents, latents, valid_latent)
     z = tl.load(z_ptr + offsets_j, mask=mask_j, other=0.0)
 
     # -- running max and sum of the two online log-sum-exps ------------------------------------
@@ -109,11 +171,9 @@ def _tc_forward_kernel(
     # -- stream over the posteriors ------------------------------------------------------------
     for start_i in range(0, batch_size, BLOCK_I):
         rows_i = start_i + tl.arange(0, BLOCK_I)
-        valid_i = rows_i < batch_size
-        offsets_i = rows_i[:, None] * num_latents + latents[None, :]
-        mask_i = valid_i[:, None] & valid_latent[None, :]
-        mean = tl.load(mean_ptr + offsets_i, mask=mask_i, other=0.0)
-        logvar = tl.load(logvar_ptr + offsets_i, mask=mask_i, other=0.0)
+        mean, logvar, valid_i, _, _ = _load_posteriors(
+            mean_ptr, logvar_ptr, rows_i, batch_size, num_latents, latents, valid_latent
+        )
         _, _, _, log_density = _log_density_tile(z, mean, logvar, valid_latent)
 
         joint = tl.where(valid_i[None, :], tl.sum(log_density, axis=2), MASKED_LOG_DENSITY)
@@ -133,6 +193,10 @@ def _tc_forward_kernel(
     # -- J = log q(z_j), M = log q(z_jl), up to constants --------------------------------------
     tl.store(log_qz_ptr + rows_j, joint_max + tl.log(joint_sum), mask=valid_j)
     tl.store(log_qz_marginal_ptr + offsets_j, marginal_max + tl.log(marginal_sum), mask=mask_j)
+
+
+# The two gradient kernels mirror each other: each owns a block of rows on one side (samples j or
+# posteriors i), streams over the other side and sums _gradient_tile's terms over it.
 
 
 @triton.jit
@@ -158,36 +222,21 @@ def _tc_grad_samples_kernel(
     # -- the samples this program owns, with their saved reductions and upstream gradients -----
     rows_j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)
     latents = tl.arange(0, BLOCK_D)
-    valid_j = rows_j < batch_size
     valid_latent = latents < num_latents
-    offsets_j = rows_j[:, None] * num_latents + latents[None, :]
-    mask_j = valid_j[:, None] & valid_latent[None, :]
-    z = tl.load(z_ptr + offsets_j, mask=mask_j, other=0.0)
-    log_qz = tl.load(log_qz_ptr + rows_j, mask=valid_j, other=0.0)
-    log_qz_marginal = tl.load(log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
-    grad_log_qz = tl.load(grad_log_qz_ptr + rows_j, mask=valid_j, other=0.0)
-    grad_log_qz_marginal = tl.load(grad_log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
-    grad_z = tl.zeros([BLOCK_J, BLOCK_D], dtype=z.dtype)
+    per_sample = (z_ptr, log_qz_ptr, log_qz_marginal_ptr, grad_log_qz_ptr, grad_log_qz_marginal_ptr)
+    samples, valid_j, offsets_j, mask_j = _load_samples(
+        per_sample, rows_j, batch_size, num_latents, latents, valid_latent
+    )
+    grad_z = tl.zeros([BLOCK_J, BLOCK_D], dtype=samples[0].dtype)
 
     # -- stream over the posteriors: ∂L/∂z_jl = -Σ_i g_jil (z_jl - μ_il) exp(-v_il) ------------
     for start_i in range(0, batch_size, BLOCK_I):
         rows_i = start_i + tl.arange(0, BLOCK_I)
-        valid_i = rows_i < batch_size
-        offsets_i = rows_i[:, None] * num_latents + latents[None, :]
-        mask_i = valid_i[:, None] & valid_latent[None, :]
-        mean = tl.load(mean_ptr + offsets_i, mask=mask_i, other=0.0)
-        logvar = tl.load(logvar_ptr + offsets_i, mask=mask_i, other=0.0)
-        diff, precision, _, log_density = _log_density_tile(z, mean, logvar, valid_latent)
-
-        joint = tl.where(valid_i[None, :], tl.sum(log_density, axis=2), MASKED_LOG_DENSITY)
-        joint_weight = tl.exp(joint - log_qz[:, None])  # softmax over i, (BLOCK_J, BLOCK_I)
-        marginal = tl.where(valid_i[None, :, None], log_density, MASKED_LOG_DENSITY)
-        marginal_weight = tl.exp(marginal - log_qz_marginal[:, None, :])
-        weight = (
-            grad_log_qz[:, None, None] * joint_weight[:, :, None]
-            + grad_log_qz_marginal[:, None, :] * marginal_weight
+        mean, logvar, valid_i, _, _ = _load_posteriors(
+            mean_ptr, logvar_ptr, rows_i, batch_size, num_latents, latents, valid_latent
         )
-        grad_z -= tl.sum(weight * diff * precision, axis=1)
+        weighted_slope, _, _ = _gradient_tile(samples, mean, logvar, valid_i[None, :], valid_latent)
+        grad_z -= tl.sum(weighted_slope, axis=1)
 
     tl.store(grad_z_ptr + offsets_j, grad_z, mask=mask_j)
 
@@ -215,12 +264,11 @@ def _tc_grad_posteriors_kernel(
     # -- the posteriors this program owns ------------------------------------------------------
     rows_i = tl.program_id(0) * BLOCK_I + tl.arange(0, BLOCK_I)
     latents = tl.arange(0, BLOCK_D)
-    valid_i = rows_i < batch_size
     valid_latent = latents < num_latents
-    offsets_i = rows_i[:, None] * num_latents + latents[None, :]
-    mask_i = valid_i[:, None] & valid_latent[None, :]
-    mean = tl.load(mean_ptr + offsets_i, mask=mask_i, other=0.0)
-    logvar = tl.load(logvar_ptr + offsets_i, mask=mask_i, other=0.0)
+    mean, logvar, valid_i, offsets_i, mask_i = _load_posteriors(
+        mean_ptr, logvar_ptr, rows_i, batch_size, num_latents, latents, valid_latent
+    )
+    per_sample = (z_ptr, log_qz_ptr, log_qz_marginal_ptr, grad_log_qz_ptr, grad_log_qz_marginal_ptr)
     grad_mean = tl.zeros([BLOCK_I, BLOCK_D], dtype=mean.dtype)
     grad_logvar = tl.zeros([BLOCK_I, BLOCK_D], dtype=mean.dtype)
 
@@ -228,28 +276,13 @@ def _tc_grad_posteriors_kernel(
     #                            ∂L/∂v_il = ½ Σ_j g_jil ((z - μ)² e^{-v} - 1)
     for start_j in range(0, batch_size, BLOCK_J):
         rows_j = start_j + tl.arange(0, BLOCK_J)
-        valid_j = rows_j < batch_size
-        offsets_j = rows_j[:, None] * num_latents + latents[None, :]
-        mask_j = valid_j[:, None] & valid_latent[None, :]
-        z = tl.load(z_ptr + offsets_j, mask=mask_j, other=0.0)
-        log_qz = tl.load(log_qz_ptr + rows_j, mask=valid_j, other=0.0)
-        log_qz_marginal = tl.load(log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
-        grad_log_qz = tl.load(grad_log_qz_ptr + rows_j, mask=valid_j, other=0.0)
-        grad_log_qz_marginal = tl.load(grad_log_qz_marginal_ptr + offsets_j, mask=mask_j, other=0.0)
-        diff, precision, scaled_square, log_density = _log_density_tile(
-            z, mean, logvar, valid_latent
+        samples, valid_j, _, _ = _load_samples(
+            per_sample, rows_j, batch_size, num_latents, latents, valid_latent
         )
-
-        # Masked samples must weigh exactly 0: their loaded J = 0 could make exp() overflow.
-        joint = tl.where(valid_j[:, None], tl.sum(log_density, axis=2), MASKED_LOG_DENSITY)
-        joint_weight = tl.exp(joint - log_qz[:, None])
-        marginal = tl.where(valid_j[:, None, None], log_density, MASKED_LOG_DENSITY)
-        marginal_weight = tl.exp(marginal - log_qz_marginal[:, None, :])
-        weight = (
-            grad_log_qz[:, None, None] * joint_weight[:, :, None]
-            + grad_log_qz_marginal[:, None, :] * marginal_weight
+        weighted_slope, weight, scaled_square = _gradient_tile(
+            samples, mean, logvar, valid_j[:, None], valid_latent
         )
-        grad_mean += tl.sum(weight * diff * precision, axis=0)
+        grad_mean += tl.sum(weighted_slope, axis=0)
         grad_logvar += tl.sum(weight * (scaled_square - 1.0), axis=0)
 
     tl.store(grad_mean_ptr + offsets_i, grad_mean, mask=mask_i)
@@ -283,15 +316,14 @@ def tc_log_densities_triton(
 
 
 def tc_log_densities_backward_triton(
-    grad_log_qz: torch.Tensor,
-    grad_log_qz_marginal: torch.Tensor,
-    z: torch.Tensor,
-    z_mean: torch.Tensor,
-    z_logvar: torch.Tensor,
-    log_qz: torch.Tensor,
-    log_qz_marginal: torch.Tensor,
+    grads: tuple[torch.Tensor, torch.Tensor], saved: tuple[torch.Tensor, ...]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """∂L/∂z, ∂L/∂μ, ∂L/∂v with the two gradient kernels: check, allocate, launch."""
+    """∂L/∂z, ∂L/∂μ, ∂L/∂v with the two gradient kernels: check, allocate, launch.
+
+    Arguments as in ``tc.py``'s torch version: ``grads`` = (γ, η), ``saved`` = (z, μ, v, J, M).
+    """
+    grad_log_qz, grad_log_qz_marginal = grads
+    z, z_mean, z_logvar, log_qz, log_qz_marginal = saved
     check_contiguous(
         grad_log_qz=grad_log_qz,
         grad_log_qz_marginal=grad_log_qz_marginal,
@@ -307,10 +339,10 @@ def tc_log_densities_backward_triton(
     grad_logvar = torch.empty_like(z_logvar)
     block_out, block_stream, block_d = _tile_sizes(batch_size, num_latents)
     grid = (triton.cdiv(batch_size, block_out),)
-    saved = (z, z_mean, z_logvar, log_qz, log_qz_marginal, grad_log_qz, grad_log_qz_marginal)
     with on_device(z):
         _tc_grad_samples_kernel[grid](
             *saved,
+            *grads,
             grad_z,
             batch_size,
             num_latents,
@@ -320,6 +352,7 @@ def tc_log_densities_backward_triton(
         )
         _tc_grad_posteriors_kernel[grid](
             *saved,
+            *grads,
             grad_mean,
             grad_logvar,
             batch_size,

@@ -7,17 +7,8 @@ import fastdis.kernels.tc_triton as tc_triton
 import pytest
 import torch
 from fastdis.kernels import dip_regularizer, gaussian_kl, total_correlation
-from fastdis.kernels._common import TRITON_MAX_LATENTS, interpreter_enabled, resolve_backend
-
-
-def device_for(backend):
-    """Where a backend's inputs live: Triton on CUDA when there is a GPU, else on CPU under
-    the interpreter (tests/conftest.py sets TRITON_INTERPRET=1 on machines without one)."""
-    if backend == "torch" or interpreter_enabled():
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    pytest.skip("backend='triton' needs a CUDA device or TRITON_INTERPRET=1")
+from fastdis.kernels._common import TRITON_MAX_LATENTS, resolve_backend
+from kernel_helpers import BACKENDS, device_for
 
 
 @pytest.mark.parametrize(
@@ -145,7 +136,7 @@ def loss_with_both_ops(z, z_mean, z_logvar, backend):
     return 3.0 * tc + dip + gaussian_kl(z_mean, z_logvar).mean()
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_torch_compile_fullgraph_matches_eager(backend):
     torch._dynamo.reset()
     generator = torch.Generator().manual_seed(0)

@@ -11,20 +11,7 @@ import fastdis.kernels.dip_triton as dip_triton
 import pytest
 import torch
 from fastdis.kernels import dip_covariance, dip_regularizer
-from fastdis.kernels._common import interpreter_enabled
-
-BACKENDS = ["torch", "triton"]
-TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-11}
-
-
-def device_for(backend):
-    """Where a backend's inputs live: Triton on CUDA when there is a GPU, else on CPU under
-    the interpreter (tests/conftest.py sets TRITON_INTERPRET=1 on machines without one)."""
-    if backend == "torch" or interpreter_enabled():
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    pytest.skip("backend='triton' needs a CUDA device or TRITON_INTERPRET=1")
+from kernel_helpers import BACKENDS, check_against_twin, device_for
 
 
 def dlib_dip_regularizer(z_mean, z_logvar, lambda_od, lambda_d, dip_type):
@@ -50,31 +37,17 @@ def make_encodings(batch_size, num_latents, *, seed=0, offset=0.0):
     return z_mean, z_logvar
 
 
-def assert_close_scaled(actual, expected, tolerance, what):
-    actual, expected = actual.double(), expected.double()
-    scale = max(1.0, expected.abs().max().item())
-    error = (actual - expected).abs().max().item()
-    assert error <= tolerance * scale, f"{what}: max error {error:.3g} vs scale {scale:.3g}"
-
-
-def check_against_twin(inputs64, dtype, backend, dip_type, lambda_od=2.5, lambda_d=7.0):
-    device = device_for(backend)
-    inputs = [x.to(device, dtype).requires_grad_() for x in inputs64]
-    value = dip_regularizer(
-        *inputs, lambda_od=lambda_od, lambda_d=lambda_d, dip_type=dip_type, backend=backend
+def check_against_dlib(inputs64, dtype, backend, dip_type, lambda_od=2.5, lambda_d=7.0):
+    check_against_twin(
+        lambda *inputs: dip_regularizer(
+            *inputs, lambda_od=lambda_od, lambda_d=lambda_d, dip_type=dip_type, backend=backend
+        ),
+        lambda *inputs: dlib_dip_regularizer(*inputs, lambda_od, lambda_d, dip_type),
+        inputs64,
+        ("z_mean", "z_logvar"),
+        dtype,
+        backend,
     )
-    grads = [grad.cpu() for grad in torch.autograd.grad(value, inputs)]
-    value = value.cpu()
-    reference_inputs = [x.clone().requires_grad_() for x in inputs64]
-    reference = dlib_dip_regularizer(*reference_inputs, lambda_od, lambda_d, dip_type)
-    reference_grads = torch.autograd.grad(reference, reference_inputs, materialize_grads=True)
-    assert value.dtype == dtype and value.shape == ()
-    tolerance = TOLERANCE[dtype]
-    assert_close_scaled(value, reference, tolerance, "value")
-    names = ("z_mean", "z_logvar")
-    for name, grad, reference_grad in zip(names, grads, reference_grads, strict=True):
-        assert grad.dtype == dtype
-        assert_close_scaled(grad, reference_grad, tolerance, f"grad {name}")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -86,14 +59,14 @@ def check_against_twin(inputs64, dtype, backend, dip_type, lambda_od=2.5, lambda
     ids=lambda shape: "B{}xd{}".format(*shape),
 )
 def test_matches_dlib_formula(backend, dip_type, dtype, shape):
-    check_against_twin(make_encodings(*shape, seed=shape[0]), dtype, backend, dip_type)
+    check_against_dlib(make_encodings(*shape, seed=shape[0]), dtype, backend, dip_type)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_means_far_from_zero_keep_float32_accuracy(backend):
     # |mean| = 30 with unit spread: dlib's E[μμᵀ] - E[μ]E[μ]ᵀ would cancel ~3 digits in float32;
     # the shifted/centred sums must not.
-    check_against_twin(make_encodings(64, 10, seed=4, offset=30.0), torch.float32, backend, "i")
+    check_against_dlib(make_encodings(64, 10, seed=4, offset=30.0), torch.float32, backend, "i")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -102,7 +75,7 @@ def test_many_partials_and_tiles(backend, monkeypatch):
     # and the penalty kernel adds the partials in several steps.
     monkeypatch.setattr(dip_triton, "_TILE_ELEMENTS", 128)
     monkeypatch.setattr(dip_triton, "_MAX_PARTIALS", 7)
-    check_against_twin(make_encodings(37, 10, seed=6), torch.float32, backend, "ii")
+    check_against_dlib(make_encodings(37, 10, seed=6), torch.float32, backend, "ii")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

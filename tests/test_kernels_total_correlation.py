@@ -12,20 +12,7 @@ import fastdis.kernels.tc_triton as tc_triton
 import pytest
 import torch
 from fastdis.kernels import tc_log_densities, total_correlation
-from fastdis.kernels._common import interpreter_enabled
-
-BACKENDS = ["torch", "triton"]
-TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-11}
-
-
-def device_for(backend):
-    """Where a backend's inputs live: Triton on CUDA when there is a GPU, else on CPU under
-    the interpreter (tests/conftest.py sets TRITON_INTERPRET=1 on machines without one)."""
-    if backend == "torch" or interpreter_enabled():
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    pytest.skip("backend='triton' needs a CUDA device or TRITON_INTERPRET=1")
+from kernel_helpers import BACKENDS, check_against_twin, device_for
 
 
 def dlib_total_correlation(z, z_mean, z_logvar):
@@ -50,30 +37,15 @@ def make_posteriors(batch_size, num_latents, *, seed=0, logvar_center=0.0):
     return z, z_mean, z_logvar
 
 
-def assert_close_scaled(actual, expected, tolerance, what):
-    """|actual - expected| ≤ tolerance · max(1, max|expected|), elementwise, in float64."""
-    actual, expected = actual.double(), expected.double()
-    scale = max(1.0, expected.abs().max().item())
-    error = (actual - expected).abs().max().item()
-    assert error <= tolerance * scale, f"{what}: max error {error:.3g} vs scale {scale:.3g}"
-
-
-def check_against_twin(inputs64, dtype, backend):
-    device = device_for(backend)
-    inputs = [x.to(device, dtype).requires_grad_() for x in inputs64]
-    value = total_correlation(*inputs, backend=backend)
-    grads = [grad.cpu() for grad in torch.autograd.grad(value, inputs)]
-    value = value.cpu()
-    reference_inputs = [x.clone().requires_grad_() for x in inputs64]
-    reference = dlib_total_correlation(*reference_inputs)
-    reference_grads = torch.autograd.grad(reference, reference_inputs)
-    assert value.dtype == dtype and value.shape == ()
-    tolerance = TOLERANCE[dtype]
-    assert_close_scaled(value, reference, tolerance, "value")
-    names = ("z", "z_mean", "z_logvar")
-    for name, grad, reference_grad in zip(names, grads, reference_grads, strict=True):
-        assert grad.dtype == dtype
-        assert_close_scaled(grad, reference_grad, tolerance, f"grad {name}")
+def check_against_dlib(inputs64, dtype, backend):
+    check_against_twin(
+        lambda *inputs: total_correlation(*inputs, backend=backend),
+        dlib_total_correlation,
+        inputs64,
+        ("z", "z_mean", "z_logvar"),
+        dtype,
+        backend,
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -84,7 +56,7 @@ def check_against_twin(inputs64, dtype, backend):
     ids=lambda shape: "B{}xd{}".format(*shape),
 )
 def test_matches_dlib_formula(backend, dtype, shape):
-    check_against_twin(make_posteriors(*shape, seed=shape[0]), dtype, backend)
+    check_against_dlib(make_posteriors(*shape, seed=shape[0]), dtype, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -92,7 +64,7 @@ def test_narrow_posteriors_stay_finite_and_accurate(backend):
     # Posterior std ~ 0.05: log-densities span thousands of nats, so an unstabilised
     # log-sum-exp over- or underflows; the online max must keep float32 accurate.
     inputs64 = make_posteriors(48, 10, seed=3, logvar_center=-6.0)
-    check_against_twin(inputs64, torch.float32, backend)
+    check_against_dlib(inputs64, torch.float32, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -103,7 +75,7 @@ def test_many_streamed_tiles(backend, monkeypatch):
     monkeypatch.setattr(tc_module, "_TORCH_CHUNK_ELEMENTS", 1)
     block_j, block_i, _ = tc_triton._tile_sizes(37, 10)
     assert block_i < 37 and 37 % block_i != 0
-    check_against_twin(make_posteriors(37, 10, seed=5), torch.float32, backend)
+    check_against_dlib(make_posteriors(37, 10, seed=5), torch.float32, backend)
 
 
 @pytest.mark.parametrize(

@@ -1,1 +1,39 @@
-"""Batch scoring: evaluation plan, Zarr representation store, scoring engine, report (issue 5)."""
+"""Batch scoring of many checkpoints (issue 5): plan, Zarr store, scoring engine, report.
+
+Encode every checkpoint once on a fixed evaluation plan, store the codes, score every
+(checkpoint, representation, metric) in parallel into one tidy Parquet table, and report::
+
+    from fastdis.batch import make_plan, write_codes, score_store, write_report
+
+    plan = make_plan(data, seed=0)                     # points + BetaVAE/FactorVAE groups
+    write_codes("reps.zarr", "run-1", {"mean": codes}, {"method": "beta_vae", "beta": 4},
+                plan=plan)                             # codes of plan.factors, any framework
+    scores = score_store("reps.zarr", "scores.parquet")   # resumable; scheduler= for Dask
+    write_report(scores, "report/")
+
+``fastdis encode | score | report`` are the same steps on the command line. zarr, pandas and
+dask are imported on first use.
+"""
+
+from .plan import EvaluationPlan, make_plan, plannable_metrics
+
+__all__ = [
+    "EvaluationPlan", "make_plan", "plannable_metrics",
+    "RepresentationStore", "StoreError", "create_store", "open_store", "write_codes",
+    "encode_checkpoints", "score_store", "read_scores", "to_wide", "write_report",
+]
+
+_LAZY = {
+    "RepresentationStore": "store", "StoreError": "store", "create_store": "store",
+    "open_store": "store", "write_codes": "store", "encode_checkpoints": "encode",
+    "score_store": "engine", "read_scores": "engine", "to_wide": "engine",
+    "write_report": "report",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

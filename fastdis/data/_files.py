@@ -36,6 +36,13 @@ def require_file(path: Path, dataset: str, origin: str, fix: str) -> Path:
     )
 
 
+def find_data_file(data_dir, relative: Path | str, dataset: str, fix: str) -> Path:
+    """The path of ``relative`` in the data folder (:func:`resolve_data_dir`) if it is a file,
+    else :func:`require_file`'s FileNotFoundError."""
+    folder, origin = resolve_data_dir(data_dir)
+    return require_file(folder / relative, dataset, origin, fix)
+
+
 def bad_file(path: Path, expected: str, got: str) -> ValueError:
     return ValueError(f"{path}: expected {expected}; got {got}. Re-download or regenerate it.")
 

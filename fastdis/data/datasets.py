@@ -26,9 +26,9 @@ import numpy as np
 from ._base import FactorGrid, GridDataset
 from ._files import (
     bad_file,
+    find_data_file,
     load_npz_member,
     read_binary_matrix,
-    require_file,
     resolve_data_dir,
 )
 
@@ -72,9 +72,8 @@ class Shapes3D(GridDataset):
     def __init__(self, data_dir=None, *, in_memory: bool = False):
         import h5py
 
-        folder, origin = resolve_data_dir(data_dir)
-        path = require_file(
-            folder / SHAPES3D_FILE, "shapes3d", origin,
+        path = find_data_file(
+            data_dir, SHAPES3D_FILE, "shapes3d",
             "Download 3dshapes.h5 from https://github.com/deepmind/3d-shapes, or render the "
             "look-alike with `fastdis data make shapes3d --out DIR`.",
         )
@@ -121,9 +120,8 @@ class MPI3D(GridDataset):
             raise ValueError(
                 f"mode must be 'mpi3d_toy', 'mpi3d_realistic' or 'mpi3d_real'; got {mode!r}."
             )
-        folder, origin = resolve_data_dir(data_dir)
-        path = require_file(
-            folder / mpi3d_file(mode), mode, origin,
+        path = find_data_file(
+            data_dir, mpi3d_file(mode), mode,
             "Download it from https://github.com/rr-learning/disentanglement_dataset (now "
             "https://huggingface.co/datasets/waleedgondal/mpi3d).",
         )
@@ -163,10 +161,9 @@ class SmallNORB(GridDataset):
     """
 
     def __init__(self, data_dir=None, *, in_memory: bool = True):
-        folder, origin = resolve_data_dir(data_dir)
         fix = ("Download the six files from https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/ "
                "and gunzip them.")
-        paths = [require_file(folder / f, "smallnorb", origin, fix) for f in smallnorb_files()]
+        paths = [find_data_file(data_dir, f, "smallnorb", fix) for f in smallnorb_files()]
         images, features = [], []
         for dat_path, cat_path, info_path in zip(paths[0::3], paths[1::3], paths[2::3],
                                                  strict=True):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._base import GridDataset
-from ._files import bad_file, load_npz_member, load_npz_object, require_file, resolve_data_dir
+from ._files import bad_file, find_data_file, load_npz_member, load_npz_object
 
 DSPRITES_FILE = Path("dsprites") / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SCREAM_FILE = Path("scream") / "scream.jpg"
@@ -33,8 +33,7 @@ DSPRITES_FIX = (
 
 
 def _load_dsprites_file(data_dir) -> tuple[np.ndarray, list[int], Path]:
-    folder, origin = resolve_data_dir(data_dir)
-    path = require_file(folder / DSPRITES_FILE, "dsprites", origin, DSPRITES_FIX)
+    path = find_data_file(data_dir, DSPRITES_FILE, "dsprites", DSPRITES_FIX)
     metadata = load_npz_object(path, "metadata")
     try:
         sizes = [int(s) for s in metadata["latents_sizes"]]
@@ -140,9 +139,8 @@ def load_scream(data_dir=None) -> np.ndarray:
     """The Scream painting as float64 (H, W, 3) in [0, 1], fitted within 350x274 like dlib."""
     from PIL import Image, UnidentifiedImageError
 
-    folder, origin = resolve_data_dir(data_dir)
-    path = require_file(
-        folder / SCREAM_FILE, "scream_dsprites", origin,
+    path = find_data_file(
+        data_dir, SCREAM_FILE, "scream_dsprites",
         "Scream-dSprites needs the painting: save https://upload.wikimedia.org/wikipedia/commons/"
         "f/f4/The_Scream.jpg there (dlib's download script fetches the same file).",
     )

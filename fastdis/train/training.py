@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._progress import stderr_progress
 from .checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -264,20 +265,8 @@ class _ProgressBar:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[terms]}"), console=Console(stderr=True))
+        self.progress = stderr_progress(description="[bold]{task.description}",
+                                        rate_fields=("speed",), trailing_fields=("terms",))
         self.task = self.progress.add_task(
             f"{config.method} seed {config.seed}", total=total, completed=completed,
             speed="", terms="")

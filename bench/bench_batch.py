@@ -1,0 +1,169 @@
+"""End-to-end throughput of batch scoring (``fastdis score``) against the reference.
+
+A synthetic representation store: dSprites-like factors [3, 6, 40, 32, 32], an evaluation plan
+of N = 10,000 points (the study sizes times 2/3: 6,667 train + 3,333 test points; BetaVAE and
+FactorVAE groups of 64 indexed into them), ``--checkpoints`` checkpoints of D = 10 codes (mean
+and sampled), each a different mix of disentangled / entangled / noise codes
+(``fastdis.demo.representation``).
+
+Measured:
+
+* store: write time (``write_codes``), size on disk, time to read every code array back;
+* ``score_store`` on the study suite without the boosted-tree metrics, on local processes
+  (``--workers``) and on a Dask ``LocalCluster`` of two single-threaded worker processes on
+  loopback (same numbers required, checked bit for bit);
+* the boosted-tree metrics (DCI and boosted-tree downstream) on ``--gbt-checkpoints`` of them,
+  scaled to the whole store;
+* the reference, disentanglement_lib 1.5, scoring the same representations checkpoint by
+  checkpoint with its own protocol at the same sizes, on ``--reference-checkpoints`` of them
+  (it samples and fits from scratch per metric), scaled to the store.
+
+Usage::
+
+    python bench/bench_batch.py --checkpoints 50
+    python bench/bench_batch.py --checkpoints 1000 --gbt-checkpoints 20 --reference-checkpoints 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SCALE = 2 / 3  # 10,000 + 5,000 study points -> a 10,000-point plan
+GBT_METRICS = ("dci", "downstream_task_boosted_trees")
+
+
+def build_store(path, n_checkpoints):
+    from fastdis.batch import make_plan, write_codes
+    from fastdis.demo import SyntheticFactors, representation
+    from fastdis.metrics import study_metrics
+
+    data = SyntheticFactors()
+    plan = make_plan(data, [spec.name for spec in study_metrics()], seed=0, scale=SCALE)
+    kinds = ("disentangled", "entangled", "noise")
+    start = time.perf_counter()
+    for i in range(n_checkpoints):
+        rs = np.random.RandomState(i)
+        weights = rs.dirichlet(np.ones(3))
+        mean = sum(w * representation(kind, seed=i)(plan.factors)
+                   for w, kind in zip(weights, kinds, strict=True)).astype(np.float32)
+        sampled = mean + 0.1 * rs.standard_normal(mean.shape).astype(np.float32)
+        write_codes(path, f"model-{i:04d}", {"mean": mean, "sampled": sampled},
+                    {"method": kinds[i % 3], "beta": float(1 + i % 4), "seed": i // 12},
+                    plan=plan)
+    return plan, time.perf_counter() - start
+
+
+def run(args):
+    import numba
+
+    from fastdis.batch import open_store, score_store
+    from fastdis.batch.store import store_size_bytes
+    from fastdis.metrics import study_metrics
+
+    work = Path(tempfile.mkdtemp(prefix="bench_batch_"))
+    store_path = work / "reps.zarr"
+    plan, write_s = build_store(store_path, args.checkpoints)
+    store = open_store(store_path)
+    start = time.perf_counter()
+    total = sum(store.codes(name, r).nbytes for name in store.names() for r in ("mean",
+                                                                                "sampled"))
+    read_s = time.perf_counter() - start
+    size = store_size_bytes(store_path)
+    n_rep = 2 * args.checkpoints
+    print(f"plan: {plan.n_points} points; store: {args.checkpoints} checkpoints x 2 "
+          f"representations, {size / 1e6:.1f} MB on disk ({total / 1e6:.1f} MB raw), write "
+          f"{write_s:.2f} s ({total / 1e6 / write_s:.0f} MB/s), read {read_s:.2f} s "
+          f"({total / 1e6 / read_s:.0f} MB/s)", flush=True)
+
+    fast = [spec.name for spec in study_metrics() if spec.name not in GBT_METRICS]
+    results = {}
+    start = time.perf_counter()
+    local = score_store(store_path, work / "local", metrics=fast, workers=args.workers)
+    results["local"] = time.perf_counter() - start
+    print(f"local, {args.workers} processes, {len(fast)} metrics: {results['local']:.1f} s "
+          f"({results['local'] / n_rep:.3f} s per representation)", flush=True)
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        start = time.perf_counter()
+        remote = score_store(store_path, work / "dask", metrics=fast,
+                             scheduler=cluster.scheduler_address)
+        results["dask"] = time.perf_counter() - start
+    columns = ["checkpoint", "representation", "metric", "key"]
+    same = np.array_equal(local.sort_values(columns)["value"].to_numpy(),
+                          remote.sort_values(columns)["value"].to_numpy(), equal_nan=True)
+    print(f"dask LocalCluster 2x1: {results['dask']:.1f} s; identical to local: {same}",
+          flush=True)
+
+    gbt_store = work / "gbt.zarr"
+    build_store(gbt_store, args.gbt_checkpoints)
+    start = time.perf_counter()
+    score_store(gbt_store, work / "gbt", metrics=list(GBT_METRICS), workers=args.workers,
+                representations=["mean"])
+    gbt_s = (time.perf_counter() - start) / args.gbt_checkpoints
+    print(f"boosted trees ({', '.join(GBT_METRICS)}): {gbt_s:.1f} s per representation "
+          f"({args.workers} processes)", flush=True)
+
+    per_rep_fast = results["local"] / n_rep
+    full_1000 = 1000 * 2 * (per_rep_fast + gbt_s)
+    fast_1000 = 1000 * 2 * per_rep_fast
+    print(f"projected 1,000 checkpoints x 2 representations: study suite {full_1000 / 60:.0f} "
+          f"min, without boosted trees {fast_1000 / 60:.1f} min", flush=True)
+
+    if args.reference_checkpoints:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from bench_metrics import _reference_call  # noqa: E402 - the reference's runner
+
+        from fastdis.demo import SyntheticFactors, representation
+
+        reference = {True: 0.0, False: 0.0}
+        for i in range(args.reference_checkpoints):
+            rep = representation("entangled", seed=i)
+            for name in [spec.name for spec in study_metrics()]:
+                if name in GBT_METRICS and not args.reference_gbt:
+                    continue
+                _, seconds = _reference_call(name, SyntheticFactors(), rep, SCALE)
+                reference[name in GBT_METRICS] += seconds
+                print(f"  reference {name}: {seconds:.1f} s", flush=True)
+        ref_fast = reference[False] / args.reference_checkpoints
+        print(f"reference, 1 process, without boosted trees: {ref_fast:.1f} s per "
+              f"representation -> {ref_fast / per_rep_fast:.0f}x slower than fastdis local "
+              f"({args.workers} processes)", flush=True)
+        if args.reference_gbt:
+            ref_gbt = reference[True] / args.reference_checkpoints
+            print(f"reference boosted trees: {ref_gbt:.0f} s per representation -> "
+                  f"{ref_gbt / gbt_s:.0f}x", flush=True)
+    print(f"numba threads per process: 1 (score tasks); machine numba threads "
+          f"{numba.get_num_threads()}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", type=int, default=50)
+    parser.add_argument("--gbt-checkpoints", type=int, default=2)
+    parser.add_argument("--reference-checkpoints", type=int, default=1)
+    parser.add_argument("--reference-gbt", action="store_true",
+                        help="also time the reference's boosted trees (~10 min each)")
+    parser.add_argument("--workers", type=int, default=2)
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # spawned workers re-import this file
+    try:  # the reference imports gin.tf (TensorFlow); its metrics only need gin
+        import gin
+
+        sys.modules.setdefault("gin.tf", gin)
+        gin.tf = gin
+    except ImportError:  # pragma: no cover
+        sys.exit("bench needs gin-config and disentanglement-lib: see the README's test command")
+    main()

@@ -1,0 +1,333 @@
+"""The representation store: one Zarr v3 group holding the codes of many checkpoints.
+
+Layout (``LocalStore``, Blosc zstd, chunked by checkpoint)::
+
+    reps.zarr/
+      zarr.json                      attributes["fastdis"]: store format, dataset name, the plan
+      plan/factors                   (n_points, n_factors) int64, and plan/indices if any
+      plan/groups/<metric>/<name>    BetaVAE / FactorVAE index arrays
+      checkpoints/<key>/             one group per checkpoint; attributes: name, config,
+        mean, sampled, ...           encoding_id, kl (per code), complete; one array of
+                                     (n_points, n_codes) per representation, one chunk each
+
+A checkpoint group is written arrays first and ``complete: true`` last, so a crash mid-write
+leaves an incomplete group that readers ignore and the next write replaces. ``encoding_id``
+changes whenever a checkpoint is (re-)written, which is how scores know they are stale.
+One process writes a store at a time; any number read it.
+
+:func:`write_codes` is the public entry for codes from any framework; ``fastdis encode``
+(:func:`encode_checkpoints`) fills a store from training checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from .plan import EvaluationPlan
+
+__all__ = ["StoreError", "RepresentationStore", "create_store", "open_store", "write_codes",
+           "checkpoint_key"]
+
+_FORMAT = "fastdis-representation-store"
+_VERSION = 1
+
+
+class StoreError(ValueError):
+    """A representation store is missing, corrupted, or does not fit the request."""
+
+
+def checkpoint_key(name: str) -> str:
+    """Zarr node name of checkpoint ``name``: percent-encoded, so any string is a valid name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a checkpoint name must be a non-empty string; got {name!r}.")
+    return "c-" + quote(name, safe="")
+
+
+def _compressors():
+    from zarr.codecs import BloscCodec
+
+    # zstd at level 3 compresses float codes ~10-20 % with byte shuffling, at disk speed.
+    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
+
+
+class RepresentationStore:
+    """An opened store: the plan, and codes and configs of its complete checkpoints.
+
+    Open with :func:`open_store` or :func:`create_store`.
+    """
+
+    def __init__(self, path, root, plan: EvaluationPlan, dataset: str | None):
+        self.path = Path(path)
+        self._root = root
+        self.plan = plan
+        self.dataset = dataset
+
+    def __repr__(self):
+        return f"RepresentationStore({str(self.path)!r}, {len(self.names())} checkpoints)"
+
+    def _checkpoints_group(self):
+        return self._root["checkpoints"]
+
+    def _entries(self) -> dict[str, dict]:
+        """``{name: attributes}`` of every complete checkpoint, in key order."""
+        entries = {}
+        for _, group in sorted(self._checkpoints_group().groups(), key=lambda item: item[0]):
+            attributes = dict(group.attrs)
+            if attributes.get("complete"):
+                entries[attributes["name"]] = attributes
+        return entries
+
+    def names(self) -> list[str]:
+        """Names of the complete checkpoints."""
+        return list(self._entries())
+
+    def checkpoints(self) -> dict[str, dict]:
+        """``{name: {"config", "encoding_id", "representations", "kl", ...}}``."""
+        return self._entries()
+
+    def __contains__(self, name) -> bool:
+        return name in self._entries()
+
+    def _group(self, name):
+        key = checkpoint_key(name)
+        try:
+            group = self._checkpoints_group()[key]
+        except KeyError:
+            raise StoreError(f"{self.path}: no checkpoint named {name!r}.") from None
+        if not group.attrs.get("complete"):
+            raise StoreError(f"{self.path}: checkpoint {name!r} was not completely written; "
+                             "write it again.")
+        return group
+
+    def config(self, name: str) -> dict:
+        return dict(self._group(name).attrs["config"])
+
+    def codes(self, name: str, representation: str = "mean") -> np.ndarray:
+        """Codes of one checkpoint and representation, (n_points, n_codes)."""
+        group = self._group(name)
+        try:
+            array = group[representation]
+        except KeyError:
+            available = list(group.attrs.get("representations", []))
+            raise StoreError(f"{self.path}: checkpoint {name!r} has no {representation!r} "
+                             f"codes; it has {available}.") from None
+        try:
+            return array[...]
+        except Exception as exc:  # a truncated or deleted chunk file
+            raise StoreError(f"{self.path}/checkpoints/{checkpoint_key(name)}/{representation}"
+                             f" cannot be read: {exc}") from exc
+
+
+def _read_root(path, mode):
+    import zarr
+    from zarr.storage import LocalStore
+
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: not a representation store (no zarr.json); create one with "
+                         "fastdis encode or fastdis.batch.write_codes(..., plan=...).")
+    try:
+        root = zarr.open_group(store=LocalStore(path, read_only=mode == "r"), mode=mode,
+                               zarr_format=3)
+        meta = dict(root.attrs).get("fastdis")
+    except Exception as exc:
+        raise StoreError(f"{path}: the store's metadata cannot be read ({exc}).") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise StoreError(f"{path}: a Zarr group, but not a fastdis representation store.")
+    return root, meta
+
+
+def open_store(path, *, mode: str = "r") -> RepresentationStore:
+    """Open the store at ``path``; ``mode`` "r" (read-only) or "a" (append checkpoints).
+
+    Raises
+    ------
+    StoreError
+        If there is no store, or its metadata or plan arrays are missing or unreadable (the
+        message names the path).
+    """
+    if mode not in ("r", "a"):
+        raise ValueError(f"mode must be 'r' or 'a'; got {mode!r}.")
+    root, meta = _read_root(path, mode)
+    arrays = {}
+    try:
+        plan_group = root["plan"]
+        for array_path, array in plan_group.arrays():
+            arrays[array_path] = array[...]
+        groups = plan_group["groups"] if "groups" in plan_group else None
+        for metric, metric_group in (groups.groups() if groups is not None else []):
+            for key, array in metric_group.arrays():
+                arrays[f"groups/{metric}/{key}"] = array[...]
+        plan = EvaluationPlan.from_metadata(meta["plan"], arrays)
+        if "checkpoints" not in root:
+            raise KeyError("checkpoints")
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{path}: the evaluation plan or checkpoint list is missing or "
+                         f"corrupted ({type(exc).__name__}: {exc}).") from exc
+    return RepresentationStore(path, root, plan, meta.get("dataset"))
+
+
+def create_store(path, plan: EvaluationPlan, *, dataset: str | None = None,
+                 exist_ok: bool = False) -> RepresentationStore:
+    """Create an empty store for ``plan`` at ``path`` (a directory).
+
+    With ``exist_ok``, an existing store with the same plan is opened instead.
+
+    Raises
+    ------
+    StoreError
+        If something exists at ``path`` (and ``exist_ok`` is false, or its plan differs).
+    """
+    import zarr
+    from zarr.storage import LocalStore
+
+    path = Path(path)
+    if path.exists():
+        if exist_ok:
+            store = open_store(path, mode="a")
+            if not store.plan.same_as(plan):
+                raise StoreError(f"{path}: the existing store was built with another "
+                                 "evaluation plan (seed, metrics, sizes or data set differ).")
+            return store
+        raise StoreError(f"{path} already exists; open it with open_store, or remove it.")
+    metadata, arrays = plan.to_metadata()
+    root = zarr.open_group(store=LocalStore(path), mode="w-", zarr_format=3,
+                           attributes={"fastdis": {"format": _FORMAT, "version": _VERSION,
+                                                   "dataset": dataset, "plan": metadata}})
+    for array_path, array in arrays.items():
+        root.create_array(name=f"plan/{array_path}", data=np.ascontiguousarray(array),
+                          compressors=_compressors())
+    root.create_group("checkpoints")
+    return RepresentationStore(path, root, plan, dataset)
+
+
+def _as_codes(representation, codes, n_points):
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[0] != n_points:
+        raise ValueError(
+            f"codes_by_representation[{representation!r}] must have shape (n_points, n_codes) "
+            f"= ({n_points}, n_codes), one row per plan point (plan.factors); got {codes.shape}."
+        )
+    if not np.issubdtype(codes.dtype, np.number) or np.iscomplexobj(codes):
+        raise ValueError(f"codes_by_representation[{representation!r}] must hold real numbers;"
+                         f" got dtype {codes.dtype}.")
+    # float32 stays float32 (as in the metrics); NaN is stored and reported when scoring.
+    return np.ascontiguousarray(codes if codes.dtype == np.float32 else codes.astype(np.float64))
+
+
+def write_codes(
+    store,
+    name: str,
+    codes_by_representation: Mapping[str, np.ndarray],
+    config: Mapping | None = None,
+    *,
+    plan: EvaluationPlan | None = None,
+    kl=None,
+    replace: bool = False,
+    dataset: str | None = None,
+) -> bool:
+    """Add one checkpoint's codes to a representation store (created on first use).
+
+    Use this when the codes come from your own framework: encode the observations of
+    ``plan.factors`` (in that order; ``plan.indices`` are their flat dataset indices when the
+    data set has them) and pass the arrays here; then ``fastdis score`` the store.
+
+    Parameters
+    ----------
+    store : str, PathLike or RepresentationStore
+        The store; created at that path with ``plan`` if it does not exist.
+    name : str
+        Checkpoint name, unique in the store (any string).
+    codes_by_representation : mapping of str to array of shape (n_points, n_codes)
+        e.g. ``{"mean": mean_codes, "sampled": sampled_codes}``, rows aligned with
+        ``plan.factors``. float32 stays float32; NaN is allowed (scoring reports it).
+    config : mapping, default=None
+        JSON-serialisable description of the model (method, hyperparameters, seed, ...);
+        it becomes the ``train_config.*`` columns of the scores.
+    plan : EvaluationPlan, default=None
+        Required to create the store; otherwise checked against the store's plan.
+    kl : array of shape (n_codes,), default=None
+        Mean KL divergence of each code to the prior (kept for UDR-style analyses).
+    replace : bool, default=False
+        Overwrite an existing checkpoint of that name; otherwise it is kept and skipped.
+    dataset : str, default=None
+        Name of the data set, recorded when the store is created.
+
+    Returns
+    -------
+    bool
+        True if written, False if a complete checkpoint of that name was kept.
+
+    Raises
+    ------
+    ValueError
+        On malformed codes (shape not (n_points, n_codes), non-numeric), a config that is not
+        JSON-serialisable, or a plan that differs from the store's (StoreError).
+
+    Examples
+    --------
+    >>> from fastdis.batch import make_plan, write_codes
+    >>> plan = make_plan(data, seed=0)
+    >>> mean = my_encoder(data.sample_observations_from_factors(plan.factors, rs))
+    >>> write_codes("reps.zarr", "beta4-seed0", {"mean": mean}, {"method": "beta_vae",
+    ...             "beta": 4, "seed": 0}, plan=plan)
+    """
+    if not isinstance(store, RepresentationStore):
+        if Path(store).exists():
+            store = open_store(store, mode="a")
+        elif plan is None:
+            raise StoreError(f"{store} does not exist: pass plan=... to create it.")
+        else:
+            store = create_store(store, plan, dataset=dataset)
+    if plan is not None and plan is not store.plan and not store.plan.same_as(plan):
+        raise StoreError(f"{store.path}: plan differs from the store's evaluation plan; codes "
+                         "must be computed on the store's points (open_store(path).plan).")
+    key = checkpoint_key(name)
+    if not isinstance(codes_by_representation, Mapping) or not codes_by_representation:
+        raise ValueError("codes_by_representation must be a non-empty mapping such as "
+                         "{'mean': codes}.")
+    arrays = {}
+    for representation, codes in codes_by_representation.items():
+        if not isinstance(representation, str) or not representation or "/" in representation:
+            raise ValueError(f"representation names must be non-empty strings without '/'; "
+                             f"got {representation!r}.")
+        arrays[representation] = _as_codes(representation, codes, store.plan.n_points)
+    config = dict(config or {})
+    try:
+        config = json.loads(json.dumps(config))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config of {name!r} must be JSON-serialisable: {exc}") from None
+    if kl is not None:
+        kl = [float(v) for v in np.asarray(kl, dtype=np.float64).reshape(-1)]
+
+    checkpoints = store._checkpoints_group()
+    if key in checkpoints:
+        if checkpoints[key].attrs.get("complete") and not replace:
+            return False
+        del checkpoints[key]
+    group = checkpoints.create_group(key)
+    for representation, codes in arrays.items():
+        group.create_array(name=representation, data=codes, chunks=codes.shape,
+                           compressors=_compressors())
+    group.attrs.update({
+        "name": name, "config": config, "encoding_id": uuid.uuid4().hex,
+        "representations": list(arrays), "n_codes": {r: int(c.shape[1]) for r, c in
+                                                     arrays.items()},
+        "kl": kl, "complete": True,
+    })
+    return True
+
+
+def store_size_bytes(path) -> int:
+    """Bytes on disk under ``path``."""
+    return sum(os.path.getsize(os.path.join(directory, f))
+               for directory, _, files in os.walk(path) for f in files)

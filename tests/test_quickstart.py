@@ -1,0 +1,36 @@
+"""`fastdis quickstart` end to end at toy size: data -> six trained methods -> store -> scores ->
+report, and a second run that resumes instead of redoing anything."""
+
+import pandas as pd
+import pytest
+
+from fastdis.quickstart import run_quickstart
+from fastdis.train import METHODS
+
+
+def test_quickstart_runs_the_whole_pipeline_and_resumes(tmp_path):
+    lines = []
+    result = run_quickstart(tmp_path, steps=2, seeds=1, scale=0.01, workers=1, log=lines.append)
+
+    assert len(result.runs) == len(METHODS)
+    scores = pd.read_parquet(result.scores)
+    assert set(scores["train_config.method"]) == set(METHODS)
+    assert set(scores["representation"]) == {"mean"}
+    assert scores["error"].isna().all(), scores.loc[scores["error"].notna(), "error"].unique()
+    assert {"mig", "dci", "factor_vae_metric"} <= set(scores["metric"])
+    assert (result.report / "index.md").exists()
+    assert list(result.report.glob("*.png"))
+
+    # Everything is in place: a rerun trains, encodes and scores nothing again.
+    checkpoints = {run: (run / "checkpoint.pt").stat().st_mtime_ns for run in result.runs}
+    lines.clear()
+    run_quickstart(tmp_path, steps=2, seeds=1, scale=0.01, workers=1, log=lines.append)
+    assert {run: (run / "checkpoint.pt").stat().st_mtime_ns for run in result.runs} == checkpoints
+    assert pd.read_parquet(result.scores)["elapsed_time"].equals(scores["elapsed_time"])
+    assert any("found the dSprites look-alike" in line for line in lines)
+
+
+@pytest.mark.parametrize("option", [{"steps": 0}, {"seeds": 0}])
+def test_quickstart_refuses_non_positive_sizes(tmp_path, option):
+    with pytest.raises(ValueError, match=next(iter(option))):
+        run_quickstart(tmp_path, log=lambda line: None, **option)
