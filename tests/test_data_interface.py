@@ -139,6 +139,21 @@ def test_dsprites_variants_match_dlib_draw_for_draw(ours, theirs, data_dir, dlib
     assert reference.factors_num_values == [3, 6, 40, 32, 32]
 
 
+@pytest.mark.parametrize("ours, theirs", [
+    ("dsprites_full", "DSprites"), ("color_dsprites", "ColorDSprites"),
+    ("noisy_dsprites", "NoisyDSprites"),
+])
+def test_empty_samples_are_empty_arrays_like_dlibs(ours, theirs, data_dir, dlib_dsprites):
+    # sample_factors(0) worked but sample(0) used to raise "factors has 0 sample(s)".
+    reference = getattr(dlib_dsprites, theirs)([1, 2, 3, 4, 5])
+    data = load_dataset(ours, data_dir=data_dir)
+    factors, observations = data.sample(0, np.random.RandomState(7))
+    ref_factors, ref_observations = reference.sample(0, np.random.RandomState(7))
+    assert factors.shape == ref_factors.shape == (0, 5) and factors.dtype == np.int64
+    assert observations.shape == ref_observations.shape and observations.dtype == np.float32
+    assert data.flat_index(factors).shape == (0,)
+
+
 def test_scream_dsprites_matches_dlib_and_names_missing_painting(
     data_dir, dlib_dsprites, tmp_path, monkeypatch
 ):
@@ -171,6 +186,10 @@ def test_generated_dsprites_factor_values_match_the_real_file_conventions(data_d
                       allow_pickle=True, encoding="latin1")
     metadata = archive["metadata"][()]
     assert list(metadata["latents_sizes"]) == [1, 3, 3, 8, 12, 12]
+    # DeepMind's metadata names (code that reads latents_possible_values["posX"] must work)
+    names = ("color", "shape", "scale", "orientation", "posX", "posY")
+    assert tuple(metadata["latents_names"]) == names
+    assert set(metadata["latents_possible_values"]) == set(names)
     values, classes = archive["latents_values"], archive["latents_classes"]
     np.testing.assert_array_equal(classes, FactorGrid([1, 3, 3, 8, 12, 12]).factors_at(
         np.arange(len(classes))))

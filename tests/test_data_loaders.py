@@ -75,6 +75,15 @@ def test_truncated_and_misshapen_files_are_named(tmp_path):
         load_dataset("dsprites_full", data_dir=tmp_path)
 
 
+
+def test_metadata_that_is_not_a_dict_is_named(tmp_path):
+    # A plain array as "metadata" used to escape as a bare IndexError.
+    path = tmp_path / "dsprites" / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, imgs=np.zeros((2, 64, 64), np.uint8), metadata=np.array([1, 1, 1, 1, 1, 2]))
+    with pytest.raises(ValueError, match=rf"{path}.*metadata\['latents_sizes'\]"):
+        load_dataset("dsprites_full", data_dir=tmp_path)
+
 def test_truncated_stored_member_is_caught_before_mapping(tmp_path):
     path = _tiny_dsprites(tmp_path)
     with zipfile.ZipFile(path) as archive:  # rewrite imgs.npy with its last bytes missing

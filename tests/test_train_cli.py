@@ -167,6 +167,20 @@ def test_train_command_reports_a_missing_dataset(tmp_path):
     assert "dsprites" in result.output
 
 
+def test_train_command_reports_a_diverged_run_without_a_traceback(tmp_path, monkeypatch):
+    # A non-finite loss (FloatingPointError) used to escape as a Python traceback.
+    from fastdis.train import training
+
+    def diverge(config, out, progress=True, dataset=None):
+        raise FloatingPointError("step 7: a loss term is not finite {'loss': nan}; lower ...")
+
+    monkeypatch.setattr(training, "train", diverge)
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1
+    assert "step 7: a loss term is not finite" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_train_on_the_small_dsprites_look_alike(tmp_path):
     from fastdis.data import make_dsprites
 

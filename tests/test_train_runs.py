@@ -151,6 +151,16 @@ def test_a_finished_run_extends_to_more_steps_as_if_trained_straight(tmp_path):
     assert_same_state(state_of(straight), state_of(extended))
 
 
+def test_resuming_with_fewer_steps_than_done_is_refused(tmp_path):
+    # Asking for fewer steps than a run has done used to return the longer run silently
+    # (and the CLI then claimed "trained to step 3").
+    run_dir = run(tiny_config(steps=6), tmp_path / "run")
+    before = (run_dir / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(ValueError, match=r"already at update 6.*steps=3.*at least steps=6"):
+        run(tiny_config(steps=3), run_dir)
+    assert (run_dir / CHECKPOINT_FILE).read_bytes() == before
+
+
 def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     run_dir = run(tiny_config(steps=3), tmp_path / "run")
     before = (run_dir / CHECKPOINT_FILE).read_bytes(), (run_dir / "log.jsonl").read_text()
@@ -259,6 +269,26 @@ def test_encode_rejects_the_wrong_shape(trained):
     checkpoint = load_checkpoint(trained)
     with pytest.raises(ValueError, match=r"\(n_samples, 64, 64, 1\).*got \(2, 1, 64, 64\)"):
         checkpoint.encode(np.zeros((2, 1, 64, 64), np.float32))
+
+
+def test_encode_refuses_0_to_255_pixels_but_takes_binary_uint8(trained):
+    # A dataset's stored uint8 images (0..255) used to encode to garbage without a word.
+    checkpoint = load_checkpoint(trained)
+    binary = TinySquares().images[:3]
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]; got uint8 values up to 255"):
+        checkpoint.encode((binary * 255).astype(np.uint8))
+    np.testing.assert_array_equal(checkpoint.encode(binary.astype(np.uint8))[0],
+                                  checkpoint.encode(binary)[0])  # {0, 1} uint8: dSprites'
+
+
+def test_checkpoint_without_observation_shape_gets_a_clear_error(tmp_path, trained):
+    state = state_of(trained)
+    config = json.loads(state["config_json"])
+    del config["observation_shape"]
+    state["config_json"] = json.dumps(config)
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="unusable config: it lacks observation_shape"):
+        load_checkpoint(tmp_path / "old.pt")
 
 
 def test_missing_corrupt_and_foreign_checkpoints_get_clear_errors(tmp_path, trained):

@@ -73,7 +73,13 @@ class FactorGrid:
         self.num_points = int(np.prod(self.sizes))
 
     def check(self, factors, *, name: str = "factors") -> np.ndarray:
-        """Return ``factors`` as int64 (n, n_factors), every value inside the grid, or raise."""
+        """Return ``factors`` as int64 (n, n_factors), every value inside the grid, or raise.
+
+        Zero rows are allowed: ``sample(0, rs)`` gives empty arrays, as dlib's does.
+        """
+        array = np.asarray(factors)
+        if array.ndim == 2 and array.shape[0] == 0 and array.shape[1] == self.sizes.size:
+            return np.empty((0, self.sizes.size), dtype=np.int64)
         factors = check_factors(factors, name=name)
         if factors.shape[1] != self.sizes.size:
             raise ValueError(

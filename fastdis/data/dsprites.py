@@ -37,7 +37,7 @@ def _load_dsprites_file(data_dir) -> tuple[np.ndarray, list[int], Path]:
     metadata = load_npz_object(path, "metadata")
     try:
         sizes = [int(s) for s in metadata["latents_sizes"]]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError):  # IndexError: a plain array
         raise bad_file(path, "metadata['latents_sizes'] with 6 integers",
                        repr(metadata)[:200]) from None
     if len(sizes) != len(DSPRITES_ALL_FACTORS) or min(sizes) < 1:

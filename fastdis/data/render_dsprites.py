@@ -27,8 +27,10 @@ import numpy as np
 
 from ._base import FactorGrid
 from ._files import write_npz_stored
-from .dsprites import DSPRITES_ALL_FACTORS, DSPRITES_FILE
+from .dsprites import DSPRITES_FILE
 
+#: The factor names in DeepMind's file's metadata (fastdis calls the last two position_x, _y).
+FILE_FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 FULL_SIZES = (1, 3, 6, 40, 32, 32)
 SMALL_SIZES = (1, 3, 3, 8, 12, 12)
 _HALF = 15  # template half-width: a rotated square at scale 1 reaches 9 * sqrt(2) < 13 px
@@ -113,9 +115,9 @@ def make_dsprites(out_dir, small: bool = False) -> Path:
         "title": "dSprites look-alike rendered by fastdis (not the original LÖVE renders)",
         "description": "fastdis.data.make_dsprites: square, ellipse, heart; see its docstring.",
         "version": 1,
-        "latents_names": DSPRITES_ALL_FACTORS,
+        "latents_names": FILE_FACTOR_NAMES,
         "latents_sizes": np.array(sizes, dtype=np.int64),
-        "latents_possible_values": dict(zip(DSPRITES_ALL_FACTORS, values, strict=True)),
+        "latents_possible_values": dict(zip(FILE_FACTOR_NAMES, values, strict=True)),
     }
     write_npz_stored(
         path,

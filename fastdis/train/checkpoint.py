@@ -133,6 +133,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     try:
         json_config = json.loads(state["config_json"])
         TrainConfig.from_dict(json_config).resolved()
+        missing = [key for key in ("step", "observation_shape") if key not in json_config]
+        if missing:  # written by train(); without them the model cannot be rebuilt
+            raise ValueError(f"it lacks {', '.join(missing)}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {file} holds an unusable config: {exc}") from exc
     return json_config, state
@@ -175,6 +178,7 @@ class Checkpoint:
         ----------
         observations : ndarray of shape (n_samples, 64, 64, C)
             Images in [0, 1], NHWC as dlib's datasets return them; cast to float32.
+            Integer arrays with values above 1 (0..255 pixels) are refused.
         batch_size : int, default=256
             Images per forward pass (memory only; results do not depend on it beyond float32
             rounding of the convolution algorithms).
@@ -192,6 +196,11 @@ class Checkpoint:
                              f"model was trained); got {observations.shape}.")
         if not np.issubdtype(observations.dtype, np.number):
             raise ValueError(f"observations must be numeric; got dtype {observations.dtype}.")
+        if (np.issubdtype(observations.dtype, np.integer) and observations.size
+                and observations.max() > 1):
+            # e.g. a dataset's stored uint8 images: 0..255 would encode to garbage silently
+            raise ValueError(f"observations must be in [0, 1]; got {observations.dtype} values "
+                             f"up to {observations.max()}. Divide 0..255 pixels by 255.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
         model = self.model.to(device)

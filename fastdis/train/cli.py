@@ -41,7 +41,8 @@ def _run(config: TrainConfig, out: Path, progress: bool) -> None:
         train(config, out, progress=progress)
     except (ValueError, TypeError) as exc:  # bad config, data or checkpoint
         _fail(str(exc))
-    except (FileNotFoundError, RuntimeError, ImportError) as exc:  # missing data, kernels, ...
+    except (FileNotFoundError, RuntimeError, ImportError,  # missing data, kernels, ...
+            FloatingPointError) as exc:  # a diverged run (non-finite loss)
         _fail(str(exc), code=1)
 
 

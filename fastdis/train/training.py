@@ -207,8 +207,14 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
         generator.set_state(state["torch_generator"])
         random_state = random_state_from_tensors(state["data_random_state"])
         step = int(saved["step"])
-    truncate_log(out_dir / LOG_FILE, step)
     num_iterations = config.num_iterations()
+    if step > num_iterations:  # else the loop would not run and return a longer run silently
+        raise ValueError(
+            f"the run in {out_dir} is already at update {step} (dlib global step "
+            f"{config.global_step(step)}), past the {num_iterations} updates that steps="
+            f"{config.steps} asks for; ask for at least steps={saved['steps']}, or choose "
+            f"another output directory.")
+    truncate_log(out_dir / LOG_FILE, step)
 
     objective = Objective(config, model)
     step_objective = objective
