@@ -78,7 +78,7 @@ def quickstart(
 
     try:
         run_quickstart(out, steps=steps, seeds=seeds, scale=scale, workers=workers,
-                       log=_err.print)
+                       log=lambda line: _err.print(line, soft_wrap=True, highlight=False))
     except (ValueError, FileNotFoundError) as exc:
         _err.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=2) from exc

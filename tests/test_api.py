@@ -170,3 +170,18 @@ def test_partial_patch_still_follows_gin_bindings():
     finally:
         gin.clear_config()
     assert got == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in METRICS.values() if spec.headline])
+def test_headline_keys_name_real_result_keys(name):
+    # The report's rank correlations and figures use these; a renamed key must not silently
+    # drop a metric from them.
+    from fastdis.batch import make_plan
+
+    data = SyntheticFactors((3, 4, 5))
+    plan = make_plan(data, [name], seed=0, scale=0.02)
+    codes = representation("disentangled", data.factor_sizes, n_codes=4)(
+        plan.factors.astype(np.float64))
+    result = plan.score(name, codes)
+    spec = METRICS[name]
+    assert len(spec.headline_keys(result)) == len(spec.headline), sorted(result)

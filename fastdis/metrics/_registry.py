@@ -42,6 +42,10 @@ class MetricSpec:
     sizes: Mapping = field(default_factory=dict)  # sample sizes at the study defaults
     study: bool = False  # part of unsupervised_study_v1's metric suite
     description: str = ""
+    #: The scores the study reports for this metric (its figures and rank correlations), by
+    #: result key. A key written "*:name" stands for the per-training-size keys "N:name" and
+    #: means the largest N present (see :meth:`headline_keys`).
+    headline: tuple = ()
 
     @property
     def function(self):
@@ -52,54 +56,84 @@ class MetricSpec:
         """Call the metric with the study defaults, overridden by ``options``."""
         return self.function(*args, **{**self.defaults, **options})
 
+    def headline_keys(self, keys) -> list[str]:
+        """The headline result keys among ``keys`` (a result's keys), in ``headline`` order.
+
+        ``"*:name"`` picks ``"N:name"`` with the largest training size N in ``keys``: the
+        downstream tasks name their keys after the sizes actually used, which a scaled
+        evaluation changes.
+        """
+        keys = list(keys)
+        chosen = []
+        for wanted in self.headline:
+            if wanted.startswith("*:"):
+                suffix = wanted[1:]
+                sized = [k for k in keys if k.endswith(suffix) and k[:-len(suffix)].isdigit()]
+                if sized:
+                    chosen.append(max(sized, key=lambda k: int(k[:-len(suffix)])))
+            elif wanted in keys:
+                chosen.append(wanted)
+        return chosen
+
 
 def _spec(name, target, inputs, reference, *, defaults=None, sizes=None, study=False,
-          description=""):
+          description="", headline=()):
     return MetricSpec(name, target, inputs, reference, MappingProxyType(dict(defaults or {})),
-                      MappingProxyType(dict(sizes or {})), study, description)
+                      MappingProxyType(dict(sizes or {})), study, description, tuple(headline))
 
 
 _SPECS = [
     _spec("beta_vae_sklearn", "_beta_vae:beta_vae_score", "beta_vae_pairs",
           "beta_vae.compute_beta_vae_sklearn",
           sizes={"batch_size": 64, "num_train": 10_000, "num_eval": 5_000}, study=True,
-          description="BetaVAE score (Higgins et al. 2017): linear probe of the fixed factor"),
+          description="BetaVAE score (Higgins et al. 2017): linear probe of the fixed factor",
+          headline=("eval_accuracy",)),
     _spec("factor_vae_metric", "_factor_vae:factor_vae_score", "factor_vae_groups",
           "factor_vae.compute_factor_vae", defaults={"prune_threshold": 0.05},
           sizes={"batch_size": 64, "num_train": 10_000, "num_eval": 5_000,
                  "num_variance_estimate": 10_000}, study=True,
-          description="FactorVAE score (Kim & Mnih 2018): majority vote of the lowest variance"),
+          description="FactorVAE score (Kim & Mnih 2018): majority vote of the lowest variance",
+          headline=("eval_accuracy",)),
     _spec("mig", "_mig:mig", "codes_factors", "mig.compute_mig", defaults={"num_bins": 20},
           sizes={"num_train": 10_000}, study=True,
-          description="Mutual Information Gap (Chen et al. 2018), 20-bin histograms"),
+          description="Mutual Information Gap (Chen et al. 2018), 20-bin histograms",
+          headline=("discrete_mig",)),
     _spec("modularity_explicitness", "_modularity_explicitness:modularity_explicitness",
           "train_test", "modularity_explicitness.compute_modularity_explicitness",
           defaults={"num_bins": 20}, sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
-          description="Modularity and explicitness (Ridgeway & Mozer 2018)"),
+          description="Modularity and explicitness (Ridgeway & Mozer 2018)",
+          headline=("modularity_score", "explicitness_score_test")),
     _spec("dci", "_dci:dci", "train_test", "dci.compute_dci", defaults={"backend": "numba"},
           sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
           description="DCI disentanglement/completeness/informativeness (Eastwood & Williams "
-                      "2018), boosted trees"),
+                      "2018), boosted trees",
+          headline=("disentanglement", "completeness", "informativeness_test")),
     _spec("sap_score", "_sap:sap_score", "train_test", "sap_score.compute_sap",
           defaults={"continuous_factors": False}, sizes={"num_train": 10_000, "num_test": 5_000},
-          study=True, description="SAP score (Kumar et al. 2018)"),
+          study=True, description="SAP score (Kumar et al. 2018)",
+          headline=("SAP_score",)),
     _spec("unsupervised", "_unsupervised:unsupervised_metrics", "codes",
           "unsupervised_metrics.unsupervised_metrics", defaults={"num_bins": 20},
           sizes={"num_train": 10_000}, study=True,
-          description="Gaussian total correlation, Wasserstein dependency, mean pairwise MI"),
+          description="Gaussian total correlation, Wasserstein dependency, mean pairwise MI",
+          headline=("gaussian_total_correlation", "gaussian_wasserstein_correlation_norm",
+                    "mutual_info_score")),
     _spec("downstream_task_logistic_regression", "_downstream:downstream_task", "downstream",
           "downstream_task.compute_downstream_task",
           defaults={"predictor": "logistic_regression_cv"},
           sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
-          description="Downstream accuracy of LogisticRegressionCV per factor"),
+          description="Downstream accuracy of LogisticRegressionCV per factor",
+          headline=("*:mean_test_accuracy",)),
     _spec("downstream_task_boosted_trees", "_downstream:downstream_task", "downstream",
           "downstream_task.compute_downstream_task", defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
-          description="Downstream accuracy of gradient-boosted trees per factor"),
+          description="Downstream accuracy of gradient-boosted trees per factor",
+          headline=("*:mean_test_accuracy",)),
     _spec("irs", "_irs:irs", "codes_factors", "irs.compute_irs",
           defaults={"diff_quantile": 0.99, "num_bins": 20},
           sizes={"num_train": 10_000, "batch_size": 16},
-          description="Interventional Robustness Score (Suter et al. 2019)"),
+          description="Interventional Robustness Score (Suter et al. 2019)",
+          headline=("IRS",)),
     _spec("fairness", "_fairness:fairness", "fairness", "fairness.compute_fairness",
           defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": 10_000, "num_test_points_per_class": 100},
