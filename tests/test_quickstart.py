@@ -18,6 +18,14 @@ def test_quickstart_runs_the_whole_pipeline_and_resumes(tmp_path):
     assert set(scores["representation"]) == {"mean"}
     assert scores["error"].isna().all(), scores.loc[scores["error"].notna(), "error"].unique()
     assert {"mig", "dci", "factor_vae_metric"} <= set(scores["metric"])
+    # Each method trains at a real regularisation strength (the study's third value), so no two
+    # methods are the same model.
+    methods = scores.drop_duplicates("checkpoint").set_index("train_config.method")
+    assert methods.loc["beta_vae", "train_config.beta"] == 4.0
+    assert methods.loc["beta_tc_vae", "train_config.beta"] == 4.0
+    assert methods.loc["annealed_vae", "train_config.c_max"] == 25.0
+    mig = scores[scores["key"] == "discrete_mig"].set_index("train_config.method")["value"]
+    assert mig["beta_vae"] != mig["beta_tc_vae"]
     assert (result.report / "index.md").exists()
     assert list(result.report.glob("*.png"))
 

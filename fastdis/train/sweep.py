@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import TrainConfig
+from .config import TrainConfig, canonical_method
 
 STUDIES = ("unsupervised_study_v1",)
 
@@ -42,6 +42,15 @@ _FIELDS = {"vae.beta": "beta", "beta_tc_vae.beta": "beta", "factor_vae.gamma": "
            "annealed_vae.gamma": "gamma", "annealed_vae.c_max": "c_max",
            "annealed_vae.iteration_threshold": "iteration_threshold",
            "dip_vae.lambda_od": "lambda_od", "dip_vae.lambda_d_factor": "lambda_d_factor"}
+
+
+def regularization_strengths(method: str) -> tuple[str, tuple[float, ...]]:
+    """The :class:`TrainConfig` field the study sweeps for ``method``, and its six values."""
+    method = canonical_method(method)
+    for name, binding, values, _ in _MODELS:
+        if name == method:
+            return _FIELDS[binding], values
+    raise ValueError(f"{method} is not swept by the study.")  # every canonical method is
 
 
 @dataclass(frozen=True)
