@@ -179,3 +179,123 @@ def test_report_of_a_single_model_explains_what_it_cannot_draw(tmp_path):
     assert "Not drawn: 1 model(s)" in page
     assert "| mig | discrete_mig | entangled |" in page and "None." in page
     assert (tmp_path / "report" / "violins_mig.png").is_file()
+
+
+# -- review fixes ----------------------------------------------------------------------------
+
+
+def test_a_table_written_before_the_warnings_column_still_resumes(tmp_path):
+    make_store(tmp_path / "reps.zarr", ["mig"], kinds=("entangled",), broken=False)
+    out = tmp_path / "scores"
+    table = score_store(tmp_path / "reps.zarr", out, scheduler="synchronous")
+    table.drop(columns="warnings").to_parquet(out / "scores.parquet", index=False)
+    assert "warnings" in read_scores(out).columns
+    again = score_store(tmp_path / "reps.zarr", out, scheduler="synchronous")  # nothing to do
+    assert again["warnings"].isna().all() and len(again) == len(table)
+    assert again["elapsed_time"].equals(table["elapsed_time"])
+
+
+def test_bad_workers_metrics_and_representations_are_refused_by_name(tmp_path):
+    make_store(tmp_path / "reps.zarr", ["mig"], kinds=("entangled",), broken=False)
+    out = tmp_path / "scores"
+    for workers in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+            score_store(tmp_path / "reps.zarr", out, workers=workers)
+    with pytest.raises(ValueError, match="metrics is empty"):
+        score_store(tmp_path / "reps.zarr", out, metrics=" , ")
+    # An unknown name lists what this store's plan can score, not the whole registry.
+    with pytest.raises(ValueError, match=r"unknown metric 'nope'.*\['mig'\]") as error:
+        score_store(tmp_path / "reps.zarr", out, metrics="mig,nope")
+    assert "fairness" not in str(error.value)
+    with pytest.raises(ValueError, match=r"no representation 'logvar'.*\['mean', 'sampled'\]"):
+        score_store(tmp_path / "reps.zarr", out, representations=["mean", "logvar"])
+    assert not (out / "scores.parquet").exists()
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", str(tmp_path / "reps.zarr"), "--out", str(out),
+                                 "--workers", "0"])
+    assert result.exit_code == 1 and "workers must be an integer >= 1" in result.output
+    result = runner.invoke(app, ["score", str(tmp_path / "reps.zarr"), "--out", str(out),
+                                 "--metrics", "mig,nope"])
+    assert result.exit_code == 1 and "unknown metric 'nope'" in result.output
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    make_store(tmp_path / "reps.zarr", ["mig"], kinds=("entangled",), broken=False)
+    out = tmp_path / "scores"
+    out.mkdir()
+    with open(out / ".lock", "a") as held:  # what a running `fastdis score` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match="another fastdis score is writing"):
+            score_store(tmp_path / "reps.zarr", out, scheduler="synchronous")
+        result = CliRunner().invoke(app, ["score", str(tmp_path / "reps.zarr"), "--out",
+                                          str(out), "--scheduler", "synchronous"])
+        assert result.exit_code == 1 and "another fastdis score" in result.output
+    assert not (out / "scores.parquet").exists()
+    table = score_store(tmp_path / "reps.zarr", out, scheduler="synchronous")  # released
+    assert table["error"].isna().all() and len(table) == 2
+
+
+def test_a_task_whose_checkpoint_was_re_encoded_meanwhile_is_not_mislabelled(tmp_path):
+    from fastdis.batch.engine import ScoreTask, score_task
+
+    plan = make_store(tmp_path / "reps.zarr", ["mig"], kinds=("entangled",), broken=False)
+    old_id = open_store(tmp_path / "reps.zarr").checkpoints()["entangled-0"]["encoding_id"]
+    write_codes(tmp_path / "reps.zarr", "entangled-0", {"mean": codes_of(plan, "disentangled")},
+                {}, replace=True)
+    rows = score_task(str(tmp_path / "reps.zarr"), ScoreTask("entangled-0", "mean", "mig", old_id))
+    assert len(rows) == 1 and rows[0]["encoding_id"] == old_id
+    assert "re-encoded" in rows[0]["error"]
+
+
+def test_scores_of_checkpoints_no_longer_in_the_store_keep_their_config(tmp_path):
+    make_store(tmp_path / "a.zarr", ["mig"], kinds=("entangled",), broken=False)
+    make_store(tmp_path / "b.zarr", ["mig"], kinds=("noise",), broken=False)
+    out = tmp_path / "scores"
+    score_store(tmp_path / "a.zarr", out, scheduler="synchronous")
+    table = score_store(tmp_path / "b.zarr", out, scheduler="synchronous")
+    assert set(table["train_config.method"]) == {"entangled", "noise"}
+    assert table["train_config.seed"].notna().all()
+
+
+def test_help_imports_none_of_the_heavy_dependencies():
+    code = ("import sys; from typer.testing import CliRunner; from fastdis.cli import app\n"
+            "for argv in (['--help'], ['encode', '--help'], ['score', '--help'], "
+            "['report', '--help']):\n"
+            "    assert CliRunner().invoke(app, argv).exit_code == 0, argv\n"
+            "print(sorted(m for m in ('torch', 'zarr', 'dask', 'distributed', 'pandas', "
+            "'pyarrow', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_report_figures_stay_readable_with_many_result_keys(tmp_path):
+    import matplotlib.image
+
+    from fastdis.batch import write_report
+    from fastdis.batch.engine import RESULT_COLUMNS
+    from fastdis.batch.report import summary_keys
+
+    # unified_scores-like keys: per-code details are not summary scores.
+    keys = [f"matrix_{m}.{s}" for m in range(3) for s in ("dci", "mig", "sap", "modularity")]
+    keys += [f"matrix_0.dci_disentanglement.code_{c}" for c in range(10)]
+    assert summary_keys(keys) == keys[:12]
+    rng = np.random.default_rng(0)
+    rows = [[f"m{i}", "mean", "unified_scores", key, rng.uniform(), None, None, 1.0, "id"]
+            for i in range(6) for key in keys]
+    rows.append(["m9", "mean", "unified_scores", None, np.nan, "ValueError: diverged", None, 1.0,
+                 "id"])
+    table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    table["train_config.method"] = ["a", "b", "c"] * (len(table) // 3) + ["a"] * (len(table) % 3)
+    write_report(table, tmp_path / "report")
+    height, width = matplotlib.image.imread(tmp_path / "report" / "violins_unified_scores.png"
+                                            ).shape[:2]
+    assert width <= 2000 and height <= 1500, (width, height)  # panels wrap into rows
+    height, width = matplotlib.image.imread(tmp_path / "report" / "rank_correlation.png"
+                                            ).shape[:2]
+    assert width <= 2000, width
+    assert "code_3" not in (tmp_path / "report" / "index.md").read_text()
+
+    with pytest.raises(ValueError, match="1 failed.*ValueError: diverged"):
+        write_report(table[table["error"].notna()], tmp_path / "failed")

@@ -112,7 +112,7 @@ def score(
             representations=None if representations is None else [
                 r.strip() for r in representations.split(",")],
             scheduler=scheduler, workers=workers, retry_failed=retry_failed, progress=True)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     failed = table[table["error"].notna()]
     _err.print(f"{table['checkpoint'].nunique()} checkpoints, {len(table) - len(failed)} "

@@ -60,6 +60,7 @@ def expand_checkpoint_paths(arguments: Iterable[str]) -> list[Path]:
         argument = str(argument)
         matches = sorted(glob.glob(argument, recursive=True)) if glob.has_magic(argument) else (
             [argument] if os.path.exists(argument) else [])
+        before = len(found)
         if not matches:
             raise FileNotFoundError(f"no checkpoint matches {argument!r}.")
         for match in map(Path, matches):
@@ -71,6 +72,9 @@ def expand_checkpoint_paths(arguments: Iterable[str]) -> list[Path]:
                     raise FileNotFoundError(f"{match}: no {CHECKPOINT_FILE} in this folder or "
                                             "below.")
                 found.extend(runs)
+        if before == len(found):  # a glob that matched only folders without checkpoints
+            raise FileNotFoundError(f"no checkpoint matches {argument!r} (it matches "
+                                    f"{len(matches)} path(s), none with a {CHECKPOINT_FILE}).")
     return list(dict.fromkeys(p.resolve() for p in found))
 
 

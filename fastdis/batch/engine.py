@@ -19,7 +19,9 @@ table. Finished tasks are journaled as they arrive (small Parquet files written 
 name and ``os.replace``d into ``out/.journal/``, which Parquet readers skip); at the end of a
 run the journal is merged with the previous results into ``out/scores.parquet`` (again tmp +
 replace) and only then deleted. A crash or ``kill -9`` therefore loses at most the results of
-the last half second, and a rerun computes only what is missing.
+the last half second, and a rerun computes only what is missing. A run holds ``out/.lock``
+(POSIX ``flock``, released by the OS even on kill -9), so a second run on the same ``out`` is
+refused instead of merging and deleting journal parts under the first one's feet.
 
 The table is **long**: one row per checkpoint x representation x metric x result key,
 
@@ -45,6 +47,7 @@ so ``df.groupby(["train_config.method", "metric", "key"])["value"].mean()`` work
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -55,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from .._progress import stderr_progress
+from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
 from .store import RepresentationStore, StoreError, open_store
 
@@ -66,6 +70,7 @@ RESULT_COLUMNS = ["checkpoint", "representation", "metric", "key", "value", "err
 _TASK_COLUMNS = ["checkpoint", "representation", "metric", "encoding_id"]
 _JOURNAL = ".journal"
 _TABLE = "scores.parquet"
+_LOCK = ".lock"
 #: Journal flushes at most this often (seconds), so thousands of fast tasks do not become
 #: thousands of files; it is all that a kill -9 can lose.
 _FLUSH_SECONDS = 0.5
@@ -107,8 +112,14 @@ def resolve_metrics(metrics, plan) -> list[str]:
             elif name:
                 names.append(name)
     names = list(dict.fromkeys(names))
+    if not names:
+        raise ValueError(f"metrics is empty: name at least one of {list(plan.metrics)}, or "
+                         "'all'.")
     for name in names:
-        plan.check_metric(name)  # unknown names and metrics the plan cannot serve
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {name!r}; this store's plan serves "
+                             f"{list(plan.metrics)}.")
+        plan.check_metric(name)  # metrics the plan was not built for
     return [name for name in METRICS if name in names]
 
 
@@ -153,7 +164,9 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
         warnings.simplefilter("always")
         try:
             store = _store_for(store_path)
+            _check_encoding(store, task)
             codes = store.codes(task.checkpoint, task.representation)
+            _check_encoding(store, task)  # not replaced while reading either
             result = store.plan.score(task.metric, codes)
             rows = [{**base, "key": str(key), "value": float(value), "error": None}
                     for key, value in result.items()]
@@ -170,6 +183,13 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
         row["elapsed_time"] = elapsed
         row["warnings"] = "; ".join(messages) or None
     return rows
+
+
+def _check_encoding(store, task):
+    current = store.encoding_id(task.checkpoint)
+    if current != task.encoding_id:
+        raise ValueError(f"checkpoint {task.checkpoint!r} was re-encoded after the task was "
+                         "listed; rerun fastdis score to score its new codes.")
 
 
 def _init_worker():
@@ -246,6 +266,9 @@ def _read_raw(out: Path):
     frames = [pd.read_parquet(source).assign(_source=number)
               for number, source in enumerate(sources)]
     table = pd.concat(frames, ignore_index=True)
+    for column in RESULT_COLUMNS:  # a table written before the column existed
+        if column not in table:
+            table[column] = None
     newest = table.groupby(_TASK_COLUMNS, dropna=False)["_source"].transform("max")
     table = table[table["_source"] == newest].drop(columns="_source")
     return table.reset_index(drop=True), parts
@@ -308,8 +331,16 @@ def _consolidate(out: Path, store: RepresentationStore):
     current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
     stale = table["checkpoint"].map(current).notna() & (
         table["checkpoint"].map(current) != table["encoding_id"])
-    table = table.loc[~stale, RESULT_COLUMNS]
+    kept = table.loc[~stale]
+    table = kept[RESULT_COLUMNS]
     configs = _config_columns(store, table["checkpoint"].unique())
+    # Checkpoints not in this store (another store scored into the same out, or removed)
+    # keep the config columns they were merged with before.
+    gone = kept[~kept["checkpoint"].isin(current)]
+    old = [c for c in gone.columns if c.startswith("train_config.")]
+    if len(gone) and old:
+        previous = gone[["checkpoint", *old]].drop_duplicates("checkpoint")
+        configs = pd.concat([configs, previous], ignore_index=True)
     table = table.merge(configs, on="checkpoint", how="left")
     _write_atomic(table, out / _TABLE)
     for part in parts:  # only after the merged table is safely in place
@@ -393,25 +424,68 @@ def score_store(
     Raises
     ------
     StoreError
-        If the store cannot be opened; ValueError on unknown or unplanned metrics.
+        If the store cannot be opened; ValueError on unknown or unplanned metrics, unknown
+        representations or a bad ``workers``.
+    RuntimeError
+        If another ``score_store`` is writing to ``out`` (POSIX systems).
     """
-    from .._parallel import default_workers
-
     store = store if isinstance(store, RepresentationStore) else open_store(store)
     store_path = str(store.path.resolve())
     names = resolve_metrics(metrics, store.plan)
+    if workers is not None:
+        workers = check_positive_int(workers, name="workers")
+    entries = store.checkpoints()
+    if representations is not None:
+        if isinstance(representations, str):
+            representations = [representations]
+        available = list(dict.fromkeys(r for e in entries.values()
+                                       for r in e["representations"]))
+        missing = [r for r in representations if r not in available]
+        if entries and missing:
+            raise ValueError(f"the store has no representation {missing[0]!r}; its "
+                             f"checkpoints have {available}.")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory (scores are a Parquet "
                          "dataset directory).")
     out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _score_tasks(store, store_path, entries, names, representations, out, scheduler,
+                            workers, retry_failed, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold ``out/.lock`` for the run: a second run on ``out`` would merge and delete journal
+    parts under the first one's feet. The OS drops the lock when the process dies (kill -9
+    included). Without fcntl (Windows) runs are not guarded."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(out / _LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another fastdis score is writing to {out}; wait for it to "
+                               "finish (or stop it), then rerun to resume.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _score_tasks(store, store_path, entries, names, representations, out, scheduler, workers,
+                 retry_failed, progress):
+    from .._parallel import default_workers
 
     recorded, _ = _read_raw(out)
     if retry_failed:
         recorded = recorded[recorded["error"].isna()]
     done = set(map(tuple, recorded[_TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
     tasks = []
-    for name, entry in store.checkpoints().items():
+    for name, entry in entries.items():
         for representation in entry["representations"]:
             if representations is not None and representation not in representations:
                 continue

@@ -266,8 +266,8 @@ def make_plan(
         disentanglement_lib's protocol: ``num_factors``, ``factors_num_values`` and
         ``sample_factors(n, random_state)``; ``factors_to_index(factors)`` (or fastdis.data's
         ``flat_index``) gives ``plan.indices`` when present.
-    metrics : sequence of str, default=None
-        Registered metric names; ``None`` means every metric a plan can serve
+    metrics : str or sequence of str, default=None
+        Registered metric names (or one name); ``None`` means every metric a plan can serve
         (:func:`plannable_metrics`).
     seed : int, default=0
     scale : float, default=1.0
@@ -288,6 +288,8 @@ def make_plan(
     seed = check_positive_int(seed, name="seed", minimum=0)
     if not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"scale must be a positive number; got {scale!r}.")
+    if isinstance(metrics, str):  # one name, not its letters
+        metrics = [metrics]
     names = plannable_metrics() if metrics is None else list(dict.fromkeys(metrics))
     for name in names:
         spec = get_metric(name)

@@ -8,8 +8,8 @@
 * ``index.md``: the spread over seeds (mean, std, min, max, number of models per setting and
   score), failed evaluations with their reasons, and links to the figures.
 
-A *summary score* is a result key that is not a per-factor detail, a training-set score, a
-minimum or a count (:func:`summary_keys`). A *setting* is the method
+A *summary score* is a result key that is not a per-factor or per-code detail, a training-set
+score, a minimum or a count (:func:`summary_keys`). A *setting* is the method
 (``train_config.method``) plus every numeric config value that varies within that method
 and is not a seed, step or path: the regularisation strength (beta, gamma, lambda, ...).
 """
@@ -20,12 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import METRICS
+
 __all__ = ["write_report", "summary_keys", "settings"]
 
 #: Config entries that identify a run rather than a setting (never grouped on).
 _RUN_IDENTITY = ("seed", "step", "path", "model_num", "version", "uuid", "time")
 #: Most scores drawn per metric figure; the rest are in the tables.
 _MAX_PANELS = 8
+#: Panels per row of a metric figure (more wrap), so a figure stays page-wide.
+_PANELS_PER_ROW = 4
 
 
 def summary_keys(keys) -> list[str]:
@@ -33,7 +37,7 @@ def summary_keys(keys) -> list[str]:
     chosen = []
     for key in dict.fromkeys(keys):
         leaf = key.split(":")[-1].split(".")[-1]
-        if ("factor_" in key or "num_active_dims" in key or leaf.startswith("min_")
+        if ("factor_" in key or "num_active_dims" in key or leaf.startswith(("min_", "code_"))
                 or "train" in leaf or key == "elapsed_time"):
             continue
         chosen.append(key)
@@ -111,8 +115,11 @@ def write_report(scores, out, *, representation: str | None = None) -> Path:
     failed = table[table["error"].notna()]
     ok = table[table["error"].isna() & table["key"].notna()].copy()
     if ok.empty:
+        example = "" if failed.empty else (
+            f", e.g. {failed['metric'].iloc[0]} on {failed['checkpoint'].iloc[0]}: "
+            f"{failed['error'].iloc[0]}")
         raise ValueError("the scores table has no successful evaluation to report on "
-                         f"({len(failed)} failed).")
+                         f"({len(failed)} failed{example}).")
     ok["score"] = ok["metric"] + ":" + ok["key"]
     keep = {metric: summary_keys(group["key"]) for metric, group in ok.groupby("metric")}
     ok = ok[[key in keep[metric] for metric, key in zip(ok["metric"], ok["key"], strict=True)]]
@@ -122,22 +129,30 @@ def write_report(scores, out, *, representation: str | None = None) -> Path:
              f"{', '.join(sorted(ok['representation'].unique()))}, {len(metrics)} metrics, "
              f"{len(failed)} failed evaluations.", ""]
 
-    # Rank correlation across models, every representation.
-    wide = ok.pivot_table(index=["checkpoint", "representation"], columns="score",
-                          values="value", aggfunc="first")
+    # Rank correlation across models, every representation: the paper's figure, on each
+    # metric's headline scores (the registry's), not on every per-factor detail.
+    headline = {metric: METRICS[metric].headline_keys(group["key"].unique())
+                if metric in METRICS else [] for metric, group in ok.groupby("metric")}
+    ranked = ok[[key in headline[metric]
+                 for metric, key in zip(ok["metric"], ok["key"], strict=True)]]
+    wide = ranked.pivot_table(index=["checkpoint", "representation"], columns="score",
+                              values="value", aggfunc="first")
     wide = wide.loc[:, wide.nunique() > 1]  # a constant score has no ranking
-    lines += ["## Rank correlation of scores across models", ""]
+    lines += ["## Rank correlation of the metrics' headline scores across models", ""]
     if len(wide) >= 3 and wide.shape[1] >= 2:
         correlation = wide.corr(method="spearman")
-        size = max(6.0, 0.35 * len(correlation) + 3)
+        # At most 18 inches (~2000 px) square; labels shrink when there are many scores.
+        size = min(18.0, max(7.0, 0.4 * len(correlation) + 3))
+        fontsize = max(4.0, min(7.0, 7.0 * 70 / len(correlation)))
         figure, axis = plt.subplots(figsize=(size, size * 0.85))
         image = axis.imshow(correlation.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
-        axis.set_xticks(range(len(correlation)), correlation.columns, rotation=90, fontsize=7)
-        axis.set_yticks(range(len(correlation)), correlation.index, fontsize=7)
+        axis.set_xticks(range(len(correlation)), correlation.columns, rotation=90,
+                        fontsize=fontsize)
+        axis.set_yticks(range(len(correlation)), correlation.index, fontsize=fontsize)
         figure.colorbar(image, ax=axis, label="Spearman rank correlation")
         axis.set_title(f"Rank correlation across {len(wide)} models")
         figure.tight_layout()
-        figure.savefig(out / "rank_correlation.png", dpi=110)
+        figure.savefig(out / "rank_correlation.png", dpi=110, bbox_inches="tight")
         plt.close(figure)
         lines += ["![rank correlation](rank_correlation.png)", ""]
     else:
@@ -159,9 +174,14 @@ def write_report(scores, out, *, representation: str | None = None) -> Path:
         if not keys:
             continue
         labels = sorted(rows["setting"].unique())
-        figure, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 0.6 * len(labels) + 2)
-                                                           * len(keys), 4.2), squeeze=False)
-        for axis, key in zip(axes[0], keys, strict=False):
+        columns = min(len(keys), _PANELS_PER_ROW)
+        lines_of_panels = -(-len(keys) // columns)
+        panel_width = min(6.0, max(3.0, 0.45 * len(labels) + 1.5))
+        figure, axes = plt.subplots(lines_of_panels, columns, squeeze=False,
+                                    figsize=(panel_width * columns, 3.6 * lines_of_panels))
+        for axis in axes.flat[len(keys):]:
+            axis.set_visible(False)
+        for axis, key in zip(axes.flat, keys, strict=False):
             values = [rows.loc[(rows["key"] == key) & (rows["setting"] == label), "value"]
                       .to_numpy() for label in labels]
             spread = [i for i, v in enumerate(values) if len(v) > 1 and np.ptp(v) > 0]

@@ -106,6 +106,10 @@ class RepresentationStore:
                              "write it again.")
         return group
 
+    def encoding_id(self, name: str) -> str:
+        """Which encoding of checkpoint ``name`` the store holds now."""
+        return self._group(name).attrs["encoding_id"]
+
     def config(self, name: str) -> dict:
         return dict(self._group(name).attrs["config"])
 
@@ -313,6 +317,9 @@ def write_codes(
     if key in checkpoints:
         if checkpoints[key].attrs.get("complete") and not replace:
             return False
+        # Incomplete first: deleting is not atomic, and a crash halfway must not leave the
+        # old group's "complete" metadata standing over missing arrays.
+        checkpoints[key].attrs["complete"] = False
         del checkpoints[key]
     group = checkpoints.create_group(key)
     for representation, codes in arrays.items():
