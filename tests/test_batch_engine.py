@@ -284,6 +284,11 @@ def test_report_figures_stay_readable_with_many_result_keys(tmp_path):
     rng = np.random.default_rng(0)
     rows = [[f"m{i}", "mean", "unified_scores", key, rng.uniform(), None, None, 1.0, "id"]
             for i in range(6) for key in keys]
+    # Metrics with headline scores, which the rank correlation is drawn on.
+    rows += [[f"m{i}", "mean", metric, key, rng.uniform(), None, None, 1.0, "id"]
+             for i in range(6) for metric, key in (("mig", "discrete_mig"),
+                                                   ("sap_score", "SAP_score"),
+                                                   ("dci", "disentanglement"))]
     rows.append(["m9", "mean", "unified_scores", None, np.nan, "ValueError: diverged", None, 1.0,
                  "id"])
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -295,7 +300,9 @@ def test_report_figures_stay_readable_with_many_result_keys(tmp_path):
     height, width = matplotlib.image.imread(tmp_path / "report" / "rank_correlation.png"
                                             ).shape[:2]
     assert width <= 2000, width
-    assert "code_3" not in (tmp_path / "report" / "index.md").read_text()
+    page = (tmp_path / "report" / "index.md").read_text()
+    assert "code_3" not in page
+    assert "![rank correlation](rank_correlation.png)" in page
 
     with pytest.raises(ValueError, match="1 failed.*ValueError: diverged"):
         write_report(table[table["error"].notna()], tmp_path / "failed")
