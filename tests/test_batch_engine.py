@@ -306,3 +306,39 @@ def test_report_figures_stay_readable_with_many_result_keys(tmp_path):
 
     with pytest.raises(ValueError, match="1 failed.*ValueError: diverged"):
         write_report(table[table["error"].notna()], tmp_path / "failed")
+
+
+def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path):
+    # An out-of-memory kill or a segfault breaks the whole process pool; the engine reruns the
+    # suspects alone, records the one that dies again, and scores everything else once.
+    from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
+
+    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_local, score_task
+
+    plan = make_store(tmp_path / "reps.zarr", metrics=["mig", "sap_score"], broken=False)
+    write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
+                {"mean": codes_of(plan, "noise")}, {"method": "noise"})
+    store = open_store(tmp_path / "reps.zarr")
+    tasks = [ScoreTask(name, representation, metric, entry["encoding_id"])
+             for name, entry in store.checkpoints().items()
+             for representation in entry["representations"] for metric in ("mig", "sap_score")]
+    recorded = []
+    _run_local(str(tmp_path / "reps.zarr"), tasks, 2, recorded.append,
+               task_function=score_task_or_die)
+
+    by_task = {}
+    for rows in recorded:
+        row = rows[0]
+        by_task.setdefault((row["checkpoint"], row["representation"], row["metric"]), []).append(
+            rows)
+    assert len(by_task) == len(tasks)
+    for (name, representation, metric), results in by_task.items():
+        if name == CRASHING_CHECKPOINT:
+            assert [rows[0]["error"] for rows in results] == [WORKER_DIED]
+            continue
+        task = next(t for t in tasks if (t.checkpoint, t.representation, t.metric)
+                    == (name, representation, metric))
+        expected = {row["key"]: row["value"] for row in score_task(str(tmp_path / "reps.zarr"),
+                                                                    task)}
+        for rows in results:  # a task rerun after the break gives the same numbers
+            assert {row["key"]: row["value"] for row in rows} == expected

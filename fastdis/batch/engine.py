@@ -171,10 +171,9 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
             rows = [{**base, "key": str(key), "value": float(value), "error": None}
                     for key, value in result.items()]
         except ValueError as exc:
-            rows = [{**base, "key": None, "value": np.nan, "error": str(exc)}]
+            rows = failed_rows(task, str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-            rows = [{**base, "key": None, "value": np.nan,
-                     "error": f"{type(exc).__name__}: {exc}"}]
+            rows = failed_rows(task, f"{type(exc).__name__}: {exc}")
         finally:
             numba.set_num_threads(previous_threads)
     elapsed = time.perf_counter() - start
@@ -271,6 +270,9 @@ def _read_raw(out: Path):
             table[column] = None
     newest = table.groupby(_TASK_COLUMNS, dropna=False)["_source"].transform("max")
     table = table[table["_source"] == newest].drop(columns="_source")
+    # Within one source a task appears twice only when it was rerun after its worker pool
+    # broke (its result had not been collected yet): the same numbers, kept once.
+    table = table.drop_duplicates([*_TASK_COLUMNS, "key"], keep="last")
     return table.reset_index(drop=True), parts
 
 
@@ -353,18 +355,71 @@ def _consolidate(out: Path, store: RepresentationStore):
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_local(store_path, tasks, workers, on_result):
+def failed_rows(task: ScoreTask, reason: str, elapsed: float = 0.0) -> list[dict]:
+    """The one row that records ``task`` as failed, with ``reason``."""
+    return [{"checkpoint": task.checkpoint, "representation": task.representation,
+             "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
+             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": elapsed}]
+
+
+#: Recorded for a task whose worker process died while running it alone.
+WORKER_DIED = ("the worker process died while scoring this (killed by the operating system, "
+               "e.g. out of memory, or crashed in native code)")
+
+
+def _run_local(store_path, tasks, workers, on_result, task_function=None):
+    """Run ``tasks`` on a pool of ``workers`` spawned processes, surviving dead workers.
+
+    A process that dies (out-of-memory kill, segfault in native code) breaks the whole pool.
+    The tasks that may have been running then are suspects: each is rerun alone in a
+    one-process pool, so the one that kills its worker again is recorded as failed
+    (:data:`WORKER_DIED`) and the innocent ones are scored; the tasks never started go to a
+    fresh pool. A batch of thousands therefore finishes whatever one checkpoint does to its
+    worker.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    task_function = task_function or score_task
+    pending = list(tasks)
+    while pending:
+        try:
+            _run_pool(store_path, pending, workers, on_result, task_function)
+            return
+        except BrokenProcessPool:
+            pass  # _run_pool left the unfinished tasks in `pending`, in submission order
+        # The pool hands tasks to its processes in submission order through a queue of
+        # workers + 1 calls, so the ones in flight are the first unfinished ones.
+        suspects, pending = pending[:workers + 1], pending[workers + 1:]
+        for task in suspects:
+            try:
+                _run_pool(store_path, [task], 1, on_result, task_function)
+            except BrokenProcessPool:
+                on_result(failed_rows(task, WORKER_DIED))
+
+
+def _run_pool(store_path, tasks, workers, on_result, task_function):
+    """One pool over the list ``tasks``; if the pool breaks, ``tasks`` is left holding the
+    unfinished ones (in order) and BrokenProcessPool propagates."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: zarr runs an asyncio loop thread and numba an OpenMP pool, neither of
     # which survives a fork.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker) as pool:
-        futures = [pool.submit(score_task, store_path, task) for task in tasks]
-        for future in as_completed(futures):
-            on_result(future.result())
+    done = set()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                 initializer=_init_worker) as pool:
+            futures = {pool.submit(task_function, store_path, task): i
+                       for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                rows = future.result()
+                done.add(futures[future])
+                on_result(rows)
+    except BrokenProcessPool:
+        tasks[:] = [task for i, task in enumerate(tasks) if i not in done]
+        raise
 
 
 def _run_dask(store_path, tasks, scheduler, on_result):
