@@ -57,6 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._parallel import single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
@@ -160,7 +161,9 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(1)  # thread-count-free numbers; parallelism is across tasks
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    # BLAS on one thread too: the same summation order (bit-identical numbers) on a laptop,
+    # a local pool or any Dask worker, and no oversubscription of the cores.
+    with single_threaded_blas(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             store = _store_for(store_path)

@@ -56,7 +56,7 @@ import numba
 import numpy as np
 from scipy import optimize
 
-from .._parallel import default_workers, thread_map
+from .._parallel import default_workers, single_threaded_blas, thread_map
 
 __all__ = [
     "linear_svc_accuracy_matrix",
@@ -646,11 +646,12 @@ def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
             return value, grad_t.ravel()
 
         w0 = np.asarray(coef0).ravel(order="F")
-    opt = optimize.minimize(
-        func, w0, method="L-BFGS-B", jac=True,
-        options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                 "ftol": 64 * np.finfo(float).eps},
-    )
+    with single_threaded_blas():  # L-BFGS-B's tiny BLAS calls: threads only cost
+        opt = optimize.minimize(
+            func, w0, method="L-BFGS-B", jac=True,
+            options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
+                     "ftol": 64 * np.finfo(float).eps},
+        )
     n_iter = min(int(opt.nit), max_iter)
     if opt.status != 0 and n_iter >= max_iter:
         warnings.warn(
