@@ -1,10 +1,9 @@
-"""fastdis/_parallel.py: the shared BLAS limit under concurrent users."""
+"""fastdis/_parallel.py: the shared BLAS limit."""
 
-import threading
-
+import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from fastdis._parallel import single_threaded_blas, thread_map
+from fastdis._parallel import single_threaded_blas
 
 
 def _blas_threads():
@@ -12,31 +11,15 @@ def _blas_threads():
 
 
 def test_single_threaded_blas_is_shared_and_restored_by_the_last_user():
+    np.dot(np.ones(3), np.ones(3))  # BLAS loaded
     with threadpool_limits(limits=2, user_api="blas"):  # whatever the machine's default
-        _check_shared_limit()
-
-
-def _check_shared_limit():
-    before = _blas_threads()
-    assert before and all(threads == 2 for threads in before)
-    inside = threading.Barrier(3)
-    leave = threading.Event()
-    seen = []
-
-    def user(_):
-        with single_threaded_blas():
-            inside.wait()  # all three hold the limit at once
-            seen.append(_blas_threads())
-            leave.wait(timeout=10)
-        return _blas_threads()
-
-    def release():
-        inside.wait()
-        leave.set()
-
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    thread_map(user, range(2), 2)
-    releaser.join()
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    assert _blas_threads() == before
+        before = _blas_threads()
+        assert before and all(threads == 2 for threads in before)
+        first, second = single_threaded_blas(), single_threaded_blas()
+        first.__enter__()
+        second.__enter__()  # overlapping users (fold threads, explicitness' factor threads)
+        assert all(threads == 1 for threads in _blas_threads())
+        first.__exit__(None, None, None)
+        assert all(threads == 1 for threads in _blas_threads())  # the other still runs
+        second.__exit__(None, None, None)
+        assert _blas_threads() == before
