@@ -37,11 +37,12 @@ _blas_limits = None
 def single_threaded_blas():
     """Run the block with BLAS (OpenBLAS / MKL) on one thread, for every thread inside it.
 
-    scipy's L-BFGS-B makes thousands of tiny BLAS calls per fit; with BLAS's own threads they
-    spend most of the time waking and spinning threads, and our fits already run on threads
-    of their own: measured on 2 cores, a 40-class LogisticRegressionCV took 36 s with BLAS'
-    threads and 17 s without. BLAS' thread count is process-wide, so concurrent users share one
-    limit, reference-counted, and the last one out restores the original setting.
+    scipy's L-BFGS-B makes thousands of tiny BLAS calls per fit. When the cores are busy (fits
+    on threads of their own, one scoring process per core) BLAS' spinning threads take most of
+    the time: measured on 2 busy cores, a 40-class LogisticRegressionCV spent 23 of its 36 s in
+    L-BFGS-B's step with BLAS' threads and 0.1 s without; on an idle machine the difference is
+    small. BLAS' thread count is process-wide, so overlapping users share one limit,
+    reference-counted, and the last one out restores the original setting.
     """
     global _blas_users, _blas_limits
     with _blas_lock:
