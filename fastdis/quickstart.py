@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._validation import check_positive_int
+
 #: The data set the quickstart trains on: its loader reads the look-alike like the real file.
 QUICKSTART_DATASET = "dsprites_full"
 #: Which of the study's six regularisation strengths each method trains with.
@@ -72,10 +74,8 @@ def run_quickstart(
     from .train import METHODS, TrainConfig, train
     from .train.sweep import regularization_strengths
 
-    if not steps > 0:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}.")
-    if not seeds > 0:
-        raise ValueError(f"seeds must be a positive integer; got {seeds!r}.")
+    steps = check_positive_int(steps, name="steps")
+    seeds = check_positive_int(seeds, name="seeds")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -38,7 +38,9 @@ def test_quickstart_runs_the_whole_pipeline_and_resumes(tmp_path):
     assert any("found the dSprites look-alike" in line for line in lines)
 
 
-@pytest.mark.parametrize("option", [{"steps": 0}, {"seeds": 0}])
+@pytest.mark.parametrize("option", [{"steps": 0}, {"seeds": 0},
+                                    # not integers: used to escape as a bare TypeError
+                                    {"steps": None}, {"seeds": "2"}])
 def test_quickstart_refuses_non_positive_sizes(tmp_path, option):
     with pytest.raises(ValueError, match=next(iter(option))):
         run_quickstart(tmp_path, log=lambda line: None, **option)

@@ -271,6 +271,28 @@ def test_encode_rejects_the_wrong_shape(trained):
         checkpoint.encode(np.zeros((2, 1, 64, 64), np.float32))
 
 
+@pytest.mark.parametrize("batch_size", [0, 2.5, "8"])
+def test_encode_rejects_a_batch_size_that_is_not_a_positive_integer(trained, batch_size):
+    # A float or string used to escape as a bare TypeError from range() or the comparison.
+    checkpoint = load_checkpoint(trained)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        checkpoint.encode(TinySquares().images[:3], batch_size=batch_size)
+
+
+def test_resuming_on_observations_of_another_shape_is_refused(tmp_path):
+    class ThreeChannels(TinySquares):
+        observation_shape = [64, 64, 3]
+
+        def sample_observations_from_factors(self, factors, random_state):
+            return np.repeat(super().sample_observations_from_factors(factors, random_state),
+                             3, axis=3)
+
+    run_dir = run(tiny_config(steps=2), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"observations of shape \[64, 64, 1\]; this "
+                                         r"dataset's are \[64, 64, 3\]"):
+        run(tiny_config(steps=4), run_dir, dataset=ThreeChannels())
+
+
 def test_encode_refuses_0_to_255_pixels_but_takes_binary_uint8(trained):
     # A dataset's stored uint8 images (0..255) used to encode to garbage without a word.
     checkpoint = load_checkpoint(trained)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validation import check_positive_int
 from .config import TrainConfig
 from .models import GaussianVAE
 
@@ -201,8 +202,7 @@ class Checkpoint:
             # e.g. a dataset's stored uint8 images: 0..255 would encode to garbage silently
             raise ValueError(f"observations must be in [0, 1]; got {observations.dtype} values "
                              f"up to {observations.max()}. Divide 0..255 pixels by 255.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+        batch_size = check_positive_int(batch_size, name="batch_size")
         model = self.model.to(device)
         means, logvars = [], []
         with torch.no_grad():

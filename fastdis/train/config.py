@@ -122,7 +122,7 @@ class TrainConfig:
     checkpoint_every: int = 10_000  # steps between checkpoints (the last step always saves)
 
     #: Fields a resumed run may change: they do not alter the numbers a step computes.
-    #: ``steps`` may grow too (training continues); see ``checkpoint.check_resumable``.
+    #: ``steps`` may grow too (training continues); see ``training.check_resumable``.
     SYSTEM_FIELDS = ("compile", "compile_mode", "device", "log_every", "checkpoint_every",
                      "steps")
 

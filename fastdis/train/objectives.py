@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
 from .config import TrainConfig
 from .models import PROBABILITY_CLIP, GaussianVAE
 
@@ -30,9 +31,8 @@ def bernoulli_reconstruction_loss(logits: torch.Tensor, images: torch.Tensor) ->
 
 
 def gaussian_kl(z_mean: torch.Tensor, z_logvar: torch.Tensor) -> torch.Tensor:
-    """dlib's ``compute_gaussian_kl``: 0.5 * sum_j (mu^2 + exp(logvar) - logvar - 1), batch mean."""
-    per_latent = z_mean.square() + z_logvar.exp() - z_logvar - 1.0  # (B, d)
-    return 0.5 * per_latent.sum(dim=1).mean()
+    """dlib's ``compute_gaussian_kl``: the batch mean of :func:`fastdis.kernels.gaussian_kl`."""
+    return kernels.gaussian_kl(z_mean, z_logvar).mean()  # (B,) -> ()
 
 
 def annealed_capacity(c_max: float, iteration_threshold: int, global_step: int) -> float:
@@ -46,20 +46,6 @@ def permute_dims(z: torch.Tensor, shuffle_keys: torch.Tensor) -> torch.Tensor:
     shuffled across the batch on its own. ``shuffle_keys`` (B, d) are i.i.d. uniforms whose
     per-column argsort is the permutation, so the draw is the caller's."""
     return z.gather(0, shuffle_keys.argsort(dim=0))
-
-
-def _kernel(name: str):
-    """A regularizer of :mod:`fastdis.kernels`, or an error saying what is missing."""
-    try:
-        import fastdis.kernels as kernels
-    except ImportError as exc:  # pragma: no cover - the package ships it
-        raise ImportError(f"fastdis.kernels could not be imported ({exc}); "
-                          f"it provides {name}, which this method needs.") from exc
-    function = getattr(kernels, name, None)
-    if function is None:
-        raise ImportError(f"fastdis.kernels has no {name}; this method needs it. "
-                          f"Reinstall fastdis (pip install -e .) or use another method.")
-    return function
 
 
 class Objective(nn.Module):
@@ -76,10 +62,6 @@ class Objective(nn.Module):
         self.method = config.method
         self.hyperparameters = config.hyperparameters()
         self.model = model
-        if self.method == "beta_tc_vae":
-            self.total_correlation = _kernel("total_correlation")
-        if self.method in ("dip_vae_i", "dip_vae_ii"):
-            self.dip_regularizer = _kernel("dip_regularizer")
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor,
                 shuffle_keys: torch.Tensor | None = None,
@@ -101,11 +83,11 @@ class Objective(nn.Module):
         elif self.method == "annealed_vae":
             regularizer = hp["gamma"] * (kl_loss - capacity).abs()
         elif self.method == "beta_tc_vae":
-            tc = self.total_correlation(z, z_mean, z_logvar)
+            tc = kernels.total_correlation(z, z_mean, z_logvar)
             regularizer = kl_loss + (hp["beta"] - 1.0) * tc
             terms["total_correlation"] = tc
         elif self.method in ("dip_vae_i", "dip_vae_ii"):
-            dip = self.dip_regularizer(
+            dip = kernels.dip_regularizer(
                 z_mean, z_logvar, lambda_od=hp["lambda_od"],
                 lambda_d=hp["lambda_d_factor"] * hp["lambda_od"],
                 dip_type="i" if self.method == "dip_vae_i" else "ii")

@@ -27,7 +27,6 @@ from .._progress import stderr_progress
 from .checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
-    build_model,
     load_model_state,
     random_state_from_tensors,
     read_checkpoint,
@@ -197,7 +196,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
     if (out_dir / CHECKPOINT_FILE).exists():
         saved, state = read_checkpoint(out_dir)
         check_resumable(saved, config, out_dir / CHECKPOINT_FILE)
-        if build_model(saved).observation_shape != model.observation_shape:
+        if tuple(saved["observation_shape"]) != observation_shape:
             raise ValueError(f"the run in {out_dir} was trained on observations of shape "
                              f"{saved['observation_shape']}; this dataset's are "
                              f"{list(observation_shape)}.")
@@ -221,6 +220,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
     if config.compile:
         step_objective = torch.compile(objective, mode=config.compile_mode)
     model.train()  # no dropout or batch norm; kept for form
+    hp = config.hyperparameters()
 
     # 2. The loop.
     bar = _ProgressBar(num_iterations, step, config, enabled=progress)
@@ -232,7 +232,6 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
             noise, shuffle_keys = draw_step_noise(config, generator, device)
             capacity = None
             if config.method == "annealed_vae":
-                hp = config.hyperparameters()
                 capacity = torch.tensor(annealed_capacity(
                     hp["c_max"], hp["iteration_threshold"], config.global_step(step)),
                     device=device)
