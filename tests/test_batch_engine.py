@@ -342,3 +342,11 @@ def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path
                                                                     task)}
         for rows in results:  # a task rerun after the break gives the same numbers
             assert {row["key"]: row["value"] for row in rows} == expected
+
+
+def test_importing_the_batch_commands_does_not_import_the_metrics():
+    # fastdis --help imports fastdis.batch.cli; numba, scipy and the metrics load on first use.
+    code = "import sys, fastdis.batch.cli; print('fastdis.metrics' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"

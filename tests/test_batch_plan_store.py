@@ -105,6 +105,20 @@ def test_plan_sizes_scale_and_override_and_errors_name_the_problem():
         make_plan(SyntheticFactors(), ["mig"], scale=0.01).score("dci", np.zeros((3, 2)))
 
 
+def test_plan_size_overrides_are_checked_and_take_the_study_sizes_form():
+    # A single training size for downstream (study: a tuple of sizes) is one size, not a
+    # TypeError when scoring; a bad count is refused at make_plan, naming the entry.
+    data = small_data()
+    name = "downstream_task_logistic_regression"
+    plan = make_plan(data, [name], scale=0.05, sizes={name: {"num_train": 200}})
+    assert plan.sizes[name]["num_train"] == (200,)
+    assert "200:mean_test_accuracy" in plan.score(name, codes_of(plan, "disentangled"))
+    with pytest.raises(ValueError, match=r"sizes\['mig'\]\['num_train'\] must be an integer"):
+        make_plan(data, ["mig"], sizes={"mig": {"num_train": 0}})
+    with pytest.raises(ValueError, match=r"sizes\['mig'\]\['num_train'\] must be an integer"):
+        make_plan(data, ["mig"], sizes={"mig": {"num_train": (100, 200)}})
+
+
 def test_plan_records_flat_indices_when_the_data_set_has_them():
     class Indexed(SyntheticFactors):
         def flat_index(self, factors):

@@ -11,11 +11,10 @@ Encode every checkpoint once on a fixed evaluation plan, store the codes, score 
     scores = score_store("reps.zarr", "scores.parquet")   # resumable; scheduler= for Dask
     write_report(scores, "report/")
 
-``fastdis encode | score | report`` are the same steps on the command line. zarr, pandas and
-dask are imported on first use.
+``fastdis encode | score | report`` are the same steps on the command line. Every name is
+imported on first use (the metrics with numba and scipy, zarr, pandas, dask), so importing
+``fastdis.batch.cli`` for ``fastdis --help`` stays fast.
 """
-
-from .plan import EvaluationPlan, make_plan, plannable_metrics
 
 __all__ = [
     "EvaluationPlan", "make_plan", "plannable_metrics",
@@ -24,6 +23,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "EvaluationPlan": "plan", "make_plan": "plan", "plannable_metrics": "plan",
     "RepresentationStore": "store", "StoreError": "store", "create_store": "store",
     "open_store": "store", "write_codes": "store", "encode_checkpoints": "encode",
     "score_store": "engine", "read_scores": "engine", "to_wide": "engine",

@@ -57,9 +57,9 @@ def encode(
         data = load_dataset(dataset, data_dir=data_dir)
         plan = None
         if store.exists():
-            if open_store(store).dataset not in (None, dataset):
-                _fail(f"{store} holds codes of the data set {open_store(store).dataset!r}, "
-                      f"not {dataset!r}.")
+            stored = open_store(store).dataset
+            if stored not in (None, dataset):
+                _fail(f"{store} holds codes of the data set {stored!r}, not {dataset!r}.")
         else:
             chosen = None if metrics == "all" else [m.strip() for m in metrics.split(",")]
             plan = make_plan(data, chosen, seed=seed, scale=scale)

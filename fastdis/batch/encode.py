@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .plan import EvaluationPlan
-from .store import RepresentationStore, create_store, open_store, write_codes
+from .store import open_or_create_store, write_codes
 
 __all__ = ["encode_checkpoints", "expand_checkpoint_paths", "EncodeSummary", "codes_from_encoder"]
 
@@ -165,15 +165,7 @@ def encode_checkpoints(
     """
     if load is None:
         from ..train import load_checkpoint as load
-    if not isinstance(store, RepresentationStore):
-        if Path(store).exists():
-            store = open_store(store, mode="a")
-        elif plan is None:
-            raise ValueError(f"{store} does not exist: pass plan=... to create it.")
-        else:
-            store = create_store(store, plan, dataset=dataset)
-    if plan is not None and not store.plan.same_as(plan):
-        raise ValueError(f"{store.path}: plan differs from the store's evaluation plan.")
+    store = open_or_create_store(store, plan, dataset=dataset)
     if tuple(int(c) for c in data.factors_num_values) != store.plan.factor_sizes:
         raise ValueError(f"the data set's factor sizes {list(data.factors_num_values)} differ from"
                          f" the store's plan ({list(store.plan.factor_sizes)}): another data set?")

@@ -194,13 +194,6 @@ def _check_encoding(store, task):
                          "listed; rerun fastdis score to score its new codes.")
 
 
-def _init_worker():
-    """Spawned pool worker: one numba thread, so ``workers`` processes fill ``workers`` cores."""
-    import numba
-
-    numba.set_num_threads(1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Journal and table
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +327,8 @@ def _consolidate(out: Path, store: RepresentationStore):
 
     table, parts = _read_raw(out)
     current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
-    stale = table["checkpoint"].map(current).notna() & (
-        table["checkpoint"].map(current) != table["encoding_id"])
+    encoding = table["checkpoint"].map(current)
+    stale = encoding.notna() & (encoding != table["encoding_id"])
     kept = table.loc[~stale]
     table = kept[RESULT_COLUMNS]
     configs = _config_columns(store, table["checkpoint"].unique())
@@ -358,11 +351,11 @@ def _consolidate(out: Path, store: RepresentationStore):
 # ---------------------------------------------------------------------------------------------
 
 
-def failed_rows(task: ScoreTask, reason: str, elapsed: float = 0.0) -> list[dict]:
+def failed_rows(task: ScoreTask, reason: str) -> list[dict]:
     """The one row that records ``task`` as failed, with ``reason``."""
     return [{"checkpoint": task.checkpoint, "representation": task.representation,
              "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
-             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": elapsed}]
+             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}]
 
 
 #: Recorded for a task whose worker process died while running it alone.
@@ -412,8 +405,8 @@ def _run_pool(store_path, tasks, workers, on_result, task_function):
     context = multiprocessing.get_context("spawn")
     done = set()
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_init_worker) as pool:
+        # score_task sets numba and BLAS to one thread itself, so each process fills one core.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(task_function, store_path, task): i
                        for i, task in enumerate(tasks)}
             for future in as_completed(futures):

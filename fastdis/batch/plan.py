@@ -181,10 +181,10 @@ class EvaluationPlan:
 
     def score(self, name: str, codes) -> dict:
         """Score one checkpoint's codes with the registered metric ``name`` (study defaults)."""
-        spec = self.check_metric(name)
+        spec, options = self.check_metric(name), self.metric_options(name)
         result = {}
         for arguments in self.metric_arguments(name, codes):
-            result.update(spec(*arguments, **self.metric_options(name)))
+            result.update(spec(*arguments, **options))
         return result
 
     # -- serialisation: JSON-able metadata plus named arrays (the store writes both) ----------
@@ -273,7 +273,8 @@ def make_plan(
     scale : float, default=1.0
         Multiplies the study's sample counts (at least :data:`MIN_SCALED_COUNT` each).
     sizes : mapping, default=None
-        Per-metric overrides, e.g. ``{"factor_vae_metric": {"batch_size": 16}}``.
+        Per-metric overrides, e.g. ``{"factor_vae_metric": {"batch_size": 16}}``: positive
+        integers; downstream's ``num_train`` takes one size or a sequence of them.
 
     Returns
     -------
@@ -282,8 +283,8 @@ def make_plan(
     Raises
     ------
     ValueError
-        On an unknown or unsupported metric, a non-positive scale, an unknown size key, or a
-        data set with fewer than 2 factors.
+        On an unknown or unsupported metric, a non-positive scale, an unknown size key or a
+        size that is not a positive integer, or a data set with fewer than 2 factors.
     """
     seed = check_positive_int(seed, name="seed", minimum=0)
     if not (isinstance(scale, (int, float)) and scale > 0):
@@ -312,7 +313,13 @@ def make_plan(
             if key not in plan_sizes[name]:
                 raise ValueError(f"sizes[{name!r}] has unknown key {key!r}; "
                                  f"{name} has {sorted(plan_sizes[name])}.")
-            plan_sizes[name][key] = tuple(value) if isinstance(value, (list, tuple)) else value
+            label = f"sizes[{name!r}][{key!r}]"
+            if isinstance(plan_sizes[name][key], tuple):  # downstream's training sizes
+                values = value if isinstance(value, (list, tuple)) else (value,)
+                plan_sizes[name][key] = tuple(sorted({check_positive_int(v, name=label)
+                                                      for v in values}))
+            else:
+                plan_sizes[name][key] = check_positive_int(value, name=label)
     unknown = set(sizes or {}) - set(names)
     if unknown:
         raise ValueError(f"sizes names metrics not in the plan: {sorted(unknown)}.")

@@ -7,8 +7,9 @@ Layout (``LocalStore``, Blosc zstd, chunked by checkpoint)::
       plan/factors                   (n_points, n_factors) int64, and plan/indices if any
       plan/groups/<metric>/<name>    BetaVAE / FactorVAE index arrays
       checkpoints/<key>/             one group per checkpoint; attributes: name, config,
-        mean, sampled, ...           encoding_id, kl (per code), complete; one array of
-                                     (n_points, n_codes) per representation, one chunk each
+        mean, sampled, ...           encoding_id, representations, n_codes, kl (per code),
+                                     complete; one array of (n_points, n_codes) per
+                                     representation, one chunk each
 
 A checkpoint group is written arrays first and ``complete: true`` last, so a crash mid-write
 leaves an incomplete group that readers ignore and the next write replaces. ``encoding_id``
@@ -214,6 +215,29 @@ def create_store(path, plan: EvaluationPlan, *, dataset: str | None = None,
     return RepresentationStore(path, root, plan, dataset)
 
 
+def open_or_create_store(store, plan: EvaluationPlan | None = None, *,
+                         dataset: str | None = None) -> RepresentationStore:
+    """``store`` (a path or an opened store) ready to append to: opened if it exists, else
+    created with ``plan``; a given ``plan`` must equal the store's.
+
+    Raises
+    ------
+    StoreError
+        If the store does not exist and ``plan`` is None, or ``plan`` differs from its plan.
+    """
+    if not isinstance(store, RepresentationStore):
+        if Path(store).exists():
+            store = open_store(store, mode="a")
+        elif plan is None:
+            raise StoreError(f"{store} does not exist: pass plan=... to create it.")
+        else:
+            store = create_store(store, plan, dataset=dataset)
+    if plan is not None and plan is not store.plan and not store.plan.same_as(plan):
+        raise StoreError(f"{store.path}: plan differs from the store's evaluation plan; codes "
+                         "must be computed on the store's points (open_store(path).plan).")
+    return store
+
+
 def _as_codes(representation, codes, n_points):
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[0] != n_points:
@@ -285,16 +309,7 @@ def write_codes(
     >>> write_codes("reps.zarr", "beta4-seed0", {"mean": mean}, {"method": "beta_vae",
     ...             "beta": 4, "seed": 0}, plan=plan)
     """
-    if not isinstance(store, RepresentationStore):
-        if Path(store).exists():
-            store = open_store(store, mode="a")
-        elif plan is None:
-            raise StoreError(f"{store} does not exist: pass plan=... to create it.")
-        else:
-            store = create_store(store, plan, dataset=dataset)
-    if plan is not None and plan is not store.plan and not store.plan.same_as(plan):
-        raise StoreError(f"{store.path}: plan differs from the store's evaluation plan; codes "
-                         "must be computed on the store's points (open_store(path).plan).")
+    store = open_or_create_store(store, plan, dataset=dataset)
     key = checkpoint_key(name)
     if not isinstance(codes_by_representation, Mapping) or not codes_by_representation:
         raise ValueError("codes_by_representation must be a non-empty mapping such as "

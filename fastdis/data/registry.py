@@ -30,7 +30,7 @@ class DatasetSpec:
         return [folder / f for f in self.files if not (folder / f).is_file()]
 
 
-_DSPRITES = ("shape", "scale", "orientation", "position_x", "position_y")
+_DSPRITES = dsprites.DSPRITES_ALL_FACTORS[1:]  # dlib exposes all but the colour
 _DSPRITES_SIZES = (3, 6, 40, 32, 32)
 _MPI3D_SIZES = datasets.MPI3D_LAYOUTS[1_036_800]
 
