@@ -646,12 +646,11 @@ def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
             return value, grad_t.ravel()
 
         w0 = np.asarray(coef0).ravel(order="F")
-    with single_threaded_blas():  # L-BFGS-B's tiny BLAS calls: threads only cost
-        opt = optimize.minimize(
-            func, w0, method="L-BFGS-B", jac=True,
-            options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                     "ftol": 64 * np.finfo(float).eps},
-        )
+    opt = optimize.minimize(
+        func, w0, method="L-BFGS-B", jac=True,
+        options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
+                 "ftol": 64 * np.finfo(float).eps},
+    )
     n_iter = min(int(opt.nit), max_iter)
     if opt.status != 0 and n_iter >= max_iter:
         warnings.warn(
@@ -778,10 +777,12 @@ class LogisticRegression(_LinearClassifier):
     def fit(self, X, y):
         X, self.classes_, y_idx = _check_xy(X, y, keep_float32=True)
         n_classes = self.classes_.size
-        w, n_iter = _lbfgs_fit(
-            X, y_idx, n_classes, float(self.C),
-            _initial_coef(n_classes, X.shape[1], X.dtype), int(self.max_iter), float(self.tol),
-        )
+        with single_threaded_blas():  # L-BFGS-B's tiny BLAS calls: BLAS threads only cost
+            w, n_iter = _lbfgs_fit(
+                X, y_idx, n_classes, float(self.C),
+                _initial_coef(n_classes, X.shape[1], X.dtype), int(self.max_iter),
+                float(self.tol),
+            )
         self.coef_, self.intercept_ = _split_coef(w, n_classes, X.dtype)
         self.n_iter_ = np.array([n_iter], dtype=np.int32)
         return self
@@ -841,14 +842,16 @@ class LogisticRegressionCV(_LinearClassifier):
                 accuracy[j] = _accuracy(w, n_classes, X[test], y_idx[test])
             return path, accuracy
 
-        # Folds are independent; each fold's path stays sequential.
-        results = thread_map(fold_path, range(self.n_splits), default_workers())
-        paths = [path for path, _ in results]
-        scores = np.stack([accuracy for _, accuracy in results])
-        best = int(np.argmax(scores.sum(axis=0)))
-        coef_init = np.mean([paths[fold][best] for fold in range(self.n_splits)], axis=0)
-        w, n_iter = _lbfgs_fit(X, y_idx, n_classes, float(Cs[best]), coef_init,
-                               int(self.max_iter), float(self.tol))
+        # L-BFGS-B's tiny BLAS calls: BLAS threads only cost (set once per fit, not per C).
+        with single_threaded_blas():
+            # Folds are independent; each fold's path stays sequential.
+            results = thread_map(fold_path, range(self.n_splits), default_workers())
+            paths = [path for path, _ in results]
+            scores = np.stack([accuracy for _, accuracy in results])
+            best = int(np.argmax(scores.sum(axis=0)))
+            coef_init = np.mean([paths[fold][best] for fold in range(self.n_splits)], axis=0)
+            w, n_iter = _lbfgs_fit(X, y_idx, n_classes, float(Cs[best]), coef_init,
+                                   int(self.max_iter), float(self.tol))
         self.coef_, self.intercept_ = _split_coef(w, n_classes, np.float64)
         self.Cs_ = Cs
         self.C_ = np.full(1 if n_classes == 2 else n_classes, Cs[best])
