@@ -117,11 +117,8 @@ def run_quickstart(
         step(f"    {path}: not encoded ({reason})")
 
     scores_path = out_dir / "scores.parquet"
-    # The store holds mean and sampled codes; the quickstart scores the mean representation
-    # (what the paper's figures show) to stay within minutes. `fastdis score` scores both.
-    step(f"4/5 score: every metric of the plan, mean representation -> {scores_path}")
-    scores = score_store(store, scores_path, metrics="all", representations=["mean"],
-                         workers=workers, progress=True)
+    step(f"4/5 score: every metric of the plan, mean and sampled codes -> {scores_path}")
+    scores = score_store(store, scores_path, metrics="all", workers=workers, progress=True)
 
     report_dir = out_dir / "report"
     step(f"5/5 report -> {report_dir}")
