@@ -350,3 +350,20 @@ def test_importing_the_batch_commands_does_not_import_the_metrics():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_workers_that_cannot_start_raise_instead_of_blaming_every_task(tmp_path):
+    # A script without a __main__ guard re-runs itself in every spawned worker, which dies:
+    # no checkpoint is at fault, so scoring stops with the fix instead of recording failures.
+    make_store(tmp_path / "reps.zarr", metrics=["mig"], broken=False)
+    script = tmp_path / "unguarded.py"
+    script.write_text("from fastdis.batch import score_store\n"
+                      f"score_store({str(tmp_path / 'reps.zarr')!r}, "
+                      f"{str(tmp_path / 'scores.parquet')!r}, workers=1)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode != 0
+    assert "RuntimeError: scoring worker processes cannot start" in run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr
+    assert not (tmp_path / "scores.parquet" / "scores.parquet").exists() or read_scores(
+        tmp_path / "scores.parquet")["error"].isna().all()

@@ -363,6 +363,14 @@ WORKER_DIED = ("the worker process died while scoring this (killed by the operat
                "e.g. out of memory, or crashed in native code)")
 
 
+#: Raised when no worker process can start at all (then no task is to blame).
+WORKERS_CANNOT_START = (
+    "scoring worker processes cannot start. The local scheduler scores in spawned processes, "
+    "which re-import the main script: call score_store from a script file under "
+    "`if __name__ == \"__main__\":` (not from standard input), or pass "
+    "scheduler=\"synchronous\" to score in this process.")
+
+
 def _run_local(store_path, tasks, workers, on_result, task_function=None):
     """Run ``tasks`` on a pool of ``workers`` spawned processes, surviving dead workers.
 
@@ -371,7 +379,8 @@ def _run_local(store_path, tasks, workers, on_result, task_function=None):
     one-process pool, so the one that kills its worker again is recorded as failed
     (:data:`WORKER_DIED`) and the innocent ones are scored; the tasks never started go to a
     fresh pool. A batch of thousands therefore finishes whatever one checkpoint does to its
-    worker.
+    worker. If a worker cannot even start (a script spawned workers cannot re-import), no
+    task is blamed: RuntimeError(:data:`WORKERS_CANNOT_START`).
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -390,7 +399,26 @@ def _run_local(store_path, tasks, workers, on_result, task_function=None):
             try:
                 _run_pool(store_path, [task], 1, on_result, task_function)
             except BrokenProcessPool:
+                if not _workers_can_start():
+                    raise RuntimeError(WORKERS_CANNOT_START) from None
                 on_result(failed_rows(task, WORKER_DIED))
+
+
+def _ready_task(store_path, task) -> bool:
+    """A task that does nothing: what a worker that started can always run."""
+    return True
+
+
+def _workers_can_start() -> bool:
+    """Whether a spawned process can run a task that does nothing."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    ready = []
+    try:
+        _run_pool(None, [None], 1, ready.append, _ready_task)
+    except BrokenProcessPool:
+        return False
+    return ready == [True]
 
 
 def _run_pool(store_path, tasks, workers, on_result, task_function):
