@@ -309,6 +309,20 @@ def test_encode_a_real_training_checkpoint_through_the_cli(tmp_path):
     assert np.array_equal(reps.plan.indices, data.flat_index(reps.plan.factors))
     assert reps.config(reps.names()[0])["method"] == "beta_vae"
 
+    # Encoding again skips the run, until it has trained further: then its codes are stale.
+    encode_args = ["encode", str(tmp_path / "runs"), "--dataset", "dsprites_full", "--data-dir",
+                   str(tmp_path / "data"), "--store", str(store)]
+    assert "0 encoded, 1 already stored" in CliRunner().invoke(app, encode_args).output
+    train(TrainConfig(method="beta_vae", steps=4, batch_size=8, log_every=1, checkpoint_every=2,
+                      dataset="dsprites_full", data_dir=str(tmp_path / "data")), run_dir,
+          progress=False, dataset=data)
+    result = CliRunner().invoke(app, encode_args)
+    assert "1 encoded, 0 already stored" in result.output, result.output
+    reps = open_store(store)
+    assert reps.config(reps.names()[0])["step"] == 4
+    mean, _ = load_checkpoint(run_dir).encode(observations)
+    assert np.allclose(reps.codes(reps.names()[0]), mean, atol=1e-6)
+
 
 # -- review fixes ----------------------------------------------------------------------------
 

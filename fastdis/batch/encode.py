@@ -18,6 +18,7 @@ The observations are rendered once (``sample_observations_from_factors`` with
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -78,9 +79,30 @@ def expand_checkpoint_paths(arguments: Iterable[str]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
+def _run_directory(path: Path) -> Path:
+    """The run directory of a checkpoint given as its directory or its file."""
+    return path.parent if path.name == CHECKPOINT_FILE else path
+
+
 def _checkpoint_name(path: Path) -> str:
     """The run directory's absolute path: stable across calls from any working directory."""
-    return str(path.parent if path.name == CHECKPOINT_FILE else path)
+    return str(_run_directory(path))
+
+
+def _trained_further(path: Path, stored_config: dict) -> bool:
+    """Whether the run at ``path`` has moved past the step its stored codes were encoded at.
+
+    A fastdis run directory keeps its config, with the checkpoint's step, in config.json
+    (cheap to read, unlike the weights); codes of a run that trained on since are stale.
+    Checkpoints of other layouts are never re-encoded implicitly (``replace=True`` does).
+    """
+    run_config = _run_directory(path) / "config.json"
+    if not run_config.is_file() or "step" not in stored_config:
+        return False
+    try:
+        return json.loads(run_config.read_text()).get("step") != stored_config["step"]
+    except (OSError, ValueError):
+        return False  # unreadable: loading the checkpoint would fail too; keep what is stored
 
 
 class _Observations:
@@ -175,7 +197,7 @@ def encode_checkpoints(
     for path in checkpoints:
         path = Path(path)
         name = _checkpoint_name(path)
-        if name in existing and not replace:
+        if name in existing and not replace and not _trained_further(path, store.config(name)):
             summary.skipped.append(name)
             status = "skipped"
         else:
