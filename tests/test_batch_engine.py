@@ -367,3 +367,29 @@ def test_workers_that_cannot_start_raise_instead_of_blaming_every_task(tmp_path)
     assert 'if __name__ == "__main__":' in run.stderr
     assert not (tmp_path / "scores.parquet" / "scores.parquet").exists() or read_scores(
         tmp_path / "scores.parquet")["error"].isna().all()
+
+
+def test_on_dask_a_task_that_kills_its_workers_is_recorded_and_the_batch_goes_on(tmp_path):
+    import dask
+    from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
+    from distributed import Client, LocalCluster
+
+    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_dask
+
+    plan = make_store(tmp_path / "reps.zarr", metrics=["mig"], kinds=("noise",), broken=False)
+    write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
+                {"mean": codes_of(plan, "noise")}, {"method": "noise"})
+    store = open_store(tmp_path / "reps.zarr")
+    tasks = [ScoreTask(name, "mean", "mig", entry["encoding_id"])
+             for name, entry in store.checkpoints().items()]
+    recorded = []
+    # The scheduler gives up on a task after it killed `allowed-failures` + 1 workers; one task
+    # in flight per worker thread on two workers, so the innocent task is not on the dying one.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            _run_dask(str(tmp_path / "reps.zarr"), tasks, client, recorded.append,
+                      task_function=score_task_or_die)
+    errors = {rows[0]["checkpoint"]: rows[0]["error"] for rows in recorded}
+    assert errors == {CRASHING_CHECKPOINT: WORKER_DIED, "noise-0": None}

@@ -446,15 +446,20 @@ def _run_pool(store_path, tasks, workers, on_result, task_function):
         raise
 
 
-def _run_dask(store_path, tasks, scheduler, on_result):
-    from distributed import Client, as_completed
+def _run_dask(store_path, tasks, scheduler, on_result, task_function=None):
+    from distributed import Client, KilledWorker, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = [client.submit(score_task, store_path, task, key=task.token, pure=False)
-                   for task in tasks]
+        futures = {client.submit(task_function or score_task, store_path, task,
+                                 key=task.token, pure=False): task
+                   for task in tasks}
         for future in as_completed(futures):
-            on_result(future.result())
+            try:
+                rows = future.result()
+            except KilledWorker:  # the task took down every worker the scheduler tried
+                rows = failed_rows(futures[future], WORKER_DIED)
+            on_result(rows)
             future.release()
     finally:
         if client is not scheduler:
