@@ -185,3 +185,10 @@ def test_headline_keys_name_real_result_keys(name):
     result = plan.score(name, codes)
     spec = METRICS[name]
     assert len(spec.headline_keys(result)) == len(spec.headline), sorted(result)
+
+
+def test_boosted_tree_flag_covers_every_metric_that_fits_boosted_trees():
+    for spec in METRICS.values():
+        fits_trees = (spec.defaults.get("predictor") == "gradient_boosting"
+                      or "backend" in spec.defaults or spec.name == "unified_scores")
+        assert spec.boosted_trees == fits_trees, spec.name

@@ -46,6 +46,9 @@ class MetricSpec:
     #: result key. A key written "*:name" stands for the per-training-size keys "N:name" and
     #: means the largest N present (see :meth:`headline_keys`).
     headline: tuple = ()
+    #: Fits gradient-boosted trees (by far the costliest metrics at study sizes), so a batch can
+    #: leave them out or give them their own budget.
+    boosted_trees: bool = False
 
     @property
     def function(self):
@@ -77,9 +80,10 @@ class MetricSpec:
 
 
 def _spec(name, target, inputs, reference, *, defaults=None, sizes=None, study=False,
-          description="", headline=()):
+          description="", headline=(), boosted_trees=False):
     return MetricSpec(name, target, inputs, reference, MappingProxyType(dict(defaults or {})),
-                      MappingProxyType(dict(sizes or {})), study, description, tuple(headline))
+                      MappingProxyType(dict(sizes or {})), study, description, tuple(headline),
+                      boosted_trees)
 
 
 _SPECS = [
@@ -107,7 +111,8 @@ _SPECS = [
           sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
           description="DCI disentanglement/completeness/informativeness (Eastwood & Williams "
                       "2018), boosted trees",
-          headline=("disentanglement", "completeness", "informativeness_test")),
+          headline=("disentanglement", "completeness", "informativeness_test"),
+          boosted_trees=True),
     _spec("sap_score", "_sap:sap_score", "train_test", "sap_score.compute_sap",
           defaults={"continuous_factors": False}, sizes={"num_train": 10_000, "num_test": 5_000},
           study=True, description="SAP score (Kumar et al. 2018)",
@@ -128,7 +133,8 @@ _SPECS = [
           "downstream_task.compute_downstream_task", defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
           description="Downstream accuracy of gradient-boosted trees per factor",
-          headline=("*:mean_test_accuracy",)),
+          headline=("*:mean_test_accuracy",),
+          boosted_trees=True),
     _spec("irs", "_irs:irs", "codes_factors", "irs.compute_irs",
           defaults={"diff_quantile": 0.99, "num_bins": 20},
           sizes={"num_train": 10_000, "batch_size": 16},
@@ -137,22 +143,26 @@ _SPECS = [
     _spec("fairness", "_fairness:fairness", "fairness", "fairness.compute_fairness",
           defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": 10_000, "num_test_points_per_class": 100},
-          description="Fairness of downstream predictions (Locatello et al. 2019b)"),
+          description="Fairness of downstream predictions (Locatello et al. 2019b)",
+          boosted_trees=True),
     _spec("reduced_downstream_task", "_downstream:reduced_downstream_task", "downstream",
           "reduced_downstream_task.compute_reduced_downstream_task",
           defaults={"predictor": "gradient_boosting", "num_factors_to_remove": 1},
           sizes={"num_train": (100,), "num_test": 100},
           description="Downstream accuracy after removing the codes most important for a "
-                      "factor"),
+                      "factor",
+          boosted_trees=True),
     _spec("strong_downstream_task", "_downstream:strong_downstream_task", "strong_downstream",
           "strong_downstream_task.compute_strong_downstream_task",
           defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": (1_000,), "num_test": 1_000, "n_experiment": 2},
-          description="Out-of-distribution downstream generalisation under interventions"),
+          description="Out-of-distribution downstream generalisation under interventions",
+          boosted_trees=True),
     _spec("unified_scores", "_unified:unified_scores", "train_test",
           "unified_scores.compute_unified_scores",
           sizes={"num_train": 10_000, "num_test": 5_000},
-          description="Every aggregation on every score matrix (importance, MI, SVM accuracy)"),
+          description="Every aggregation on every score matrix (importance, MI, SVM accuracy)",
+          boosted_trees=True),
     _spec("udr", "_udr:udr", "udr", "udr.compute_udr_sklearn",
           defaults={"correlation_matrix": "lasso", "filter_low_kl": True,
                     "include_raw_correlations": True, "kl_filter_threshold": 0.01},
