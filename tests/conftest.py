@@ -7,10 +7,12 @@ metric modules only use gin's configurable machinery, so ``gin`` itself stands i
 import os
 import sys
 
+import torch
+
 # The Triton kernels run on CPU through Triton's interpreter. Triton reads TRITON_INTERPRET when a
-# kernel is decorated, so it is set here, before any test imports fastdis.kernels; a machine with
-# an NVIDIA GPU runs the compiled kernels instead.
-if not os.path.exists("/dev/nvidiactl"):
+# kernel is decorated, so it is set here, before any test imports fastdis.kernels; a machine where
+# torch sees a CUDA device runs the compiled kernels instead.
+if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np  # noqa: E402

@@ -4,7 +4,6 @@ Imported as ``from kernel_helpers import ...``: pytest puts tests/ on sys.path (
 ``__init__.py``, so the default "prepend" import mode inserts it), as it does for conftest.
 """
 
-import pytest
 import torch
 from fastdis.kernels._common import interpreter_enabled
 
@@ -15,12 +14,11 @@ TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-11}
 
 def device_for(backend):
     """Where a backend's inputs live: Triton on CUDA when there is a GPU, else on CPU under
-    the interpreter (tests/conftest.py sets TRITON_INTERPRET=1 on machines without one)."""
+    the interpreter (tests/conftest.py sets TRITON_INTERPRET=1 wherever torch sees no GPU)."""
     if backend == "torch" or interpreter_enabled():
         return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    pytest.skip("backend='triton' needs a CUDA device or TRITON_INTERPRET=1")
+    assert torch.cuda.is_available(), "TRITON_INTERPRET=0 on a machine without a CUDA device"
+    return "cuda"
 
 
 def assert_close_scaled(actual, expected, tolerance, what):
