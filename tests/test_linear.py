@@ -119,10 +119,10 @@ def test_logistic_regression_matches_sklearn(n_classes, dtype):
         got = _linear.LogisticRegression().fit(x, y)
     np.testing.assert_array_equal(got.classes_, ref.classes_)
     assert got.coef_.dtype == ref.coef_.dtype
-    tol = 1e-9 if dtype == np.float64 else 1e-4
-    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=tol, atol=tol)
-    np.testing.assert_allclose(got.predict_proba(x), ref.predict_proba(x), atol=tol)
-    assert abs(got.score(x, y) - ref.score(x, y)) <= 2 / len(y)
+    # Bit for bit: same objective arithmetic and the same L-BFGS-B routine.
+    np.testing.assert_array_equal(got.coef_, ref.coef_)
+    np.testing.assert_array_equal(got.intercept_, ref.intercept_)
+    np.testing.assert_array_equal(got.predict_proba(x), ref.predict_proba(x))
 
 
 def test_logistic_regression_cv_matches_sklearn():
@@ -133,9 +133,25 @@ def test_logistic_regression_cv_matches_sklearn():
         ref = SkLogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)).fit(x, y)
         got = _linear.LogisticRegressionCV().fit(x, y)
     assert got.C_[0] == ref.C_[0]
-    np.testing.assert_allclose(got.coef_, ref.coef_, rtol=1e-7, atol=1e-7)
-    np.testing.assert_allclose(got.predict_proba(x), ref.predict_proba(x), atol=1e-7)
-    np.testing.assert_array_equal(got.predict(x), ref.predict(x))
+    np.testing.assert_array_equal(got.scores_, ref.scores_[ref.classes_[0]])
+    np.testing.assert_array_equal(got.coef_, ref.coef_)
+    np.testing.assert_array_equal(got.predict_proba(x), ref.predict_proba(x))
+
+
+@pytest.mark.parametrize("n", [10, 100, 2_000])
+def test_logistic_regression_cv_bit_identical_on_unconverged_paths(n):
+    """40 classes, large C, ``max_iter=100`` stops far from the optimum: still sklearn's path."""
+    rs = np.random.RandomState(n)
+    y = np.arange(n) % 40 if n < 40 else rs.randint(40, size=n)
+    x = (np.outer(y, rs.normal(size=6)) / 40 + 0.2 * rs.normal(size=(n, 6))).astype(np.float32)
+    x = x.astype(np.float64)  # dlib hands float32 codes; LogisticRegressionCV casts to float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SkLogisticRegressionCV(Cs=10, cv=KFold(n_splits=5)).fit(x, y)
+        got = _linear.LogisticRegressionCV().fit(x, y)
+    np.testing.assert_array_equal(got.scores_, ref.scores_[ref.classes_[0]])
+    np.testing.assert_array_equal(got.coef_, ref.coef_)
+    np.testing.assert_array_equal(got.intercept_, ref.intercept_)
 
 
 def test_logistic_regression_cv_class_absent_from_a_fold():
@@ -167,41 +183,107 @@ def _binomial_twin(coef, x, y):
 
 @pytest.mark.parametrize("n_classes", [2, 3, 12])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_fused_loss_grad_kernels_match_numpy(n_classes, dtype):
+def test_loss_grad_matches_numpy_twin(n_classes, dtype):
     x, y = _lr_data(700, n_classes, dtype, seed=4)
     _, y_idx = np.unique(y, return_inverse=True)
+    y_idx = y_idx.astype(np.int64)
     rs = np.random.RandomState(5)
     tol = 1e-10 if dtype == np.float64 else 1e-4
+    l2 = 0.01
     if n_classes == 2:
         coef = rs.normal(scale=3.0, size=7).astype(dtype)
-        grad = np.empty(7)
-        loss = _linear._binomial_loss_grad_kernel(x, y_idx.astype(np.int64), coef, grad)
+        value, grad = _linear._binomial_loss_grad(coef, x, y_idx, l2)
         want_loss, want_grad = _binomial_twin(coef.astype(float), x.astype(float), y_idx)
+        penalty, penalty_grad = coef[:-1].astype(float), np.append(coef[:-1], 0.0)
     else:
         coef = rs.normal(scale=3.0, size=(n_classes, 7)).astype(dtype)
-        grad_t = np.empty((7, n_classes))
-        loss = _linear._multinomial_loss_grad_kernel(
-            x, y_idx.astype(np.int64), np.ascontiguousarray(coef.T), grad_t)
+        value, grad_t = _linear._multinomial_loss_grad(coef, x, y_idx, l2)
         grad = grad_t.T
         want_loss, want_grad = _multinomial_twin(coef.astype(float), x.astype(float), y_idx)
-    assert loss == pytest.approx(want_loss, rel=tol)
-    np.testing.assert_allclose(grad, want_grad, rtol=tol, atol=tol * len(y))
+        penalty = coef[:, :-1].astype(float)
+        penalty_grad = np.hstack([coef[:, :-1], np.zeros((n_classes, 1))])
+    want_value = want_loss / len(y) + 0.5 * l2 * np.sum(penalty**2)
+    assert value == pytest.approx(want_value, rel=tol)
+    np.testing.assert_allclose(grad, want_grad / len(y) + l2 * penalty_grad, rtol=tol, atol=tol)
 
 
-def test_pointwise_kernel_float64_matches_fused_kernel():
-    """The float32 route's per-row kernel and the fused kernel agree on float64 data."""
+@pytest.mark.parametrize("n_classes", [2, 5, 40])
+def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
+    """float64: scikit-learn's own objective to rounding (numpy's exp is within 1 ulp)."""
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+    from sklearn.linear_model._linear_loss import LinearModelLoss
+
+    x, y = _lr_data(2_000, n_classes, np.float64, seed=8)
+    _, y_idx = np.unique(y, return_inverse=True)
+    y_idx = y_idx.astype(np.int64)
+    rs = np.random.RandomState(9)
+    if n_classes == 2:
+        base, coef = HalfBinomialLoss(), rs.normal(size=7)
+        value, grad = _linear._binomial_loss_grad(coef, x, y_idx, 1e-3)
+    else:
+        base = HalfMultinomialLoss(n_classes=n_classes)
+        coef = np.asfortranarray(rs.normal(size=(n_classes, 7)))
+        value, grad_t = _linear._multinomial_loss_grad(coef, x, y_idx, 1e-3)
+        grad = grad_t.T
+    want_value, want_grad = LinearModelLoss(base_loss=base, fit_intercept=True).loss_gradient(
+        coef, x, y_idx.astype(np.float64), l2_reg_strength=1e-3)
+    assert value == pytest.approx(want_value, rel=1e-14)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_pointwise_kernels_agree_on_float64():
+    """The float32 route's per-row kernel and the float64 route's two kernels agree."""
     x, y = _lr_data(300, 5, np.float64, seed=6)
     _, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64)
     coef = np.random.RandomState(7).normal(size=(5, 7))
     raw = x @ coef[:, :-1].T + coef[:, -1]
     loss = np.empty(300)
-    _linear._multinomial_pointwise(raw, y_idx, loss)
-    grad_t = np.empty((7, 5))
-    fused = _linear._multinomial_loss_grad_kernel(x, y_idx, np.ascontiguousarray(coef.T), grad_t)
-    assert fused == pytest.approx(loss.sum(), rel=1e-12)
-    np.testing.assert_allclose(grad_t.T, np.hstack([raw.T @ x, raw.sum(0)[:, None]]),
-                               rtol=1e-10, atol=1e-12)
+    gradient = raw.copy()
+    _linear._multinomial_pointwise(gradient, y_idx, loss)
+    shifted, row_max, raw_y = raw.copy(), np.empty(300), np.empty(300)
+    _linear._shift_by_row_max(shifted, y_idx, row_max, raw_y)
+    np.exp(shifted, out=shifted)
+    loss2, intercept_grad = np.empty(300), np.empty(5)
+    _linear._softmax_rows_from_exp(shifted, y_idx, row_max, raw_y, loss2, intercept_grad)
+    np.testing.assert_allclose(loss2, loss, rtol=1e-14)
+    np.testing.assert_allclose(shifted, gradient / 300, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(intercept_grad, gradient.sum(axis=0) / 300, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("n", [10, 60, 300, 1000])
+def test_lbfgsb_driver_reproduces_scipy_minimize(dtype, n_classes, n):
+    """Same iterates, iteration counts and status as ``optimize.minimize("L-BFGS-B")``."""
+    from scipy import optimize
+
+    rs = np.random.RandomState(n_classes * n)
+    options = {"maxiter": 100, "maxls": 50, "gtol": 1e-4, "ftol": 64 * np.finfo(float).eps}
+    x = rs.normal(size=(n, 5)).astype(dtype)
+    y = rs.randint(n_classes, size=n)
+    y[:n_classes] = np.arange(n_classes)
+    l2 = 1.0 / (10 ** rs.uniform(-4, 4) * n)
+    if n_classes == 2:
+        def func(w):
+            return _linear._binomial_loss_grad(w, x, y, l2)
+
+        w0 = np.zeros(6, dtype=dtype)
+    else:
+        def func(w):
+            value, grad_t = _linear._multinomial_loss_grad(
+                np.reshape(w, (n_classes, 6), order="F"), x, y, l2)
+            return value, grad_t.ravel()
+
+        w0 = np.zeros(6 * n_classes, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = optimize.minimize(func, w0, method="L-BFGS-B", jac=True, options=options)
+    got, n_iter, converged = _linear._minimize_lbfgsb(
+        func, w0, max_iter=100, max_line_search=50, gtol=1e-4, ftol=options["ftol"])
+    np.testing.assert_array_equal(got, want.x)
+    assert n_iter == want.nit
+    assert converged == (want.status == 0)
 
 
 @pytest.mark.parametrize("n_classes", [2, 4])
@@ -256,3 +338,15 @@ def test_roc_auc_matches_sklearn_with_ties(seed, n, levels):
 def test_roc_auc_one_class_column_is_nan():
     got = _linear.roc_auc_columns(np.ones((4, 1), bool), np.arange(4.0)[:, None])
     assert np.isnan(got[0])
+
+
+def test_lbfgsb_falls_back_to_minimize_when_private_routine_differs(monkeypatch):
+    assert _linear._direct_lbfgsb_reproduces_scipy()  # this scipy: the direct loop is used
+    x, y = _lr_data(200, 3, np.float64, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = _linear.LogisticRegressionCV().fit(x, y)
+        monkeypatch.setattr(_linear, "_use_direct_lbfgsb", False)
+        fallback = _linear.LogisticRegressionCV().fit(x, y)
+    np.testing.assert_array_equal(fallback.coef_, direct.coef_)
+    np.testing.assert_array_equal(fallback.scores_, direct.scores_)

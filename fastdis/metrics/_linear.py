@@ -411,7 +411,7 @@ def linear_svc_accuracy_matrix(codes, factors, test_codes, test_factors, *, C=0.
 
 
 # =============================================================================================
-# 2. Logistic regression: scikit-learn's lbfgs path with a fused numba loss
+# 2. Logistic regression: scikit-learn's lbfgs path with compiled losses
 # =============================================================================================
 
 # The loss kernels are single-threaded and release the GIL: a fit is a sequence of small
@@ -458,40 +458,35 @@ def _softmax_loss_row(raw, yi, scratch):
 
 
 @numba.njit(nogil=True, cache=True)
-def _multinomial_loss_grad_kernel(x, y, wt, grad_t):
-    """Sum of multinomial log-losses; ``grad_t`` receives the unnormalised gradient.
+def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad):
+    """float64: per-sample losses, and ``raw`` (N, K) becomes the mean gradient in place.
 
-    x: (N, F) C-contiguous, float64 or float32; y: (N,) class index; wt: (F + 1, K) the
-    coefficients transposed, intercept in the last row, in x's dtype; grad_t: (F + 1, K)
-    float64, overwritten with ``sum_i (softmax(W x_i + b) - onehot(y_i)) [x_i, 1]``. One pass over
-    the samples: raw scores ``x_i @ W.T + b`` in x's dtype (as scikit-learn's GEMM), the row's
-    loss and gradient, accumulated in double. Returns the loss sum (double).
+    :func:`_softmax_loss_row` (exact in float64, so without its rounding steps) followed by
+    ``LinearModelLoss``' division by N, and the column sums of the result -- the intercept's
+    gradient -- accumulated row after row, as numpy sums axis 0 of a C-ordered array. One pass
+    over the rows instead of three; every operation and its order is scikit-learn's, so the
+    output is bit for bit.
     """
-    n, n_feat = x.shape
-    n_cls = wt.shape[1]
-    raw = np.empty(n_cls, dtype=x.dtype)
-    scratch = np.empty(1, dtype=x.dtype)
-    g = np.empty(n_cls, dtype=np.float64)
-    grad_t[:] = 0.0
-    loss = 0.0
+    n, n_cls = raw.shape
+    n_float = np.float64(n)
+    exps = np.empty(n_cls)
+    intercept_grad[:] = 0.0
     for i in range(n):
-        raw[:] = 0.0
-        for f in range(n_feat):
-            xv = x[i, f]
-            for k in range(n_cls):
-                raw[k] += xv * wt[f, k]
+        vmax = raw[i, 0]
+        for k in range(1, n_cls):
+            if vmax < raw[i, k]:
+                vmax = raw[i, k]
+        total = 0.0
         for k in range(n_cls):
-            raw[k] += wt[n_feat, k]
-        loss += _softmax_loss_row(raw, y[i], scratch)
+            exps[k] = np.exp(raw[i, k] - vmax)
+            total += exps[k]
+        loss_out[i] = np.log(total) + vmax - raw[i, y[i]]
         for k in range(n_cls):
-            g[k] = raw[k]
-        for f in range(n_feat):
-            xv = np.float64(x[i, f])
-            for k in range(n_cls):
-                grad_t[f, k] += xv * g[k]
+            raw[i, k] = exps[k] / total
+        raw[i, y[i]] -= 1.0
         for k in range(n_cls):
-            grad_t[n_feat, k] += g[k]
-    return loss
+            raw[i, k] = raw[i, k] / n_float
+            intercept_grad[k] += raw[i, k]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -510,32 +505,6 @@ def _binomial_loss_row(r, yt):
     if r <= 18.0:
         return np.log1p(e) + (1.0 - yt) * r, ((1.0 - yt) - yt * e) / (1.0 + e)
     return e + (1.0 - yt) * r, ((1.0 - yt) - yt * e) / (1.0 + e)
-
-
-@numba.njit(nogil=True, cache=True)
-def _binomial_loss_grad_kernel(x, y, w, grad):
-    """Sum of binary log-losses; ``grad`` (F + 1,) float64 receives the unnormalised gradient.
-
-    x: (N, F) C-contiguous, float64 or float32; y: (N,) 0/1; w: (F + 1,) weights then intercept,
-    in x's dtype. The raw score ``x_i @ w + b`` is formed in x's dtype, the loss and gradient
-    in double and rounded to x's dtype (scikit-learn's output arrays), then accumulated in double.
-    """
-    n, n_feat = x.shape
-    scratch = np.empty(1, dtype=x.dtype)
-    grad[:] = 0.0
-    loss = 0.0
-    for i in range(n):
-        r = x[i, 0] * w[0]
-        for f in range(1, n_feat):
-            r += x[i, f] * w[f]
-        r += w[n_feat]
-        li, gi = _binomial_loss_row(np.float64(r), np.float64(y[i]))
-        loss += _round_to(scratch, li)
-        gi = _round_to(scratch, gi)
-        for f in range(n_feat):
-            grad[f] += np.float64(x[i, f]) * gi
-        grad[n_feat] += gi
-    return loss
 
 
 @numba.njit(nogil=True, cache=True)
@@ -559,9 +528,14 @@ def _binomial_pointwise(raw, y, loss_out):
         loss_out[i], raw[i] = _binomial_loss_row(np.float64(raw[i]), np.float64(y[i]))
 
 
-def _squared_norm(weights):
-    flat = np.ravel(weights, order="K")
-    return np.dot(flat, flat)
+def _l2_penalty(weights, l2):
+    """scikit-learn's ``LinearModelLoss.l2_penalty``: formed in the weights' dtype, then a float."""
+    if weights.ndim == 1:
+        norm2 = weights @ weights
+    else:
+        flat = np.ravel(weights, order="K")
+        norm2 = np.dot(flat, flat)
+    return float(0.5 * l2 * norm2)
 
 
 def _multinomial_loss_grad(coef, x, y, l2):
@@ -572,58 +546,139 @@ def _multinomial_loss_grad(coef, x, y, l2):
     with grad_t the (F + 1, K) C-contiguous transpose of the gradient in coef's dtype, whose flat
     view is scipy's F-order vector.
 
-    float64 data goes through the fused kernel. float32 data keeps scikit-learn's two float32
-    GEMMs (only the per-sample loss is compiled): its lbfgs path is so sensitive to float32
-    rounding that a different summation order moves the coefficients by ~1e-3.
+    scikit-learn's own sequence -- raw scores by one GEMM in the data's dtype, the per-sample loss
+    and gradient (compiled, with the same libm ``exp`` and rounding), their mean, the gradient's
+    GEMM -- so the result is bit for bit scikit-learn's and an lbfgs fit takes the same path even
+    where ``max_iter=100`` stops it far from the optimum. (numpy's vectorised ``exp`` would make
+    the float64 evaluation ~2x faster, but it differs from libm's in the last bit for ~5 % of
+    arguments, which sends such unconverged fits elsewhere.) The speed comes from one pass per
+    row and from skipping scikit-learn's and scipy's per-call overhead, not from other arithmetic.
     """
-    n, n_feat = x.shape
+    n = x.shape[0]
     weights = coef[:, :-1]
-    if x.dtype == np.float32:
-        raw = x @ weights.astype(x.dtype).T + coef[:, -1].astype(x.dtype)  # (N, K)
-        loss = np.empty(n, dtype=x.dtype)
+    raw = x @ weights.astype(x.dtype).T + coef[:, -1].astype(x.dtype)  # (N, K)
+    loss = np.empty(n, dtype=x.dtype)
+    if x.dtype == np.float64:
+        intercept_grad = np.empty(coef.shape[0])
+        _multinomial_mean_gradient_rows(raw, y, loss, intercept_grad)
+    else:  # float32 rounds at every step: the per-row kernel, then numpy as scikit-learn
         _multinomial_pointwise(raw, y, loss)
-        value = float(np.sum(loss) / n) + 0.5 * l2 * _squared_norm(weights)
         raw /= n
-        grad_t = np.empty((n_feat + 1, coef.shape[0]), dtype=weights.dtype)
-        grad_t[:-1] = (raw.T @ x + l2 * weights).T
-        grad_t[-1] = np.sum(raw, axis=0)
-        return float(value), grad_t
-    wt = np.ascontiguousarray(coef.T, dtype=x.dtype)
-    grad_t = np.empty((n_feat + 1, coef.shape[0]))
-    loss = _multinomial_loss_grad_kernel(x, y, wt, grad_t)
-    value = loss / n + float(0.5 * l2 * _squared_norm(weights))
-    grad_t /= n
-    grad_t[:-1] += l2 * weights.T
-    return value, grad_t.astype(weights.dtype, copy=False)
+        intercept_grad = np.sum(raw, axis=0)
+    value = float(np.sum(loss) / n) + _l2_penalty(weights, l2)
+    grad_t = np.empty((x.shape[1] + 1, coef.shape[0]), dtype=weights.dtype)
+    grad_t[:-1] = (raw.T @ x + l2 * weights).T
+    grad_t[-1] = intercept_grad
+    return value, grad_t
 
 
 def _binomial_loss_grad(coef, x, y, l2):
     """Objective and gradient of scikit-learn's ``LinearModelLoss.loss_gradient`` (binary).
 
-    As :func:`_multinomial_loss_grad`: fused for float64, scikit-learn's products for float32.
+    scikit-learn's sequence, bit for bit, as :func:`_multinomial_loss_grad`: raw scores by one
+    matrix-vector product, the per-sample loss and gradient compiled, then numpy.
     """
     n = x.shape[0]
     weights = coef[:-1]
-    if x.dtype == np.float32:
-        raw = x @ weights.astype(x.dtype) + coef[-1:].astype(x.dtype)
-        loss = np.empty(n, dtype=x.dtype)
-        _binomial_pointwise(raw, y, loss)
-        value = float(np.sum(loss) / n) + 0.5 * l2 * (weights @ weights)
-        raw /= n
-        grad = np.empty_like(coef, dtype=weights.dtype)
-        grad[:-1] = x.T @ raw + l2 * weights
-        grad[-1] = np.sum(raw)
-        return float(value), grad
-    grad = np.empty(coef.shape[0])
-    loss = _binomial_loss_grad_kernel(x, y, np.ascontiguousarray(coef, dtype=x.dtype), grad)
-    value = loss / n + float(0.5 * l2 * (weights @ weights))
-    grad /= n
-    grad[:-1] += l2 * weights
-    return value, grad.astype(weights.dtype, copy=False)
+    raw = x @ weights.astype(x.dtype) + coef[-1:].astype(x.dtype)
+    loss = np.empty(n, dtype=x.dtype)
+    _binomial_pointwise(raw, y, loss)
+    value = float(np.sum(loss) / n) + _l2_penalty(weights, l2)
+    raw /= n
+    grad = np.empty_like(coef, dtype=weights.dtype)
+    grad[:-1] = x.T @ raw + l2 * weights
+    grad[-1] = np.sum(raw)
+    return value, grad
+
+
+# scipy's L-BFGS-B routine, called the way ``optimize.minimize(method="L-BFGS-B")`` calls it.
+# minimize() spends ~70 us per iteration in Python wrappers (ScalarFunction, bounds handling,
+# result objects) around a ~15 us routine: most of the time of the many small fits of a
+# LogisticRegressionCV path. ``_direct_lbfgsb`` is scipy 1.17's ``_minimize_lbfgsb`` loop without
+# the wrappers (same routine, arguments and stopping rules, so the same iterates). The routine is
+# private, so it is used only after a probe fit has reproduced minimize() exactly.
+_LBFGSB_MEMORY = 10  # scipy's default maxcor, as scikit-learn leaves it
+_TASK_FG, _TASK_NEW_X, _TASK_CONVERGED, _TASK_STOP = 3, 1, 4, 5
+_TASK_ITERATION_LIMIT = 504  # the message code minimize() sets when maxiter is reached
+
+
+def _scipy_lbfgsb(func, x0, *, max_iter, max_line_search, gtol, ftol):
+    opt = optimize.minimize(
+        func, x0, method="L-BFGS-B", jac=True,
+        options={"maxiter": max_iter, "maxls": max_line_search, "gtol": gtol, "ftol": ftol},
+    )
+    return opt.x, int(opt.nit), opt.status == 0
+
+
+def _direct_lbfgsb(func, x0, *, max_iter, max_line_search, gtol, ftol):
+    from scipy.optimize import _lbfgsb
+
+    n, m = x0.size, _LBFGSB_MEMORY
+    # minimize() evaluates func at the iterate cast to x0's floating dtype (float32 fits see
+    # float32 coefficients, as in scikit-learn), while L-BFGS-B itself iterates in float64.
+    x_dtype = x0.dtype if np.issubdtype(x0.dtype, np.floating) else np.float64
+    x = np.array(x0, dtype=np.float64)
+    f, g = np.array(0.0), np.zeros(n)
+    no_bounds = np.zeros(n)
+    bound_kinds = np.zeros(n, np.int32)
+    work = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
+    iwork = np.zeros(3 * n, np.int32)
+    task, line_task = np.zeros(2, np.int32), np.zeros(2, np.int32)
+    lsave, isave, dsave = np.zeros(4, np.int32), np.zeros(44, np.int32), np.zeros(29)
+    factr = ftol / np.finfo(float).eps
+    n_iter = 0
+    while True:
+        _lbfgsb.setulb(m, x, no_bounds, no_bounds, bound_kinds, f, g, factr, gtol, work,
+                       iwork, task, lsave, isave, dsave, max_line_search, line_task)
+        if task[0] == _TASK_FG:
+            value, grad = func(x.astype(x_dtype))
+            f, g = float(value), np.asarray(grad, dtype=np.float64)
+        elif task[0] == _TASK_NEW_X:
+            n_iter += 1
+            if n_iter >= max_iter:
+                task[0], task[1] = _TASK_STOP, _TASK_ITERATION_LIMIT
+        else:
+            break
+    return x, n_iter, task[0] == _TASK_CONVERGED
+
+
+def _direct_lbfgsb_reproduces_scipy() -> bool:
+    """Probe: a small least-squares fit, direct loop against minimize(), must agree exactly."""
+    matrix = np.vander(np.linspace(-1.0, 1.0, 7), 4)
+    target = np.cos(np.arange(7.0))
+
+    def func(w):
+        residual = matrix @ w - target
+        return 0.5 * residual @ residual, matrix.T @ residual
+
+    options = {"max_iter": 3, "max_line_search": 20, "gtol": 1e-12, "ftol": 1e-15}
+    try:
+        got = _direct_lbfgsb(func, np.zeros(4), **options)
+    except Exception:  # another scipy's private routine: a different signature
+        return False
+    want = _scipy_lbfgsb(func, np.zeros(4), **options)
+    return bool(np.array_equal(got[0], want[0]) and got[1:] == want[1:])
+
+
+_use_direct_lbfgsb = None  # decided by the probe on first use
+
+
+def _minimize_lbfgsb(func, x0, *, max_iter, max_line_search, gtol, ftol):
+    """Minimise ``func(x) -> (value, gradient)`` from ``x0`` without bounds, as scipy does.
+
+    Returns (x, number of iterations, converged). ``converged`` is scipy's status 0 (projected
+    gradient <= gtol or relative reduction <= ftol).
+    """
+    global _use_direct_lbfgsb
+    if _use_direct_lbfgsb is None:
+        _use_direct_lbfgsb = _direct_lbfgsb_reproduces_scipy()
+    minimize = _direct_lbfgsb if _use_direct_lbfgsb else _scipy_lbfgsb
+    return minimize(func, x0, max_iter=max_iter, max_line_search=max_line_search, gtol=gtol,
+                    ftol=ftol)
 
 
 def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
-    """scikit-learn's lbfgs call (``_logistic_regression_path``) with the fused numba loss.
+    """scikit-learn's lbfgs call (``_logistic_regression_path``) with the compiled losses.
 
     x: (N, F) C-contiguous float64, or float32 (then computed in scikit-learn's float32
     precision); y_idx: (N,) int64 class index (binary: 0/1); coef0: (K, F + 1) (binary:
@@ -646,19 +701,17 @@ def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
             return value, grad_t.ravel()
 
         w0 = np.asarray(coef0).ravel(order="F")
-    opt = optimize.minimize(
-        func, w0, method="L-BFGS-B", jac=True,
-        options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                 "ftol": 64 * np.finfo(float).eps},
+    x, n_iter, converged = _minimize_lbfgsb(
+        func, w0, max_iter=max_iter, max_line_search=50, gtol=tol, ftol=64 * np.finfo(float).eps
     )
-    n_iter = min(int(opt.nit), max_iter)
-    if opt.status != 0 and n_iter >= max_iter:
+    n_iter = min(n_iter, max_iter)
+    if not converged and n_iter >= max_iter:
         warnings.warn(
             "lbfgs failed to converge after max_iter iterations (scikit-learn's default "
             "max_iter=100 is kept for parity with disentanglement_lib).",
             _convergence_warning(), stacklevel=3,
         )
-    w = opt.x
+    w = x
     if not binary:
         w = np.reshape(w, (n_classes, -1), order="F")
     return np.array(w), n_iter
