@@ -18,6 +18,10 @@ DSPRITES_FACTOR_SIZES = (3, 6, 40, 32, 32)
 class SyntheticFactors:
     """Factors drawn uniformly and independently; observations are the factor values."""
 
+    #: One randint per factor in sample_factors; observations draw nothing (fastdis.data's
+    #: GroundTruthData explains the declaration).
+    plain_randint_sampling = True
+
     def __init__(self, factor_sizes=DSPRITES_FACTOR_SIZES):
         self.factor_sizes = tuple(int(c) for c in factor_sizes)
 

@@ -7,6 +7,7 @@ from conftest import dlib_module
 from fastdis import metrics
 from fastdis.compat.disentanglement_lib import beta_vae as compat_beta_vae
 from fastdis.compat.disentanglement_lib import factor_vae as compat_factor_vae
+from fastdis.demo import SyntheticFactors
 
 
 class NoisyObservations:
@@ -33,6 +34,10 @@ class NoisyObservations:
         return factors, self.sample_observations_from_factors(factors, random_state)
 
 
+#: Ground-truth data for the reference comparisons: observations that draw (the per-call path)
+#: and SyntheticFactors, whose draws compat replays in bulk (fastdis.compat's _bulk_sampling).
+DATA = {"noisy": NoisyObservations, "plain": lambda: SyntheticFactors((3, 5, 7, 4))}
+
 MIX = np.random.RandomState(7).normal(size=(4, 6))
 REPRESENTATIONS = {
     "identity": lambda x: np.asarray(x, dtype=np.float64),
@@ -43,9 +48,10 @@ REPRESENTATIONS = {
 }
 
 
+@pytest.mark.parametrize("data", sorted(DATA))
 @pytest.mark.parametrize("representation", sorted(REPRESENTATIONS))
 @pytest.mark.parametrize("threshold", [0.0, 0.05])
-def test_factor_vae_matches_reference(representation, threshold):
+def test_factor_vae_matches_reference(representation, threshold, data):
     import gin
 
     reference = dlib_module("factor_vae")
@@ -53,19 +59,19 @@ def test_factor_vae_matches_reference(representation, threshold):
     gin.bind_parameter("prune_dims.threshold", threshold)
     rep = REPRESENTATIONS[representation]
     args = (None, 16, 300, 200, 500)
+    reference_rs, rs = np.random.RandomState(0), np.random.RandomState(0)
     with np.errstate(all="ignore"):
-        expected = reference.compute_factor_vae(NoisyObservations(), rep,
-                                                np.random.RandomState(0), *args)
+        expected = reference.compute_factor_vae(DATA[data](), rep, reference_rs, *args)
     # compat reads the reference's prune_dims binding only when patched; pass it explicitly.
     original = compat_factor_vae._prune_dims
     compat_factor_vae._prune_dims = lambda v: original(v, threshold)
     try:
-        got = compat_factor_vae.compute_factor_vae(NoisyObservations(), rep,
-                                                   np.random.RandomState(0), *args)
+        got = compat_factor_vae.compute_factor_vae(DATA[data](), rep, rs, *args)
     finally:
         compat_factor_vae._prune_dims = original
         gin.clear_config()
     assert got == expected
+    assert rs.randint(2**31) == reference_rs.randint(2**31)  # ends in the same state
 
 
 def _sample_groups(rs, n, batch, data, rep):
@@ -110,19 +116,33 @@ def test_factor_vae_bad_input():
                                  ok_groups, np.zeros(5, int))
 
 
+@pytest.mark.parametrize("data", sorted(DATA))
 @pytest.mark.parametrize("representation", ["identity", "entangled", "float32", "collapsed"])
-def test_beta_vae_matches_reference(representation):
+def test_beta_vae_matches_reference(representation, data):
     rep = REPRESENTATIONS[representation]
     args = (None, 16, 600, 300)
-    expected = dlib_module("beta_vae").compute_beta_vae_sklearn(
-        NoisyObservations(), rep, np.random.RandomState(0), *args)
-    got = compat_beta_vae.compute_beta_vae_sklearn(NoisyObservations(), rep,
-                                                   np.random.RandomState(0), *args)
+    reference_rs, rs = np.random.RandomState(0), np.random.RandomState(0)
+    expected = dlib_module("beta_vae").compute_beta_vae_sklearn(DATA[data](), rep, reference_rs,
+                                                                *args)
+    got = compat_beta_vae.compute_beta_vae_sklearn(DATA[data](), rep, rs, *args)
+    assert rs.randint(2**31) == reference_rs.randint(2**31)  # ends in the same state
     assert got.keys() == expected.keys()
     # Same features exactly; the logistic regression agrees to optimiser tolerance: a point
     # within solver tolerance of a decision boundary may flip (<= 0.5% of the points).
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=5e-3), key
+
+
+@pytest.mark.parametrize("data", sorted(DATA))
+def test_beta_vae_training_batch_is_the_reference_s(data):
+    rep = REPRESENTATIONS["entangled"]
+    reference_rs, rs = np.random.RandomState(2), np.random.RandomState(2)
+    expected = dlib_module("beta_vae")._generate_training_batch(DATA[data](), rep, 16, 250,
+                                                                reference_rs)
+    got = compat_beta_vae._generate_training_batch(DATA[data](), rep, 16, 250, rs)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert rs.randint(2**31) == reference_rs.randint(2**31)
 
 
 def test_beta_vae_features_match_numpy_twin():

@@ -28,6 +28,14 @@ __all__ = ["GroundTruthData", "FactorGrid", "GridDataset"]
 class GroundTruthData:
     """disentanglement_lib's interface: a two-step generative model, factors then observations."""
 
+    #: Declares that ``sample_factors`` is exactly one ``random_state.randint(size, size=num)``
+    #: per factor, left to right (sizes ``factors_num_values``; for a :class:`GridDataset`, its
+    #: latent grid), and that ``sample_observations_from_factors`` draws nothing (a grid's
+    #: nuisance factors must then have one value each, which is checked). fastdis' compat
+    #: metrics then replay a metric's many small ``sample_factors`` calls in bulk, with the same
+    #: numbers. Read from the class's own body only: a subclass declares for itself.
+    plain_randint_sampling = False
+
     @property
     def num_factors(self) -> int:
         raise NotImplementedError
@@ -170,6 +178,8 @@ class GridDataset(GroundTruthData):
         Read a memory-mapped or lazily read ``images`` into RAM now (uint8): no page faults
         or h5py reads per batch afterwards.
     """
+
+    plain_randint_sampling = True  # if every nuisance factor has one value (checked)
 
     def __init__(
         self,

@@ -69,6 +69,8 @@ class Shapes3D(GridDataset):
     memory-mapping it (uncompressed files) or reading batches lazily (compressed ones).
     """
 
+    plain_randint_sampling = True  # no nuisance factor
+
     def __init__(self, data_dir=None, *, in_memory: bool = False):
         import h5py
 
@@ -115,6 +117,8 @@ def _grid_sizes_from_labels(labels: np.ndarray, path: Path) -> list[int]:
 class MPI3D(GridDataset):
     """MPI3D toy / realistic / real: colour, shape, size, camera height, background, 2 DOFs."""
 
+    plain_randint_sampling = True  # no nuisance factor
+
     def __init__(self, mode: str = "mpi3d_toy", data_dir=None, *, in_memory: bool = False):
         if mode not in ("mpi3d_toy", "mpi3d_realistic", "mpi3d_real"):
             raise ValueError(
@@ -160,6 +164,8 @@ class SmallNORB(GridDataset):
     for a uniform signature).
     """
 
+    plain_randint_sampling = False  # observations redraw the instance
+
     def __init__(self, data_dir=None, *, in_memory: bool = True):
         fix = ("Download the six files from https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/ "
                "and gunzip them.")
@@ -198,6 +204,8 @@ class Cars3D(GridDataset):
 
     The images are resized at load time and always held in memory.
     """
+
+    plain_randint_sampling = True  # no nuisance factor
 
     def __init__(self, data_dir=None, *, in_memory: bool = True):
         from scipy.io import loadmat

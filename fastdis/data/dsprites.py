@@ -53,6 +53,7 @@ def _load_dsprites_file(data_dir) -> tuple[np.ndarray, list[int], Path]:
 class DSprites(GridDataset):
     """dSprites: 64x64x1 binary sprites; factors shape, scale, orientation, position x, y."""
 
+    plain_randint_sampling = True  # colour, the nuisance, has one value
     channels = 1
 
     def __init__(self, data_dir=None, latent_factor_indices=(1, 2, 3, 4, 5), name="dsprites_full",
@@ -74,6 +75,7 @@ class DSprites(GridDataset):
 class ColorDSprites(DSprites):
     """dSprites in a random colour U(0.5, 1)^3 per observation (not a factor) on black."""
 
+    plain_randint_sampling = False  # observations draw a colour
     channels = 3
 
     def __init__(self, data_dir=None, latent_factor_indices=(1, 2, 3, 4, 5), *,
@@ -90,6 +92,7 @@ class ColorDSprites(DSprites):
 class NoisyDSprites(DSprites):
     """White dSprites on uniform per-pixel, per-channel noise."""
 
+    plain_randint_sampling = False  # observations draw noise
     channels = 3
 
     def __init__(self, data_dir=None, latent_factor_indices=(1, 2, 3, 4, 5), *,
@@ -110,6 +113,7 @@ class ScreamDSprites(DSprites):
     Pillow default resampling) and scaled to [0, 1].
     """
 
+    plain_randint_sampling = False  # observations draw a crop and a tint
     channels = 3
 
     def __init__(self, data_dir=None, latent_factor_indices=(1, 2, 3, 4, 5), *,

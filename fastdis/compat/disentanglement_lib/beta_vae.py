@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics._beta_vae import beta_vae_features, beta_vae_score_from_features
-from . import utils
+from . import _bulk_sampling, utils
 
 DLIB_NAMES = ("compute_beta_vae_sklearn", "_generate_training_batch", "_generate_training_sample")
 
@@ -53,12 +53,34 @@ def _sample_pairs(ground_truth_data, batch_size, num_points, random_state, encod
     return labels
 
 
+def _bulk_sample_pairs(ground_truth_data, sizes, batch_size, num_points, random_state, encoder):
+    """:func:`_sample_pairs` for a data set whose observations draw nothing: same draws, in
+    bulk (observations made and queued on ``encoder`` a chunk of pairs at a time)."""
+    labels = []
+    for index, factors in _bulk_sampling.iter_factor_groups(
+        random_state, sizes, num_points, batch_size, batches_per_group=2, lead_bound=len(sizes)
+    ):
+        pairs = np.arange(index.size)
+        factors[pairs, 1, :, index] = factors[pairs, 0, :, index]
+        utils._add_observations(ground_truth_data, factors.reshape(-1, len(sizes)),
+                                random_state, encoder)
+        labels.append(index)
+    return np.concatenate(labels)
+
+
 def _generate_training_batch(
     ground_truth_data, representation_function, batch_size, num_points, random_state
 ):
     """(features (num_points, n_codes), labels (num_points,)) of sampled pairs."""
-    encoder = utils._ChunkedEncoder(representation_function)
-    labels = _sample_pairs(ground_truth_data, batch_size, num_points, random_state, encoder)
+    sizes = _bulk_sampling.plain_factor_sizes(ground_truth_data, random_state, batch_size,
+                                              num_points)
+    encoder = utils._ChunkedEncoder(
+        representation_function, total_rows=2 * batch_size * num_points if sizes else None)
+    if sizes is not None:
+        labels = _bulk_sample_pairs(ground_truth_data, sizes, batch_size, num_points,
+                                    random_state, encoder)
+    else:
+        labels = _sample_pairs(ground_truth_data, batch_size, num_points, random_state, encoder)
     codes = encoder.codes().reshape(num_points, 2, batch_size, -1)
     return beta_vae_features(codes[:, 0], codes[:, 1]), labels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics._factor_vae import majority_vote_accuracy, vote_table
-from . import utils
+from . import _bulk_sampling, utils
 
 DLIB_NAMES = (
     "compute_factor_vae",
@@ -78,11 +78,18 @@ def _compute_variances(
     ground_truth_data, representation_function, batch_size, random_state, eval_batch_size=64
 ):
     """Variance (ddof=1) of each code over ``batch_size`` sampled observations."""
-    observations = ground_truth_data.sample_observations(batch_size, random_state)
-    representations = utils.obtain_representation(
-        observations, representation_function, eval_batch_size
-    )
-    representations = np.transpose(representations)
+    if _bulk_sampling.plain_factor_sizes(ground_truth_data, random_state, batch_size) is not None:
+        # One sample_factors call, as sample_observations makes; the observations draw
+        # nothing, so they are made (and encoded) chunk by chunk instead of all at once.
+        factors = ground_truth_data.sample_factors(batch_size, random_state)
+        representations = utils._encode_factors(
+            ground_truth_data, representation_function, factors, random_state,
+            max(eval_batch_size, utils.ENCODE_BATCH_SIZE))
+    else:
+        observations = ground_truth_data.sample_observations(batch_size, random_state)
+        representations = np.transpose(utils.obtain_representation(
+            observations, representation_function, eval_batch_size
+        ))
     if representations.shape[0] != batch_size:
         raise ValueError("representation_function returned the wrong number of codes.")
     return np.var(representations, axis=0, ddof=1)
@@ -100,13 +107,36 @@ def _sample_groups(ground_truth_data, batch_size, num_points, random_state, enco
     return fixed
 
 
+def _bulk_sample_groups(ground_truth_data, sizes, batch_size, num_points, random_state,
+                        encoder):
+    """:func:`_sample_groups` for a data set whose observations draw nothing: same draws, in
+    bulk (observations made and queued on ``encoder`` a chunk of groups at a time)."""
+    fixed = []
+    for factor_index, factors in _bulk_sampling.iter_factor_groups(
+        random_state, sizes, num_points, batch_size, lead_bound=len(sizes)
+    ):
+        groups = np.arange(factor_index.size)
+        factors[groups, 0, :, factor_index] = factors[groups, 0, 0, factor_index][:, None]
+        utils._add_observations(ground_truth_data, factors.reshape(-1, len(sizes)),
+                                random_state, encoder)
+        fixed.append(factor_index)
+    return np.concatenate(fixed)
+
+
 def _generate_training_batch(
     ground_truth_data, representation_function, batch_size, num_points, random_state,
     global_variances, active_dims,
 ):
     """Votes (n_factors, n_codes); columns are indices among the active codes (reference)."""
-    encoder = utils._ChunkedEncoder(representation_function)
-    fixed = _sample_groups(ground_truth_data, batch_size, num_points, random_state, encoder)
+    sizes = _bulk_sampling.plain_factor_sizes(ground_truth_data, random_state, batch_size,
+                                              num_points)
+    encoder = utils._ChunkedEncoder(
+        representation_function, total_rows=batch_size * num_points if sizes else None)
+    if sizes is not None:
+        fixed = _bulk_sample_groups(ground_truth_data, sizes, batch_size, num_points,
+                                    random_state, encoder)
+    else:
+        fixed = _sample_groups(ground_truth_data, batch_size, num_points, random_state, encoder)
     codes = encoder.codes().reshape(num_points, batch_size, -1)
     active_dims = np.asarray(active_dims, dtype=np.bool_)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -10,6 +10,11 @@ one call per sampling batch of 16 or 64. Results are identical as long as the re
 function encodes each observation independently of the others in its batch and does not draw
 from ``random_state`` (true of the reference's TF-Hub representation functions).
 
+For data sets whose observations draw no random numbers (see
+:func:`._bulk_sampling.plain_factor_sizes`: fastdis' own, dlib's plain DSprites, Shapes3D,
+MPI3D, Cars3D), the per-batch ``sample_factors`` calls are replayed in bulk with the same numbers
+and the same final state of ``random_state``; every other data set is called batch by batch.
+
 Configuration (the reference's gin configurables ``discretizer.*`` and ``predictor.*``): when
 :func:`fastdis.compat.disentanglement_lib.patch` is active, the gin bindings of the installed
 disentanglement_lib are the source of truth; otherwise :func:`configure` sets them (defaults:
@@ -21,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics import _information
+from . import _bulk_sampling
 
 #: Functions that patch() routes from the reference's utils module to this one. make_discretizer
 #: and make_predictor_fn stay the reference's: they are how gin bindings are resolved.
@@ -94,16 +100,22 @@ class _ChunkedEncoder:
     """Collects observations and encodes them in chunks of ENCODE_BATCH_SIZE.
 
     ``add`` returns the row offset of the added observations in the final code array, so callers
-    can sample first (in the reference's RNG order) and address the codes afterwards.
+    can sample first (in the reference's RNG order) and address the codes afterwards. With
+    ``total_rows`` (how many observations will be added), codes are copied into one array as
+    they come, while the chunk is still in cache, instead of concatenated at the end; a chunk of
+    another dtype or width, or rows beyond ``total_rows``, fall back to concatenation (same
+    result either way).
     """
 
-    def __init__(self, representation_function, chunk_size=None):
+    def __init__(self, representation_function, chunk_size=None, total_rows=None):
         self._fn = representation_function
         self._chunk = chunk_size or ENCODE_BATCH_SIZE
         self._pending = []
         self._pending_rows = 0
         self._codes = []
         self._rows = 0
+        self._total_rows = total_rows
+        self._out = None  # (total_rows, n_codes) while every chunk fits into it
 
     def add(self, observations) -> int:
         offset = self._rows + self._pending_rows
@@ -117,14 +129,27 @@ class _ChunkedEncoder:
         if not self._pending:
             return
         batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        codes = _check_representation(self._fn(batch), len(batch))
-        self._codes.append(codes)
+        self._store(_check_representation(self._fn(batch), len(batch)))
         self._rows += len(batch)
         self._pending, self._pending_rows = [], 0
+
+    def _store(self, codes):
+        if self._total_rows and self._out is None and not self._codes:
+            self._out = np.empty((self._total_rows, codes.shape[1]), dtype=codes.dtype)
+        out = self._out
+        if out is not None and codes.dtype == out.dtype and codes.shape[1] == out.shape[1] \
+                and self._rows + len(codes) <= len(out):
+            out[self._rows : self._rows + len(codes)] = codes
+            return
+        if out is not None:
+            self._codes, self._out = [out[: self._rows]], None
+        self._codes.append(codes)
 
     def codes(self) -> np.ndarray:
         """All codes, (n_observations, n_codes), in the order observations were added."""
         self._flush()
+        if self._out is not None:
+            return self._out if self._rows == len(self._out) else self._out[: self._rows]
         if not self._codes:
             raise ValueError("no observations were sampled (num_points must be >= 1).")
         return self._codes[0] if len(self._codes) == 1 else np.concatenate(self._codes)
@@ -139,7 +164,13 @@ def generate_batch_factor_code(
     """
     if num_points is None or num_points < 1:
         raise ValueError(f"num_points must be a positive integer; got {num_points!r}.")
-    encoder = _ChunkedEncoder(representation_function)
+    sizes = _bulk_sampling.plain_factor_sizes(ground_truth_data, random_state, batch_size,
+                                              num_points)
+    encoder = _ChunkedEncoder(representation_function, total_rows=num_points if sizes else None)
+    if sizes is not None:
+        factors = _bulk_factor_batches(ground_truth_data, sizes, num_points, random_state,
+                                       batch_size, encoder)
+        return np.transpose(encoder.codes()), np.transpose(factors)
     factors = []
     i = 0
     while i < num_points:
@@ -151,6 +182,42 @@ def generate_batch_factor_code(
         encoder.add(current_observations)
         i += num_points_iter
     return np.transpose(encoder.codes()), np.transpose(np.vstack(factors))
+
+
+def _bulk_factor_batches(ground_truth_data, sizes, num_points, random_state, batch_size,
+                         encoder):
+    """generate_batch_factor_code's draws for a data set whose observations draw nothing.
+
+    The batches' factors are replayed in bulk (full batches, then the last, shorter one) and
+    their observations encoded chunk by chunk. Returns the factors, (num_points, n_factors).
+    """
+    full, rest = divmod(int(num_points), int(batch_size))
+    factors = []
+    for groups, size in ((full, int(batch_size)), (int(rest > 0), rest)):
+        for _, batches in _bulk_sampling.iter_factor_groups(random_state, sizes, groups, size):
+            rows = batches.reshape(-1, len(sizes))
+            _add_observations(ground_truth_data, rows, random_state, encoder)
+            factors.append(rows)
+    return factors[0] if len(factors) == 1 else np.concatenate(factors)
+
+
+def _add_observations(ground_truth_data, factors, random_state, encoder) -> None:
+    """Queue the observations of factor rows (n, n_factors) on ``encoder``, a chunk at a time.
+
+    Only for data sets whose observations draw nothing (the bulk paths): making them in
+    chunks then changes no number, and at most one chunk of observations is held at a time.
+    """
+    for start in range(0, factors.shape[0], encoder._chunk):
+        encoder.add(ground_truth_data.sample_observations_from_factors(
+            factors[start : start + encoder._chunk], random_state))
+
+
+def _encode_factors(ground_truth_data, representation_function, factors, random_state,
+                    chunk_size=None) -> np.ndarray:
+    """Codes (n, n_codes) of the observations of factor rows (n, n_factors): bulk paths only."""
+    encoder = _ChunkedEncoder(representation_function, chunk_size, len(factors))
+    _add_observations(ground_truth_data, factors, random_state, encoder)
+    return encoder.codes()
 
 
 def generate_train_test(
