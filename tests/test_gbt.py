@@ -3,6 +3,7 @@
 # The oracle draws from numpy's global RNG (random_state=None); the tests seed it on purpose.
 # ruff: noqa: NPY002
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -72,6 +73,47 @@ def test_best_split_matches_twin(n, n_distinct, seed):
         assert threshold == twin[2]
     else:
         assert proxy == -np.inf
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 400),
+    n_distinct=st.integers(1, 500),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_root_splits_match_single_tree_scans(n, n_distinct, seed):
+    """The stage-wide root scan (all trees of all models at once) is the per-tree scan."""
+    rs = np.random.RandomState(seed)
+    codes_t = (rs.randint(n_distinct, size=(4, n)).astype(np.float32) / 7)
+    codes_t[2] = 1.5  # a constant feature
+    src_idx = np.argsort(codes_t, axis=1, kind="stable").astype(np.int32)
+    src_val = np.ascontiguousarray(np.take_along_axis(codes_t, src_idx, axis=1))
+    n_cols = np.array([1, 5, 3])  # a binary model and two multiclass ones
+    first_col = np.array([0, 1, 6])
+    grad_t = rs.normal(size=(n, 9))
+    inverse = np.empty(n + 1)
+    inverse[0] = np.inf
+    inverse[1:] = 1.0 / np.arange(1, n + 1)
+    proxy = np.empty((9, 4))
+    pos = np.empty((9, 4), dtype=np.int64)
+    threshold = np.empty((9, 4))
+    n_threads = numba.config.NUMBA_NUM_THREADS  # scratch rows are indexed by thread id
+    _gbt._root_splits(
+        src_idx, src_val, grad_t, first_col, n_cols, inverse,
+        np.empty((n_threads, 5, n), dtype=np.int64), np.empty((n_threads, 5, n)), proxy, pos,
+        threshold,
+    )
+    for c in range(9):
+        gradient = np.ascontiguousarray(grad_t[:, c])
+        total = 0.0
+        for g in gradient:  # sklearn's init(): the samples in index order
+            total += g
+        for f in range(4):
+            want = _gbt._best_split_of_feature(
+                src_val[f], src_idx[f], gradient, 0, n, total, float(n), inverse, np.empty(n),
+                np.empty(n, dtype=np.int64),
+            )
+            assert (proxy[c, f], pos[c, f], threshold[c, f]) == want
 
 
 @settings(max_examples=40, deadline=None)

@@ -51,7 +51,9 @@ This module fits the same model and reproduces scikit-learn 1.9.1 step by step:
 
 The trees of one stage are independent (they all fit the gradient of the previous stage), and so
 are separate models (DCI fits one per factor); :func:`fit_gbt` boosts several models at once and
-runs all trees of a stage in parallel.
+runs all trees of a stage in parallel. Their roots all hold every sample in presorted order, so
+the root scans of a model's K trees run together, one pass per feature (vectorised over the
+trees, one gathered gradient row serving all K) before the trees are grown.
 
 Backends of :class:`GradientBoostingClassifier`: ``"numba"`` (this engine, the default: it
 matches scikit-learn to rounding), ``"lightgbm"`` (LightGBM set up as close to scikit-learn as it
@@ -189,10 +191,11 @@ def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, can
     top = -np.inf
     cut = -np.inf
     n_cand = 0
-    for q in range(start, end - 1):
-        sum_left += gradient[samples[q]]
-        p = q + 1
-        if values[p] <= values[q] + _FEATURE_THRESHOLD:
+    for q_int in range(start, end - 1):
+        q = np.uintp(q_int)  # unsigned indices: no negative-index wrap-around in the hot loop
+        sum_left += gradient[np.uintp(samples[q])]
+        p = q_int + 1
+        if values[q + np.uintp(1)] <= values[q] + _FEATURE_THRESHOLD:
             continue
         if (p - pos) > (end - p):  # sklearn's reverse_reset: the total minus the tail
             sum_left = sum_total
@@ -200,7 +203,8 @@ def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, can
                 sum_left -= gradient[samples[r]]
         pos = p
         sum_right = sum_total - sum_left
-        approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
+        approx = (sum_left * sum_left * inverse[np.uintp(p - start)]
+                  + sum_right * sum_right * inverse[np.uintp(end - p)])
         if approx >= cut:  # rare: near the running maximum
             if approx > top:
                 top = approx
@@ -228,13 +232,15 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
     cut_b = -np.inf
     n_a = 0
     n_b = 0
-    for q in range(start, end - 1):
-        sum_a += gradient[samples_a[q]]
-        sum_b += gradient[samples_b[q]]
-        p = q + 1
-        inv_l = inverse[p - start]
-        inv_r = inverse[end - p]
-        if values_a[p] > values_a[q] + _FEATURE_THRESHOLD:
+    for q_int in range(start, end - 1):
+        q = np.uintp(q_int)  # unsigned indices: no negative-index wrap-around in the hot loop
+        sum_a += gradient[np.uintp(samples_a[q])]
+        sum_b += gradient[np.uintp(samples_b[q])]
+        p = q_int + 1
+        pu = q + np.uintp(1)
+        inv_l = inverse[np.uintp(p - start)]
+        inv_r = inverse[np.uintp(end - p)]
+        if values_a[pu] > values_a[q] + _FEATURE_THRESHOLD:
             if (p - pos_a) > (end - p):
                 sum_a = sum_total
                 for r in range(end - 1, p - 1, -1):
@@ -249,7 +255,7 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
                 cand_pos_a[n_a] = p
                 cand_sum_a[n_a] = sum_a
                 n_a += 1
-        if values_b[p] > values_b[q] + _FEATURE_THRESHOLD:
+        if values_b[pu] > values_b[q] + _FEATURE_THRESHOLD:
             if (p - pos_b) > (end - p):
                 sum_b = sum_total
                 for r in range(end - 1, p - 1, -1):
@@ -289,6 +295,99 @@ def _best_split_of_feature(
     )
 
 
+@numba.njit(cache=True)
+def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, top, cut, n_cand,
+               cand_pos, cand_sum):
+    """:func:`_scan_feature` at the root, for the K trees of a stage at once.
+
+    values, samples: one presorted feature (N,); grad_t: (N, C) negative gradients by sample,
+    the K trees' columns c0 + k contiguous; sum_total (K,): each tree's root total. The tie test
+    and sklearn's ``reverse_reset`` depend on the values only, so the trees share the control
+    flow and every per-tree step is an inner loop over k (vectorised; one gathered gradient row
+    serves all K trees). Left sums and approximate scores are :func:`_scan_feature`'s, bit for
+    bit. Outputs per tree k: n_cand[k], top[k] and cand_pos[k], cand_sum[k] as
+    :func:`_scan_feature` returns them (a superset: candidates score >= 0, so the cut starts
+    there). sums, approx, cut (K,) are scratch.
+    """
+    n = values.shape[0]
+    n_k = sums.shape[0]
+    sums[:] = 0.0
+    top[:] = -np.inf
+    cut[:] = 0.0
+    n_cand[:] = 0
+    pos = 0
+    for q in range(n - 1):
+        row = grad_t[np.uintp(samples[q]), c0 : c0 + n_k]
+        for k in range(n_k):
+            sums[k] += row[k]
+        p = q + 1
+        if values[p] <= values[q] + _FEATURE_THRESHOLD:
+            continue
+        if (p - pos) > (n - p):  # sklearn's reverse_reset: the total minus the tail
+            sums[:] = sum_total
+            for r in range(n - 1, p - 1, -1):
+                tail = grad_t[samples[r], c0 : c0 + n_k]
+                for k in range(n_k):
+                    sums[k] -= tail[k]
+        pos = p
+        inv_l = inverse[p]
+        inv_r = inverse[n - p]
+        hits = 0
+        for k in range(n_k):
+            right = sum_total[k] - sums[k]
+            approx[k] = sums[k] * sums[k] * inv_l + right * right * inv_r
+            hits += approx[k] >= cut[k]
+        if hits == 0:  # the common case: no tree is near its running maximum here
+            continue
+        for k in range(n_k):
+            if approx[k] >= cut[k]:
+                if approx[k] > top[k]:
+                    top[k] = approx[k]
+                    cut[k] = approx[k] - approx[k] * 1e-12
+                cand_pos[k, n_cand[k]] = p
+                cand_sum[k, n_cand[k]] = sums[k]
+                n_cand[k] += 1
+
+
+@numba.njit(parallel=True, cache=True)
+def _root_splits(src_idx, src_val, grad_t, first_col, n_cols, inverse, cand_pos, cand_sum,
+                 root_proxy, root_pos, root_threshold):
+    """Best root split of every feature for every tree of a stage (all models at once).
+
+    The root holds all samples in presorted order in every tree, so the K trees of a model
+    scan a feature together (:func:`_root_scan`); the (model, feature) tasks run in parallel.
+    cand_pos (int64), cand_sum (float64): (W, max K, N) per-thread scratch. Outputs (C, D),
+    row = the tree's raw column: (proxy, pos, threshold) as :func:`_best_split_of_feature`
+    returns them at the root.
+    """
+    n_features, n_samples = src_idx.shape
+    n_models = first_col.shape[0]
+    totals = np.zeros(grad_t.shape[1])
+    for i in range(n_samples):  # each tree's root total, summed in sample order as init() does
+        for c in range(grad_t.shape[1]):
+            totals[c] += grad_t[i, c]
+    for task in numba.prange(n_models * n_features):
+        worker = numba.get_thread_id()
+        m = task // n_features
+        f = task % n_features
+        c0 = first_col[m]
+        n_k = n_cols[m]
+        sum_total = totals[c0 : c0 + n_k].copy()
+        top = np.empty(n_k)
+        n_cand = np.empty(n_k, dtype=np.int64)
+        _root_scan(
+            src_val[f], src_idx[f], grad_t, c0, sum_total, inverse, np.empty(n_k),
+            np.empty(n_k), top, np.empty(n_k), n_cand, cand_pos[worker], cand_sum[worker],
+        )
+        for k in range(n_k):
+            root_proxy[c0 + k, f], root_pos[c0 + k, f], root_threshold[c0 + k, f] = (
+                _resolve_candidates(
+                    src_val[f], 0, n_samples, sum_total[k], float(n_samples), inverse,
+                    cand_pos[worker, k], cand_sum[worker, k], n_cand[k], top[k],
+                )
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # One regression tree (sklearn's DepthFirstTreeBuilder + BestSplitter on presorted segments)
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +411,9 @@ def _build_tree(
     work_val,  # (W, L, D, N) float32
     worker,
     gradient,  # (N,) float64 regression target (negative gradient)
+    root_proxy,  # (D,) float64: the root's best split of each feature (from _root_splits)
+    root_pos,  # (D,) int64
+    root_threshold,  # (D,) float64
     seed,
     max_depth,
     inverse,  # (N + 1,) float64, inverse[n] = 1 / n
@@ -382,7 +484,7 @@ def _build_tree(
         sum_total = 0.0
         sq_sum_total = 0.0
         for q in range(start, end):
-            y = gradient[order[q]]
+            y = gradient[np.uintp(order[q])]
             sum_total += y
             sq_sum_total += y * y
 
@@ -433,9 +535,18 @@ def _build_tree(
                 features[f_i] = feature
                 visit[n_visit] = feature
                 n_visit += 1
-            # the scans do not touch the RNG: run them two at a time, then pick the winner in
-            # sklearn's visiting order (strict >: the first best feature wins)
-            for v in range(0, n_visit - 1, 2):
+            # the scans do not touch the RNG: run them two at a time (the root's ran for the
+            # whole stage), then pick the winner in sklearn's visiting order (strict >: the first
+            # best feature wins)
+            if depth == 0:
+                for v in range(n_visit):
+                    res_proxy[v] = root_proxy[visit[v]]
+                    res_pos[v] = root_pos[visit[v]]
+                    res_threshold[v] = root_threshold[visit[v]]
+                n_visit_scanned = 0
+            else:
+                n_visit_scanned = n_visit
+            for v in range(0, n_visit_scanned - 1, 2):
                 fa = visit[v]
                 fb = visit[v + 1]
                 n_a, top_a, n_b, top_b = _scan_two_features(
@@ -450,7 +561,7 @@ def _build_tree(
                     seg_val[fb], start, end, sum_total, weight_node, inverse, cand_pos[1],
                     cand_sum[1], n_b, top_b,
                 )
-            if n_visit % 2 == 1:
+            if n_visit_scanned % 2 == 1:
                 v = n_visit - 1
                 fa = visit[v]
                 res_proxy[v], res_pos[v], res_threshold[v] = _best_split_of_feature(
@@ -478,7 +589,7 @@ def _build_tree(
                 hi = end
                 column = codes_t[best_feature]
                 while lo < hi:
-                    if column[order[lo]] <= best_threshold:
+                    if column[np.uintp(order[lo])] <= best_threshold:
                         lo += 1
                     else:
                         hi -= 1
@@ -490,19 +601,19 @@ def _build_tree(
                     sum_left = 0.0
                     weight_left = 0.0
                     for q in range(start, best_pos):
-                        sum_left += gradient[order[q]]
+                        sum_left += gradient[np.uintp(order[q])]
                         weight_left += 1.0
                 else:
                     sum_left = sum_total
                     weight_left = weight_node
                     for q in range(end - 1, best_pos - 1, -1):
-                        sum_left -= gradient[order[q]]
+                        sum_left -= gradient[np.uintp(order[q])]
                         weight_left -= 1.0
                 weight_right = weight_node - weight_left
                 sum_right = sum_total - sum_left
                 sq_sum_left = 0.0
                 for q in range(start, best_pos):
-                    y = gradient[order[q]]
+                    y = gradient[np.uintp(order[q])]
                     sq_sum_left += y * y
                 sq_sum_right = sq_sum_total - sq_sum_left
                 mean_left = sum_left / weight_left
@@ -533,16 +644,16 @@ def _build_tree(
             feature_out[node_id] = _TREE_UNDEFINED
             threshold_out[node_id] = float(_TREE_UNDEFINED)
             for q in range(start, end):
-                leaf_of[order[q]] = node_id
+                leaf_of[np.uintp(order[q])] = node_id
             continue
         feature_out[node_id] = best_feature
         threshold_out[node_id] = best_threshold
 
         if depth + 1 < max_depth:  # children will be split: carry the sorted segments down
             for q in range(start, best_pos):
-                flag[order[q]] = 1
+                flag[np.uintp(order[q])] = 1
             for q in range(best_pos, end):
-                flag[order[q]] = 0
+                flag[np.uintp(order[q])] = 0
             child_idx = work_idx[worker, depth]
             child_val = work_val[worker, depth]
             for f in range(n_features):
@@ -555,16 +666,18 @@ def _build_tree(
                     continue
                 parent_idx = seg_idx[f]
                 parent_val = seg_val[f]
-                out_left = start
-                out_right = best_pos
-                for q in range(start, end):  # branch-free stable partition
-                    s = parent_idx[q]
-                    go_left = np.int64(flag[s])
+                out_left = np.uintp(start)
+                out_right = np.uintp(best_pos)
+                out_idx = child_idx[f]
+                out_val = child_val[f]
+                for q in range(start, end):  # branch-free stable partition (unsigned indices)
+                    s = parent_idx[np.uintp(q)]
+                    go_left = np.uintp(flag[np.uintp(s)])
                     dest = out_right + go_left * (out_left - out_right)
-                    child_idx[f, dest] = s
-                    child_val[f, dest] = parent_val[q]
+                    out_idx[dest] = s
+                    out_val[dest] = parent_val[np.uintp(q)]
                     out_left += go_left
-                    out_right += 1 - go_left
+                    out_right += np.uintp(1) - go_left
 
         st_start[top] = best_pos
         st_end[top] = end
@@ -644,12 +757,12 @@ def _newton_leaf_values(
 
 
 @numba.njit(parallel=True, cache=True)
-def _negative_gradient(labels, raw, first_col, n_cols, out):
+def _negative_gradient(labels, raw, first_col, n_cols, out, out_t):
     """out = -gradient of the log-loss (sklearn's Cython formulas), for all models at once.
 
     labels: (M, N) float64 encoded classes of each model; raw: (C, N) raw predictions whose
     rows [first_col[m], first_col[m] + n_cols[m]) belong to model m (one row if binary);
-    out: (C, N), written in place.
+    out: (C, N), written in place; out_t (N, C): its transpose (for :func:`_root_splits`).
     """
     n_samples = raw.shape[1]
     n_models = labels.shape[0]
@@ -666,6 +779,7 @@ def _negative_gradient(labels, raw, first_col, n_cols, out):
                 else:
                     grad = np.exp(r) - y
                 out[c0, i] = -grad
+                out_t[i, c0] = -grad
             else:  # HalfMultinomialLoss
                 top = raw[c0, i]
                 for k in range(1, k_cols):
@@ -679,12 +793,14 @@ def _negative_gradient(labels, raw, first_col, n_cols, out):
                 for k in range(k_cols):
                     p = out[c0 + k, i] / total
                     out[c0 + k, i] = -(p - (1.0 if y == k else 0.0))
+                    out_t[i, c0 + k] = out[c0 + k, i]
 
 
 @numba.njit(parallel=True, cache=True)
 def _fit_stage(
     codes_t, src_idx, src_val, work_idx, work_val,
-    labels, raw, neg_gradient, job_model, job_col, job_class, n_classes, seeds,
+    labels, raw, neg_gradient, root_proxy, root_pos, root_threshold,
+    job_model, job_col, job_class, n_classes, seeds,
     learning_rate, max_depth, n_workers, inverse,
     order, flag, leaf_of, features, constant_features, target, bucket_a, bucket_b, counts,
     cand_pos, cand_sum, feature_out, threshold_out, left_out, right_out, value_out,
@@ -692,7 +808,8 @@ def _fit_stage(
 ):
     """Fit the trees of one boosting stage (all models, all classes) and update ``raw``.
 
-    raw, neg_gradient: (C, N). Job j fits row job_col[j] of model job_model[j] (class
+    raw, neg_gradient: (C, N); root_proxy, root_pos, root_threshold: (C, D), the roots' best
+    splits from :func:`_root_splits`. Job j fits row job_col[j] of model job_model[j] (class
     job_class[j]); the jobs are independent and run in one parallel loop (the driver sets a
     chunk size of 1, so a thread that finishes early takes the next job). Scratch arrays have a
     leading thread axis (``numba.get_thread_id()`` < ``n_workers``, the active thread count);
@@ -714,7 +831,8 @@ def _fit_stage(
             for i in range(n_samples):
                 tgt[i] = 1.0 if labels[m, i] == job_class[j] else 0.0
         count = _build_tree(
-            codes_t, src_idx, src_val, work_idx, work_val, worker, gradient, seeds[j],
+            codes_t, src_idx, src_val, work_idx, work_val, worker, gradient, root_proxy[col],
+            root_pos[col], root_threshold[col], seeds[j],
             max_depth, inverse, cand_pos[worker], cand_sum[worker], order[worker],
             flag[worker], leaf_of[worker], features[worker],
             constant_features[worker], feature_out[j], threshold_out[j], left_out[j],
@@ -729,7 +847,7 @@ def _fit_stage(
         vals = value_out[j]
         raw_col = raw[col]
         for i in range(n_samples):
-            raw_col[i] += learning_rate * vals[lw[i]]
+            raw_col[i] += learning_rate * vals[np.uintp(lw[i])]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -955,15 +1073,26 @@ def fit_gbt(
 
     raw = np.ascontiguousarray(np.tile(init_raw[:, None], (1, n_samples)))  # (C, N)
     neg_gradient = np.empty_like(raw)
+    grad_t = np.empty((n_samples, n_total_cols), dtype=np.float64)
+    root_proxy = np.empty((n_total_cols, n_features), dtype=np.float64)
+    root_pos = np.empty((n_total_cols, n_features), dtype=np.int64)
+    root_threshold = np.empty((n_total_cols, n_features), dtype=np.float64)
+    root_cand_pos = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.int64)
+    root_cand_sum = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.float64)
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(n_workers)
     try:
         with numba.parallel_chunksize(1):  # dynamic: a busy core does not stall the stage
             for stage in range(n_estimators):
-                _negative_gradient(encoded, raw, first_col, n_cols, neg_gradient)
+                _negative_gradient(encoded, raw, first_col, n_cols, neg_gradient, grad_t)
+                _root_splits(
+                    src_idx, src_val, grad_t, first_col, n_cols, inverse, root_cand_pos,
+                    root_cand_sum, root_proxy, root_pos, root_threshold,
+                )
                 _fit_stage(
                     codes_t, src_idx, src_val, work_idx, work_val,
-                    encoded, raw, neg_gradient, job_model, job_col, job_class, n_classes,
+                    encoded, raw, neg_gradient, root_proxy, root_pos, root_threshold,
+                    job_model, job_col, job_class, n_classes,
                     seeds[job_model, stage, job_class], float(learning_rate), int(max_depth),
                     n_workers, inverse, order, flag, leaf_of, feats, const_feats, target,
                     bucket_a, bucket_b, counts, cand_pos, cand_sum,
