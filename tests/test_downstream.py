@@ -369,3 +369,31 @@ def test_reduced_compat_leaves_the_global_random_state_as_the_reference():
         gin.clear_config()
     assert results[1] == pytest.approx(results[0], abs=1e-12)
     assert states[0] == states[1]
+
+
+@pytest.mark.parametrize("predictor", ["named", "global_rng"])
+def test_boosted_trees_fitted_together_equal_one_by_one(predictor, monkeypatch):
+    """All factors in one boosting run: same accuracies and global RNG state as factor by factor."""
+    from fastdis.metrics import _downstream, _gbt
+
+    factors = make_factors(400, sizes=SIZES)
+    test_factors = make_factors(200, sizes=SIZES, seed=5)
+    codes = make_codes(factors, "entangled", n_codes=6)
+    test_codes = make_codes(test_factors, "entangled", n_codes=6, seed=7)
+    if predictor == "named":
+        factory = _predictors.resolve_predictor("gradient_boosting")  # random_state=0 each
+    else:
+        def factory():
+            return _gbt.GradientBoostingClassifier(n_estimators=20)
+
+    def run():
+        np.random.seed(11)
+        out = _downstream.predictive_accuracies(codes, factors, test_codes, test_factors,
+                                                factory, factor_indices=[2, 0])
+        return out, np.random.get_state()[1].copy()
+
+    together, state_together = run()
+    monkeypatch.setattr(_gbt, "boosted_together", lambda *args, **kwargs: None)
+    one_by_one, state_one_by_one = run()
+    assert together == one_by_one
+    np.testing.assert_array_equal(state_together, state_one_by_one)

@@ -249,3 +249,18 @@ def test_bad_input():
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         GradientBoostingClassifier().fit(X, y)
+
+
+def test_fit_gbt_list_of_random_states_equals_separate_estimators():
+    rs = np.random.RandomState(3)
+    codes = np.round(rs.normal(size=(300, 4)), 1).astype(np.float32)  # ties: seeds matter
+    labels = np.stack([rs.randint(3, size=300), rs.randint(2, size=300)], axis=1)
+    together = fit_gbt(codes, labels, n_estimators=15, random_state=[4, 4])
+    for m in range(2):
+        alone = fit_gbt(codes, labels[:, m], n_estimators=15, random_state=4)
+        np.testing.assert_array_equal(together.feature_importances(m),
+                                      alone.feature_importances(0))
+        np.testing.assert_array_equal(together.predict_from_raw(together.train_raw, m),
+                                      alone.predict_from_raw(alone.train_raw, 0))
+    with pytest.raises(ValueError, match="one per model"):
+        fit_gbt(codes, labels, n_estimators=2, random_state=[1])

@@ -37,6 +37,7 @@ from .._validation import (
     check_positive_int,
     check_train_test,
 )
+from . import _gbt
 from ._predictors import resolve_predictor
 
 __all__ = [
@@ -59,8 +60,7 @@ def check_n_jobs(n_jobs) -> int:
     return 1 if n_jobs is None else check_positive_int(n_jobs, name="n_jobs")
 
 
-def _fit_and_score(factory, x_train, y_train, x_test, y_test) -> tuple[float, float]:
-    model = factory()
+def _fit_and_score(model, x_train, y_train, x_test, y_test) -> tuple[float, float]:
     model.fit(x_train, y_train)
     train_accuracy = float(np.mean(model.predict(x_train) == y_train))
     test_accuracy = float(np.mean(model.predict(x_test) == y_test))
@@ -73,15 +73,22 @@ def predictive_accuracies(
     """Fit ``factory()`` on each factor; return (train accuracies, test accuracies) per factor.
 
     Array-level twin of the reference's ``_compute_loss`` / ``compute_predictive_accuracy``.
-    Inputs must already be validated; ``factory`` is a callable building a fresh estimator.
+    Inputs must already be validated; ``factory`` is a callable building a fresh estimator,
+    called once per factor. fastdis' boosted trees are fitted for all factors in one boosting
+    run (same trees, same RNG draws; see :func:`fastdis.metrics._gbt.boosted_together`).
     """
-    if factor_indices is None:
-        factor_indices = range(factors.shape[1])
+    indices = list(range(factors.shape[1]) if factor_indices is None else factor_indices)
+    models = [factory() for _ in indices]
+    together = _gbt.boosted_together(models, codes, factors[:, indices], test_codes,
+                                     test_factors[:, indices])
+    if together is not None:
+        return together
 
-    def fit_one(k):
-        return _fit_and_score(factory, codes, factors[:, k], test_codes, test_factors[:, k])
+    def fit_one(item):
+        model, k = item
+        return _fit_and_score(model, codes, factors[:, k], test_codes, test_factors[:, k])
 
-    results = thread_map(fit_one, factor_indices, n_jobs)
+    results = thread_map(fit_one, zip(models, indices, strict=True), n_jobs)
     return [r[0] for r in results], [r[1] for r in results]
 
 
@@ -475,7 +482,7 @@ def strong_downstream_task(
 
     def fit_intervention(item):
         target, x_train, y_train, x_test, y_test = item
-        return _fit_and_score(factory, x_train, y_train[:, target], x_test, y_test[:, target])
+        return _fit_and_score(factory(), x_train, y_train[:, target], x_test, y_test[:, target])
 
     if n_jobs <= 1:
         # One at a time, in order: ``interventions`` may be a generator that samples each set

@@ -982,8 +982,10 @@ def fit_gbt(
     labels : array of shape (n_samples, n_models), integer class labels (any values; each
         column needs at least two classes).
     n_estimators, learning_rate, max_depth : boosting stages, shrinkage, tree depth.
-    random_state : None, int or RandomState, default=None
-        None means numpy's global RNG, as scikit-learn's default. Only breaks exact ties.
+    random_state : None, int, RandomState, or a list of those (one per model), default=None
+        None means numpy's global RNG, as scikit-learn's default. Only breaks exact ties. A
+        list gives model m the RNG ``random_state[m]`` would give a separate estimator (so
+        ``[0, 0]`` is two estimators seeded with 0 each, not one shared RandomState(0)).
     n_threads : int, optional
         Worker threads (default: numba's thread count).
 
@@ -1002,7 +1004,15 @@ def fit_gbt(
             "n_estimators and max_depth must be >= 1 and learning_rate > 0; got "
             f"{n_estimators}, {max_depth}, {learning_rate}."
         )
-    rs = _check_random_state(random_state)
+    if isinstance(random_state, (list, tuple)):
+        if len(random_state) != n_models:
+            raise ValueError(
+                f"random_state must be one RNG or a list of one per model ({n_models}); got "
+                f"{len(random_state)}."
+            )
+        model_rngs = [_check_random_state(r) for r in random_state]
+    else:
+        model_rngs = [_check_random_state(random_state)] * n_models
 
     x32 = np.ascontiguousarray(codes, dtype=np.float32)
     codes_t = np.ascontiguousarray(x32.T)
@@ -1033,7 +1043,9 @@ def fit_gbt(
     # one seed per tree, drawn in sklearn's order: model, stage, class
     seeds = np.empty((n_models, n_estimators, int(n_cols.max())), dtype=np.int64)
     for m in range(n_models):
-        seeds[m, :, : n_cols[m]] = rs.randint(0, _RAND_R_MAX, size=(n_estimators, n_cols[m]))
+        seeds[m, :, : n_cols[m]] = model_rngs[m].randint(
+            0, _RAND_R_MAX, size=(n_estimators, n_cols[m])
+        )
 
     job_model = np.repeat(np.arange(n_models), n_cols).astype(np.int64)
     job_class = np.concatenate([np.arange(k) for k in n_cols]).astype(np.int64)
@@ -1174,6 +1186,18 @@ def _lightgbm_params(n_classes: int, n_estimators: int, learning_rate: float, ma
     return params
 
 
+def _check_fit_input(X, y) -> np.ndarray:
+    """``X`` as an array after the estimator's checks: 2-D, finite, as many rows as ``y``."""
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != np.shape(y)[0]:
+        raise ValueError(
+            f"X must be 2-D with as many rows as y; got X {X.shape} and y {np.shape(y)}."
+        )
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity.")
+    return X
+
+
 class GradientBoostingClassifier:
     """scikit-learn's ``GradientBoostingClassifier`` (log-loss, squared-error trees), fast.
 
@@ -1215,14 +1239,8 @@ class GradientBoostingClassifier:
         self.random_state = random_state
 
     def fit(self, X, y):
-        X = np.asarray(X)
         y = np.asarray(y).reshape(-1)
-        if X.ndim != 2 or X.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"X must be 2-D with as many rows as y; got X {X.shape} and y {y.shape}."
-            )
-        if not np.isfinite(X).all():
-            raise ValueError("X contains NaN or infinity.")
+        X = _check_fit_input(X, y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         self.n_classes_ = self.classes_.size
         if self.n_classes_ < 2:
@@ -1290,6 +1308,42 @@ class GradientBoostingClassifier:
         return float(np.mean(self.predict(X) == np.asarray(y).reshape(-1)))
 
 
+def model_accuracies(models, labels, test_codes, test_labels) -> tuple[list, list]:
+    """(train, test) accuracy of each model of ``fit_gbt(codes, labels)``, as float lists.
+
+    The training predictions reuse the raw scores boosting ended with (``models.train_raw``).
+    """
+    test_raw = models.decision_raw(test_codes)
+    train, test = [], []
+    for m in range(labels.shape[1]):
+        train.append(float(np.mean(models.predict_from_raw(models.train_raw, m) == labels[:, m])))
+        test.append(float(np.mean(models.predict_from_raw(test_raw, m) == test_labels[:, m])))
+    return train, test
+
+
+def boosted_together(estimators, codes, labels, test_codes, test_labels):
+    """Fit ``estimators[m]`` to ``labels[:, m]`` in one boosting run; (train, test) accuracies.
+
+    For unfitted numba-backend :class:`GradientBoostingClassifier` s with the same settings
+    (what a predictor factory returns factor after factor), :func:`fit_gbt` boosts all of them at
+    once, every tree of a stage in parallel: the same trees and the same RNG draws as fitting
+    them one after another, with the cores busy on the wide stages of the small models too.
+    Returns None (nothing fitted) for any other estimators.
+    """
+    first = estimators[0] if estimators else None
+    settings = [(type(e), getattr(e, "backend", None), getattr(e, "n_estimators", None),
+                 getattr(e, "learning_rate", None), getattr(e, "max_depth", None))
+                for e in estimators]
+    if (first is None or settings[0][:2] != (GradientBoostingClassifier, "numba")
+            or len(set(settings)) != 1):
+        return None
+    codes = _check_fit_input(codes, labels)
+    models = fit_gbt(codes, labels, n_estimators=first.n_estimators,
+                     learning_rate=first.learning_rate, max_depth=first.max_depth,
+                     random_state=[e.random_state for e in estimators])
+    return model_accuracies(models, labels, test_codes, test_labels)
+
+
 def gbt_importance_matrix(
     codes, factors, test_codes, test_factors, *, backend: str = "numba", random_state=None
 ):
@@ -1344,12 +1398,9 @@ def gbt_importance_matrix(
     test_acc = []
     if backend == "numba":
         models = fit_gbt(codes, factors, random_state=random_state)
-        test_raw = models.decision_raw(test_codes)
         for k in range(n_factors):
             importance[:, k] = np.abs(models.feature_importances(k))
-            train_pred = models.predict_from_raw(models.train_raw, k)
-            train_acc.append(np.mean(train_pred == factors[:, k]))
-            test_acc.append(np.mean(models.predict_from_raw(test_raw, k) == test_factors[:, k]))
+        train_acc, test_acc = model_accuracies(models, factors, test_codes, test_factors)
     else:
         rs = _check_random_state(random_state)  # one RNG shared by the fits, as dlib's loop
         for k in range(n_factors):
