@@ -347,3 +347,20 @@ def test_lbfgsb_falls_back_to_minimize_when_private_routine_differs(monkeypatch)
         fallback = _linear.LogisticRegressionCV().fit(x, y)
     np.testing.assert_array_equal(fallback.coef_, direct.coef_)
     np.testing.assert_array_equal(fallback.scores_, direct.scores_)
+
+
+def test_cv_models_fitted_together_equal_one_by_one():
+    """fit_cv_together (all folds of all models in one pool) changes nothing in the results."""
+    x, y = _lr_data(400, 4, np.float64, seed=12)
+    labels = np.stack([y, (y + np.arange(400) % 3) % 5, y % 2], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        together = [_linear.LogisticRegressionCV(), _linear.LogisticRegressionCV(Cs=4),
+                    _linear.LogisticRegressionCV(n_splits=3)]
+        assert _linear.fit_cv_together(together, x, labels)
+        for m, model in enumerate(together):
+            alone = type(model)(Cs=model.Cs, n_splits=model.n_splits).fit(x, labels[:, m])
+            np.testing.assert_array_equal(model.coef_, alone.coef_)
+            np.testing.assert_array_equal(model.intercept_, alone.intercept_)
+            np.testing.assert_array_equal(model.scores_, alone.scores_)
+    assert not _linear.fit_cv_together([_linear.LogisticRegression()], x, labels[:, :1])

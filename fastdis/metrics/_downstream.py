@@ -37,7 +37,7 @@ from .._validation import (
     check_positive_int,
     check_train_test,
 )
-from . import _gbt
+from . import _gbt, _linear
 from ._predictors import resolve_predictor
 
 __all__ = [
@@ -60,8 +60,10 @@ def check_n_jobs(n_jobs) -> int:
     return 1 if n_jobs is None else check_positive_int(n_jobs, name="n_jobs")
 
 
-def _fit_and_score(model, x_train, y_train, x_test, y_test) -> tuple[float, float]:
-    model.fit(x_train, y_train)
+def _fit_and_score(model, x_train, y_train, x_test, y_test, *, fitted=False):
+    """(train accuracy, test accuracy) of ``model``, fitted here unless ``fitted``."""
+    if not fitted:
+        model.fit(x_train, y_train)
     train_accuracy = float(np.mean(model.predict(x_train) == y_train))
     test_accuracy = float(np.mean(model.predict(x_test) == y_test))
     return train_accuracy, test_accuracy
@@ -75,7 +77,9 @@ def predictive_accuracies(
     Array-level twin of the reference's ``_compute_loss`` / ``compute_predictive_accuracy``.
     Inputs must already be validated; ``factory`` is a callable building a fresh estimator,
     called once per factor. fastdis' boosted trees are fitted for all factors in one boosting
-    run (same trees, same RNG draws; see :func:`fastdis.metrics._gbt.boosted_together`).
+    run (same trees, same RNG draws; see :func:`fastdis.metrics._gbt.boosted_together`), and
+    fastdis' LogisticRegressionCV fold paths of all factors share one thread pool
+    (:func:`fastdis.metrics._linear.fit_cv_together`).
     """
     indices = list(range(factors.shape[1]) if factor_indices is None else factor_indices)
     models = [factory() for _ in indices]
@@ -83,10 +87,12 @@ def predictive_accuracies(
                                      test_factors[:, indices])
     if together is not None:
         return together
+    fitted = _linear.fit_cv_together(models, codes, factors[:, indices])
 
     def fit_one(item):
         model, k = item
-        return _fit_and_score(model, codes, factors[:, k], test_codes, test_factors[:, k])
+        return _fit_and_score(model, codes, factors[:, k], test_codes, test_factors[:, k],
+                              fitted=fitted)
 
     results = thread_map(fit_one, zip(models, indices, strict=True), n_jobs)
     return [r[0] for r in results], [r[1] for r in results]

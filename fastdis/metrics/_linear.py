@@ -866,51 +866,90 @@ class LogisticRegressionCV(_LinearClassifier):
         self.tol = tol
 
     def fit(self, X, y):
-        X, self.classes_, y_idx = _check_xy(X, y, keep_float32=False)
-        n_classes = self.classes_.size
-        n, n_features = X.shape
-        if isinstance(self.Cs, numbers.Integral):
-            Cs = np.logspace(-4, 4, self.Cs)
-        else:
-            Cs = np.asarray(self.Cs, dtype=np.float64)
-        if not 2 <= self.n_splits <= n:
-            raise ValueError(
-                f"n_splits must be in [2, n_samples={n}]; got {self.n_splits}."
-            )
-        fold_sizes = np.full(self.n_splits, n // self.n_splits, dtype=np.int64)
-        fold_sizes[: n % self.n_splits] += 1
-        bounds = np.concatenate([[0], np.cumsum(fold_sizes)])
-        max_iter, tol = int(self.max_iter), float(self.tol)
-
-        def fold_path(fold):
-            """The fold's warm-started path over Cs and its test accuracies (sequential)."""
-            test = slice(bounds[fold], bounds[fold + 1])
-            train = np.r_[0:bounds[fold], bounds[fold + 1]:n]
-            x_train = np.ascontiguousarray(X[train])
-            w = _initial_coef(n_classes, n_features)
-            path, accuracy = [], np.empty(Cs.size)
-            for j, C in enumerate(Cs):
-                w, _ = _lbfgs_fit(x_train, y_idx[train], n_classes, float(C), w, max_iter, tol)
-                path.append(w)
-                accuracy[j] = _accuracy(w, n_classes, X[test], y_idx[test])
-            return path, accuracy
-
-        # L-BFGS-B's tiny BLAS calls: BLAS threads only cost (set once per fit, not per C).
-        with single_threaded_blas():
-            # Folds are independent; each fold's path stays sequential.
-            results = thread_map(fold_path, range(self.n_splits), default_workers())
-            paths = [path for path, _ in results]
-            scores = np.stack([accuracy for _, accuracy in results])
-            best = int(np.argmax(scores.sum(axis=0)))
-            coef_init = np.mean([paths[fold][best] for fold in range(self.n_splits)], axis=0)
-            w, n_iter = _lbfgs_fit(X, y_idx, n_classes, float(Cs[best]), coef_init,
-                                   int(self.max_iter), float(self.tol))
-        self.coef_, self.intercept_ = _split_coef(w, n_classes, np.float64)
-        self.Cs_ = Cs
-        self.C_ = np.full(1 if n_classes == 2 else n_classes, Cs[best])
-        self.scores_ = scores
-        self.n_iter_ = n_iter
+        _fit_plans([self._plan(X, y)])
         return self
+
+    def _plan(self, X, y):
+        """Validate and split: the fold paths to fit, and how to finish from their results."""
+        return _CrossValidationPlan(self, X, y)
+
+
+class _CrossValidationPlan:
+    """One LogisticRegressionCV fit, cut into independent fold paths and a final refit."""
+
+    def __init__(self, model, X, y):
+        self.model = model
+        self.X, model.classes_, self.y_idx = _check_xy(X, y, keep_float32=False)
+        self.n_classes = model.classes_.size
+        n = self.X.shape[0]
+        if isinstance(model.Cs, numbers.Integral):
+            self.Cs = np.logspace(-4, 4, model.Cs)
+        else:
+            self.Cs = np.asarray(model.Cs, dtype=np.float64)
+        if not 2 <= model.n_splits <= n:
+            raise ValueError(f"n_splits must be in [2, n_samples={n}]; got {model.n_splits}.")
+        fold_sizes = np.full(model.n_splits, n // model.n_splits, dtype=np.int64)
+        fold_sizes[: n % model.n_splits] += 1
+        self.bounds = np.concatenate([[0], np.cumsum(fold_sizes)])
+        self.max_iter, self.tol = int(model.max_iter), float(model.tol)
+
+    def fold_path(self, fold):
+        """The fold's warm-started path over Cs and its test accuracies (sequential)."""
+        X, y_idx, bounds, n_classes = self.X, self.y_idx, self.bounds, self.n_classes
+        test = slice(bounds[fold], bounds[fold + 1])
+        train = np.r_[0:bounds[fold], bounds[fold + 1]:X.shape[0]]
+        x_train = np.ascontiguousarray(X[train])
+        w = _initial_coef(n_classes, X.shape[1])
+        path, accuracy = [], np.empty(self.Cs.size)
+        for j, C in enumerate(self.Cs):
+            w, _ = _lbfgs_fit(x_train, y_idx[train], n_classes, float(C), w, self.max_iter,
+                              self.tol)
+            path.append(w)
+            accuracy[j] = _accuracy(w, n_classes, X[test], y_idx[test])
+        return path, accuracy
+
+    def refit(self, fold_results):
+        """Best C by summed fold accuracy (first on ties), refit from the folds' mean there."""
+        scores = np.stack([accuracy for _, accuracy in fold_results])
+        best = int(np.argmax(scores.sum(axis=0)))
+        coef_init = np.mean([path[best] for path, _ in fold_results], axis=0)
+        w, n_iter = _lbfgs_fit(self.X, self.y_idx, self.n_classes, float(self.Cs[best]),
+                               coef_init, self.max_iter, self.tol)
+        model = self.model
+        model.coef_, model.intercept_ = _split_coef(w, self.n_classes, np.float64)
+        model.Cs_ = self.Cs
+        model.C_ = np.full(1 if self.n_classes == 2 else self.n_classes, self.Cs[best])
+        model.scores_ = scores
+        model.n_iter_ = n_iter
+
+
+def fit_cv_together(models, X, Y) -> bool:
+    """Fit ``models[m]`` to ``(X, Y[:, m])`` if all are LogisticRegressionCV; else False.
+
+    Every fold path of every model is an independent job in one thread pool (most classes
+    first), so both cores stay busy where one model's five folds on two threads leave one idle;
+    the refits follow. Results equal fitting the models one at a time.
+    """
+    if not models or any(type(model) is not LogisticRegressionCV for model in models):
+        return False
+    _fit_plans([model._plan(X, Y[:, m]) for m, model in enumerate(models)])
+    return True
+
+
+def _fit_plans(plans):
+    """Run the fold paths of all plans on a shared thread pool, then their refits.
+
+    Each path stays sequential (warm starts), so results do not depend on the thread count.
+    """
+    jobs = sorted(((plan, fold) for plan in plans for fold in range(plan.model.n_splits)),
+                  key=lambda job: -job[0].n_classes)  # stable: a plan's folds keep their order
+    # L-BFGS-B's tiny BLAS calls: BLAS threads only cost (set once, not per C).
+    with single_threaded_blas():
+        paths = thread_map(lambda job: job[0].fold_path(job[1]), jobs, default_workers())
+        by_plan = {id(plan): [None] * plan.model.n_splits for plan in plans}
+        for (plan, fold), result in zip(jobs, paths, strict=True):
+            by_plan[id(plan)][fold] = result
+        thread_map(lambda plan: plan.refit(by_plan[id(plan)]), plans, default_workers())
 
 
 # =============================================================================================
