@@ -40,6 +40,14 @@ def pairwise_sum_twin(a):
     return np.add.reduce(np.ascontiguousarray(a, dtype=np.float64))
 
 
+def inverse_counts(n):
+    """1 / k for k = 0..n (inf at 0), the engine's table of reciprocal sample counts."""
+    inverse = np.empty(n + 1)
+    inverse[0] = np.inf
+    inverse[1:] = 1.0 / np.arange(1, n + 1)
+    return inverse
+
+
 def rand_int_twin(low, high, state):
     s = state or 1
     s ^= (s << 13) & 0xFFFFFFFF
@@ -59,9 +67,7 @@ def test_best_split_matches_twin(n, n_distinct, seed):
     values = np.sort(rs.randint(n_distinct, size=n).astype(np.float32) / 7)
     samples = rs.permutation(n).astype(np.int32)
     gradient = rs.normal(size=n)
-    inverse = np.empty(n + 1)
-    inverse[0] = np.inf
-    inverse[1:] = 1.0 / np.arange(1, n + 1)
+    inverse = inverse_counts(n)
     proxy, pos, threshold = _gbt._best_split_of_feature(
         values, samples, gradient, 0, n, float(np.sum(gradient[samples])), float(n), inverse,
         np.empty(n), np.empty(n, dtype=np.int64),
@@ -91,9 +97,7 @@ def test_root_splits_match_single_tree_scans(n, n_distinct, seed):
     n_cols = np.array([1, 5, 3])  # a binary model and two multiclass ones
     first_col = np.array([0, 1, 6])
     grad_t = rs.normal(size=(n, 9))
-    inverse = np.empty(n + 1)
-    inverse[0] = np.inf
-    inverse[1:] = 1.0 / np.arange(1, n + 1)
+    inverse = inverse_counts(n)
     proxy = np.empty((9, 4))
     pos = np.empty((9, 4), dtype=np.int64)
     threshold = np.empty((9, 4))
