@@ -122,7 +122,10 @@ def downstream_task(
         A predictor name (see ``fastdis.metrics._predictors``) or a factory returning a fresh
         scikit-learn-like estimator. The study runs both named predictors.
     n_jobs : int, default=None
-        Threads over factors; ``None`` means 1.
+        Threads over factors for predictors fitted one by one (custom factories);
+        ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
+        they fit every factor at once
+        on all of numba's threads (see :func:`predictive_accuracies`).
 
     Returns
     -------
@@ -225,7 +228,10 @@ def reduced_downstream_task(
     gbt_backend : str, default=None
         Backend of the default importance's boosted trees (``None``: its default).
     n_jobs : int, default=None
-        Threads over the predictor fits; ``None`` means 1.
+        Threads over factors for predictors fitted one by one (custom factories);
+        ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
+        they fit every factor at once
+        on all of numba's threads (see :func:`predictive_accuracies`).
 
     Returns
     -------
