@@ -124,8 +124,8 @@ def downstream_task(
     n_jobs : int, default=None
         Threads over factors for predictors fitted one by one (custom factories);
         ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
-        they fit every factor at once
-        on all of numba's threads (see :func:`predictive_accuracies`).
+        they fit every factor at once on all of numba's threads (see
+        :func:`predictive_accuracies`).
 
     Returns
     -------
@@ -230,8 +230,8 @@ def reduced_downstream_task(
     n_jobs : int, default=None
         Threads over factors for predictors fitted one by one (custom factories);
         ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
-        they fit every factor at once
-        on all of numba's threads (see :func:`predictive_accuracies`).
+        they fit every factor at once on all of numba's threads (see
+        :func:`predictive_accuracies`).
 
     Returns
     -------
