@@ -20,11 +20,17 @@ def default_workers() -> int:
 
 
 def thread_map(function, items, n_jobs: int) -> list:
-    """``[function(item) for item in items]``, on ``n_jobs`` threads when that is > 1."""
+    """``[function(item) for item in items]``, on ``n_jobs`` threads when that is > 1.
+
+    The threads run with single-threaded BLAS (:func:`single_threaded_blas`), held until the
+    last one is done: BLAS' thread count is process-wide, and changing it while another thread
+    is inside a BLAS call leaves OpenBLAS at the wrong count (seen: explicitness' workers left
+    the process on one BLAS thread about half the time).
+    """
     items = list(items)
     if n_jobs <= 1 or len(items) <= 1:
         return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
         return list(pool.map(function, items))
 
 
