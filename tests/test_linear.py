@@ -13,6 +13,7 @@ from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
 from fastdis.metrics import _linear
+from fastdis.metrics._libm_exp import reproduces_libm
 
 
 def _sklearn_svc_matrix(codes, factors, test_codes, test_factors):
@@ -231,21 +232,51 @@ def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
 
 
-def test_float64_row_kernel_is_the_float32_route_without_rounding():
+@pytest.mark.parametrize("vectorised_exp", [False, True])
+def test_float64_row_kernel_is_the_float32_route_without_rounding(vectorised_exp):
     """The one-pass float64 kernel equals the per-row kernel followed by numpy, bit for bit."""
+    if vectorised_exp and not reproduces_libm():
+        pytest.skip("this libm's exp is not glibc's FMA build")
     x, y = _lr_data(300, 5, np.float64, seed=6)
     _, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64)
     coef = np.random.RandomState(7).normal(size=(5, 7))
     raw = x @ coef[:, :-1].T + coef[:, -1]
     loss, gradient = np.empty(300), raw.copy()
-    _linear._multinomial_pointwise(gradient, y_idx, loss)
+    _linear._multinomial_pointwise(gradient, y_idx, loss, vectorised_exp)
     gradient /= 300
     fused_loss, fused, intercept_grad = np.empty(300), raw.copy(), np.empty(5)
-    _linear._multinomial_mean_gradient_rows(fused, y_idx, fused_loss, intercept_grad)
+    _linear._multinomial_mean_gradient_rows(
+        fused, y_idx, fused_loss, intercept_grad, vectorised_exp
+    )
     np.testing.assert_array_equal(fused_loss, loss)
     np.testing.assert_array_equal(fused, gradient)
     np.testing.assert_array_equal(intercept_grad, np.sum(gradient, axis=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
+def test_softmax_kernels_same_bits_with_vectorised_exp(dtype, n):
+    """The vectorised exp changes no bit of the softmax kernels, over-/underflowing rows and
+    partial blocks included."""
+    if not reproduces_libm():
+        pytest.skip("this libm's exp is not glibc's FMA build")
+    rs = np.random.RandomState(n)
+    raw = (rs.standard_cauchy(size=(n, 9)) * 50).astype(dtype)
+    raw[0, 1] = 900.0  # the others of that row underflow (|x| >= 512: libm's branch)
+    y = rs.randint(0, 9, size=n)
+    results = []
+    for vectorised_exp in (False, True):
+        gradient, loss = raw.copy(), np.empty(n, dtype=dtype)
+        if dtype == np.float64:
+            _linear._multinomial_mean_gradient_rows(
+                gradient, y, loss, np.empty(9), vectorised_exp
+            )
+        else:
+            _linear._multinomial_pointwise(gradient, y, loss, vectorised_exp)
+        results.append((gradient, loss))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -58,6 +58,7 @@ import numpy as np
 from scipy import optimize
 
 from .._parallel import default_workers, single_threaded_blas, thread_map
+from ._libm_exp import exp_into, reproduces_libm
 
 __all__ = [
     "linear_svc_accuracy_matrix",
@@ -428,29 +429,48 @@ def _round_to(scratch, value):
     return np.float64(scratch[0])
 
 
+_SOFTMAX_BLOCK_ROWS = 64  # rows whose exponentials are computed in one vectorised call
+
+
 @numba.njit(nogil=True, cache=True)
-def _softmax_loss_row(raw, yi, scratch):
+def _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal):
+    """``exps`` (flat, row after row) = ``exp(raw[i, k] - max_k raw[i, k])`` in double for the
+    rows ``start:stop``, with libm's rounding (:func:`._libm_exp.exp_into`); ``row_max[i -
+    start]`` = the row's max. ``shifted`` is scratch of ``exps``' size."""
+    n_cls = raw.shape[1]
+    m = 0
+    for i in range(start, stop):
+        top = np.float64(raw[i, 0])
+        for k in range(1, n_cls):
+            if top < raw[i, k]:
+                top = np.float64(raw[i, k])
+        row_max[i - start] = top
+        for k in range(n_cls):
+            shifted[m] = np.float64(raw[i, k]) - top
+            m += 1
+    exp_into(shifted[:m], exps[:m], libm_equal)
+
+
+@numba.njit(nogil=True, cache=True)
+def _softmax_loss_row(raw, yi, exps, row_max, scratch):
     """Multinomial log-loss of one sample; ``raw`` (K,) becomes the gradient ``softmax - onehot``.
 
-    scikit-learn's ``CyHalfMultinomialLoss.loss_gradient`` for one row, in its precision:
-    ``exp(raw_k - max)`` is rounded to the data's dtype and summed in double, the sum is rounded
-    back before ``loss = log(sum) + max - raw_y`` and before the division ``p_k = e_k / sum``.
-    ``scratch`` (1,) has the data's dtype; for float64 every rounding is exact. Returns the loss
-    (rounded to the data's dtype); ``raw`` is written in place with rounded values.
+    scikit-learn's ``CyHalfMultinomialLoss.loss_gradient`` for one row, in its precision, given
+    the row's ``exps = exp(raw_k - max)`` in double (:func:`_block_exponentials`): they are
+    rounded to the data's dtype and summed in double, the sum is rounded back before ``loss =
+    log(sum) + max - raw_y`` and before the division ``p_k = e_k / sum``. ``scratch`` (1,) has the
+    data's dtype; for float64 every rounding is exact. Returns the loss (rounded to the data's
+    dtype); ``raw`` is written in place with rounded values.
     """
     n_cls = raw.shape[0]
-    vmax = np.float64(raw[0])
-    for k in range(1, n_cls):
-        if vmax < raw[k]:
-            vmax = np.float64(raw[k])
     raw_y = np.float64(raw[yi])
     total = 0.0
     for k in range(n_cls):
-        e = _round_to(scratch, np.exp(np.float64(raw[k]) - vmax))
+        e = _round_to(scratch, exps[k])
         raw[k] = e
         total += e
     total = _round_to(scratch, total)
-    loss = _round_to(scratch, np.log(total) + vmax)
+    loss = _round_to(scratch, np.log(total) + row_max)
     for k in range(n_cls):
         raw[k] = raw[k] / total
     raw[yi] = raw[yi] - 1.0
@@ -458,7 +478,7 @@ def _softmax_loss_row(raw, yi, scratch):
 
 
 @numba.njit(nogil=True, cache=True)
-def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad):
+def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad, libm_equal):
     """float64: per-sample losses, and ``raw`` (N, K) becomes the mean gradient in place.
 
     :func:`_softmax_loss_row` (exact in float64, so without its rounding steps) followed by
@@ -469,24 +489,25 @@ def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad):
     """
     n, n_cls = raw.shape
     n_float = np.float64(n)
-    exps = np.empty(n_cls)
+    row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
+    shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
+    exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
     intercept_grad[:] = 0.0
-    for i in range(n):
-        vmax = raw[i, 0]
-        for k in range(1, n_cls):
-            if vmax < raw[i, k]:
-                vmax = raw[i, k]
-        total = 0.0
-        for k in range(n_cls):
-            exps[k] = np.exp(raw[i, k] - vmax)
-            total += exps[k]
-        loss_out[i] = np.log(total) + vmax - raw[i, y[i]]
-        for k in range(n_cls):
-            raw[i, k] = exps[k] / total
-        raw[i, y[i]] -= 1.0
-        for k in range(n_cls):
-            raw[i, k] = raw[i, k] / n_float
-            intercept_grad[k] += raw[i, k]
+    for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
+        stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
+        _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal)
+        for i in range(start, stop):
+            e = exps[(i - start) * n_cls:]
+            total = 0.0
+            for k in range(n_cls):
+                total += e[k]
+            loss_out[i] = np.log(total) + row_max[i - start] - raw[i, y[i]]
+            for k in range(n_cls):
+                raw[i, k] = e[k] / total
+            raw[i, y[i]] -= 1.0
+            for k in range(n_cls):
+                raw[i, k] = raw[i, k] / n_float
+                intercept_grad[k] += raw[i, k]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -508,14 +529,23 @@ def _binomial_loss_row(r, yt):
 
 
 @numba.njit(nogil=True, cache=True)
-def _multinomial_pointwise(raw, y, loss_out):
+def _multinomial_pointwise(raw, y, loss_out, libm_equal):
     """Per-sample multinomial log-loss into ``loss_out`` (N,); ``raw`` (N, K) becomes the gradient.
 
     :func:`_softmax_loss_row` on every row, in place, in raw's dtype (the float32 route).
     """
+    n, n_cls = raw.shape
     scratch = np.empty(1, dtype=raw.dtype)
-    for i in range(raw.shape[0]):
-        loss_out[i] = _softmax_loss_row(raw[i], y[i], scratch)
+    row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
+    shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
+    exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
+    for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
+        stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
+        _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal)
+        for i in range(start, stop):
+            loss_out[i] = _softmax_loss_row(
+                raw[i], y[i], exps[(i - start) * n_cls:], row_max[i - start], scratch
+            )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -560,9 +590,9 @@ def _multinomial_loss_grad(coef, x, y, l2):
     loss = np.empty(n, dtype=x.dtype)
     if x.dtype == np.float64:
         intercept_grad = np.empty(coef.shape[0])
-        _multinomial_mean_gradient_rows(raw, y, loss, intercept_grad)
+        _multinomial_mean_gradient_rows(raw, y, loss, intercept_grad, reproduces_libm())
     else:  # float32 rounds at every step: the per-row kernel, then numpy as scikit-learn
-        _multinomial_pointwise(raw, y, loss)
+        _multinomial_pointwise(raw, y, loss, reproduces_libm())
         raw /= n
         intercept_grad = np.sum(raw, axis=0)
     value = float(np.sum(loss) / n) + _l2_penalty(weights, l2)
