@@ -35,12 +35,15 @@ fits, not just their optimum, so that accuracies and ROC-AUCs agree with the ref
   runs that differ by one ulp end at 100-iteration iterates O(1) apart in the coefficients and
   1e-2 apart in accuracy. fastdis therefore reproduces the evaluation *bit for bit*: the same
   GEMMs (numpy, as scikit-learn calls them), the per-sample softmax loss and gradient compiled with
-  scikit-learn's operations in its order (libm ``exp``; float32 rounded where scikit-learn rounds),
-  the same mean and L2 penalty arithmetic; and it drives scipy's own L-BFGS-B routine with
-  scikit-learn's options, minus ``optimize.minimize``'s ~70 us of Python per iteration. Fitted
+  scikit-learn's operations in its order (libm's ``exp``, computed by a vectorised copy of glibc's
+  algorithm that returns the same doubles, see :mod:`._libm_exp`; float32 rounded where
+  scikit-learn rounds), the same mean and L2 penalty arithmetic; and it drives scipy's own
+  L-BFGS-B routine with scikit-learn's options, minus ``optimize.minimize``'s ~70 us of Python
+  per iteration. Fitted
   coefficients equal scikit-learn's exactly when both use the same BLAS thread count (a threaded
   GEMM may round differently, which moves the reference itself). The gain over the reference is
-  the per-call overhead, one pass per row instead of three, and LogisticRegressionCV's folds
+  the per-call overhead, one pass per row instead of three, the vectorised ``exp``, and
+  LogisticRegressionCV's folds
   fitted in a thread pool (each fold's warm-started path sequential, so results do not depend
   on the thread count).
 
@@ -433,46 +436,54 @@ _SOFTMAX_BLOCK_ROWS = 64  # rows whose exponentials are computed in one vectoris
 
 
 @numba.njit(nogil=True, cache=True)
-def _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal):
-    """``exps`` (flat, row after row) = ``exp(raw[i, k] - max_k raw[i, k])`` in double for the
-    rows ``start:stop``, with libm's rounding (:func:`._libm_exp.exp_into`); ``row_max[i -
-    start]`` = the row's max. ``shifted`` is scratch of ``exps``' size."""
+def _block_exponentials(raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal):
+    """The softmax' exponentials of the rows ``start:stop`` of ``raw`` and their sums.
+
+    For every row (``r = i - start``): ``row_max[r] = max_k raw[i, k]``; ``exps[r * K + k] =
+    exp(raw[i, k] - row_max[r])`` with libm's rounding (:func:`._libm_exp.exp_into`), then
+    rounded to ``scratch``'s dtype (the data's: scikit-learn computes them in double and stores
+    them in its dtype); ``totals[r]`` their sum in double, in class order. ``shifted`` is scratch
+    of ``exps``' size. Within a row the order of operations is scikit-learn's.
+    """
     n_cls = raw.shape[1]
-    m = 0
-    for i in range(start, stop):
-        top = np.float64(raw[i, 0])
+    n_rows = stop - start
+    for r in range(n_rows):
+        row = raw[start + r]
+        top = np.float64(row[0])
         for k in range(1, n_cls):
-            if top < raw[i, k]:
-                top = np.float64(raw[i, k])
-        row_max[i - start] = top
+            value = np.float64(row[k])
+            top = value if top < value else top
+        row_max[r] = top
         for k in range(n_cls):
-            shifted[m] = np.float64(raw[i, k]) - top
-            m += 1
+            shifted[r * n_cls + k] = np.float64(row[k]) - top
+    m = n_rows * n_cls
     exp_into(shifted[:m], exps[:m], libm_equal)
+    for r in range(n_rows):
+        total = 0.0
+        for k in range(r * n_cls, (r + 1) * n_cls):
+            e = _round_to(scratch, exps[k])
+            exps[k] = e
+            total += e
+        totals[r] = total
 
 
 @numba.njit(nogil=True, cache=True)
-def _softmax_loss_row(raw, yi, exps, row_max, scratch):
+def _softmax_loss_row(raw, yi, exps, row_max, row_total, scratch):
     """Multinomial log-loss of one sample; ``raw`` (K,) becomes the gradient ``softmax - onehot``.
 
     scikit-learn's ``CyHalfMultinomialLoss.loss_gradient`` for one row, in its precision, given
-    the row's ``exps = exp(raw_k - max)`` in double (:func:`_block_exponentials`): they are
-    rounded to the data's dtype and summed in double, the sum is rounded back before ``loss =
-    log(sum) + max - raw_y`` and before the division ``p_k = e_k / sum``. ``scratch`` (1,) has the
-    data's dtype; for float64 every rounding is exact. Returns the loss (rounded to the data's
-    dtype); ``raw`` is written in place with rounded values.
+    the row's ``exps = exp(raw_k - max)`` in the data's dtype and their double sum
+    (:func:`_block_exponentials`): the sum is rounded to the data's dtype before ``loss =
+    log(sum) + max - raw_y`` and before the division ``p_k = e_k / sum``. ``scratch`` (1,) has
+    the data's dtype; for float64 every rounding is exact. Returns the loss (rounded to the
+    data's dtype); ``raw`` is written in place with rounded values.
     """
     n_cls = raw.shape[0]
     raw_y = np.float64(raw[yi])
-    total = 0.0
-    for k in range(n_cls):
-        e = _round_to(scratch, exps[k])
-        raw[k] = e
-        total += e
-    total = _round_to(scratch, total)
+    total = _round_to(scratch, row_total)
     loss = _round_to(scratch, np.log(total) + row_max)
     for k in range(n_cls):
-        raw[k] = raw[k] / total
+        raw[k] = exps[k] / total
     raw[yi] = raw[yi] - 1.0
     return _round_to(scratch, loss - raw_y)
 
@@ -490,18 +501,21 @@ def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad, libm_equal
     n, n_cls = raw.shape
     n_float = np.float64(n)
     row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
+    totals = np.empty(_SOFTMAX_BLOCK_ROWS)
     shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
     exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
+    scratch = np.empty(1)
     intercept_grad[:] = 0.0
     for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
         stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
-        _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal)
+        _block_exponentials(
+            raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal
+        )
         for i in range(start, stop):
-            e = exps[(i - start) * n_cls:]
-            total = 0.0
-            for k in range(n_cls):
-                total += e[k]
-            loss_out[i] = np.log(total) + row_max[i - start] - raw[i, y[i]]
+            r = i - start
+            e = exps[r * n_cls:]
+            total = totals[r]
+            loss_out[i] = np.log(total) + row_max[r] - raw[i, y[i]]
             for k in range(n_cls):
                 raw[i, k] = e[k] / total
             raw[i, y[i]] -= 1.0
@@ -537,14 +551,18 @@ def _multinomial_pointwise(raw, y, loss_out, libm_equal):
     n, n_cls = raw.shape
     scratch = np.empty(1, dtype=raw.dtype)
     row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
+    totals = np.empty(_SOFTMAX_BLOCK_ROWS)
     shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
     exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
     for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
         stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
-        _block_exponentials(raw, start, stop, row_max, shifted, exps, libm_equal)
+        _block_exponentials(
+            raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal
+        )
         for i in range(start, stop):
+            r = i - start
             loss_out[i] = _softmax_loss_row(
-                raw[i], y[i], exps[(i - start) * n_cls:], row_max[i - start], scratch
+                raw[i], y[i], exps[r * n_cls:], row_max[r], totals[r], scratch
             )
 
 
@@ -577,12 +595,13 @@ def _multinomial_loss_grad(coef, x, y, l2):
     view is scipy's F-order vector.
 
     scikit-learn's own sequence -- raw scores by one GEMM in the data's dtype, the per-sample loss
-    and gradient (compiled, with the same libm ``exp`` and rounding), their mean, the gradient's
-    GEMM -- so the result is bit for bit scikit-learn's and an lbfgs fit takes the same path even
-    where ``max_iter=100`` stops it far from the optimum. (numpy's vectorised ``exp`` would make
-    the float64 evaluation ~2x faster, but it differs from libm's in the last bit for ~5 % of
-    arguments, which sends such unconverged fits elsewhere.) The speed comes from one pass per
-    row and from skipping scikit-learn's and scipy's per-call overhead, not from other arithmetic.
+    and gradient (compiled, with libm's ``exp`` values and the same rounding), their mean, the
+    gradient's GEMM -- so the result is bit for bit scikit-learn's and an lbfgs fit takes the same
+    path even where ``max_iter=100`` stops it far from the optimum. (numpy's vectorised ``exp``
+    differs from libm's in the last bit for ~5 % of arguments, which sends such unconverged fits
+    elsewhere; :mod:`._libm_exp` vectorises libm's own algorithm instead.) The speed comes from
+    one pass per row, that ``exp``, and skipping scikit-learn's and scipy's per-call overhead,
+    not from other arithmetic.
     """
     n = x.shape[0]
     weights = coef[:, :-1]
