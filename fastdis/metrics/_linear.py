@@ -34,18 +34,16 @@ fits, not just their optimum, so that accuracies and ROC-AUCs agree with the ref
   regularised fits (large C in LogisticRegressionCV's path) L-BFGS-B amplifies rounding until two
   runs that differ by one ulp end at 100-iteration iterates O(1) apart in the coefficients and
   1e-2 apart in accuracy. fastdis therefore reproduces the evaluation *bit for bit*: the same
-  GEMMs (numpy, as scikit-learn calls them), the per-sample softmax loss and gradient compiled with
-  scikit-learn's operations in its order (libm's ``exp``, computed by a vectorised copy of glibc's
-  algorithm that returns the same doubles, see :mod:`._libm_exp`; float32 rounded where
+  GEMMs (numpy, as scikit-learn calls them), the per-sample softmax loss and gradient compiled
+  with scikit-learn's operations in its order (libm's ``exp``, computed by a vectorised copy of
+  glibc's algorithm that returns the same doubles, see :mod:`._libm_exp`; float32 rounded where
   scikit-learn rounds), the same mean and L2 penalty arithmetic; and it drives scipy's own
-  L-BFGS-B routine with scikit-learn's options, minus ``optimize.minimize``'s ~70 us of Python
-  per iteration. Fitted
-  coefficients equal scikit-learn's exactly when both use the same BLAS thread count (a threaded
-  GEMM may round differently, which moves the reference itself). The gain over the reference is
-  the per-call overhead, one pass per row instead of three, the vectorised ``exp``, and
-  LogisticRegressionCV's folds
-  fitted in a thread pool (each fold's warm-started path sequential, so results do not depend
-  on the thread count).
+  L-BFGS-B routine with scikit-learn's options, minus ``optimize.minimize``'s ~70 us of Python per
+  iteration. Fitted coefficients equal scikit-learn's exactly when both use the same BLAS thread
+  count (a threaded GEMM may round differently, which moves the reference itself). The gain over
+  the reference is the per-call overhead, one pass per row instead of three, the vectorised
+  ``exp``, and LogisticRegressionCV's folds fitted in a thread pool (each fold's warm-started path
+  sequential, so results do not depend on the thread count).
 
 * **ROC-AUC** of one score column against binary labels, sort-based with tied scores averaged as
   ``sklearn.metrics.roc_auc_score`` does; the trapezoid area is accumulated in exact integers.
