@@ -71,6 +71,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._libm_exp import exp_into, reproduces_libm
+
 __all__ = [
     "GradientBoostingClassifier",
     "gbt_importance_matrix",
@@ -756,44 +758,65 @@ def _newton_leaf_values(
             value_out[node] = numerator / denominator
 
 
+_GRADIENT_CHUNK = 256  # samples per parallel task of _negative_gradient
+
+
 @numba.njit(parallel=True, cache=True)
-def _negative_gradient(labels, raw, first_col, n_cols, out, out_t):
+def _negative_gradient(labels, raw, first_col, n_cols, out, out_t, libm_equal):
     """out = -gradient of the log-loss (sklearn's Cython formulas), for all models at once.
 
     labels: (M, N) float64 encoded classes of each model; raw: (C, N) raw predictions whose
     rows [first_col[m], first_col[m] + n_cols[m]) belong to model m (one row if binary);
     out: (C, N), written in place; out_t (N, C): its transpose (for :func:`_root_splits`).
+    ``libm_equal``: :func:`._libm_exp.reproduces_libm`. Multiclass models work class by class
+    on chunks of samples, so the softmax' ``exp`` runs vectorised over samples; per sample the
+    order of operations is sklearn's.
     """
     n_samples = raw.shape[1]
     n_models = labels.shape[0]
-    for i in numba.prange(n_samples):
+    n_chunks = (n_samples + _GRADIENT_CHUNK - 1) // _GRADIENT_CHUNK
+    for chunk in numba.prange(n_chunks):
+        lo = chunk * _GRADIENT_CHUNK
+        hi = min(lo + _GRADIENT_CHUNK, n_samples)
+        size = hi - lo
+        top = np.empty(size)
+        total = np.empty(size)
+        shifted = np.empty(size)
         for m in range(n_models):
             c0 = first_col[m]
             k_cols = n_cols[m]
-            y = labels[m, i]
             if k_cols == 1:  # HalfBinomialLoss
-                r = raw[c0, i]
-                if r > -37.0:
-                    e = np.exp(-r)
-                    grad = ((1.0 - y) - y * e) / (1.0 + e)
-                else:
-                    grad = np.exp(r) - y
-                out[c0, i] = -grad
-                out_t[i, c0] = -grad
-            else:  # HalfMultinomialLoss
-                top = raw[c0, i]
-                for k in range(1, k_cols):
-                    if top < raw[c0 + k, i]:
-                        top = raw[c0 + k, i]
-                total = 0.0
-                for k in range(k_cols):
-                    p = np.exp(raw[c0 + k, i] - top)
-                    out[c0 + k, i] = p
-                    total += p
-                for k in range(k_cols):
-                    p = out[c0 + k, i] / total
-                    out[c0 + k, i] = -(p - (1.0 if y == k else 0.0))
-                    out_t[i, c0 + k] = out[c0 + k, i]
+                for i in range(lo, hi):
+                    y = labels[m, i]
+                    r = raw[c0, i]
+                    if r > -37.0:
+                        e = np.exp(-r)
+                        grad = ((1.0 - y) - y * e) / (1.0 + e)
+                    else:
+                        grad = np.exp(r) - y
+                    out[c0, i] = -grad
+                    out_t[i, c0] = -grad
+                continue
+            # HalfMultinomialLoss: p = softmax(raw), gradient p - onehot(y)
+            for j in range(size):
+                top[j] = raw[c0, lo + j]
+            for k in range(1, k_cols):
+                for j in range(size):
+                    value = raw[c0 + k, lo + j]
+                    top[j] = value if top[j] < value else top[j]
+            total[:] = 0.0
+            for k in range(k_cols):
+                for j in range(size):
+                    shifted[j] = raw[c0 + k, lo + j] - top[j]
+                exp_into(shifted, out[c0 + k, lo:hi], libm_equal)
+                for j in range(size):
+                    total[j] += out[c0 + k, lo + j]
+            for k in range(k_cols):
+                for j in range(size):
+                    p = out[c0 + k, lo + j] / total[j]
+                    gradient = -(p - (1.0 if labels[m, lo + j] == k else 0.0))
+                    out[c0 + k, lo + j] = gradient
+                    out_t[lo + j, c0 + k] = gradient
 
 
 @numba.njit(parallel=True, cache=True)
@@ -1091,12 +1114,15 @@ def fit_gbt(
     root_threshold = np.empty((n_total_cols, n_features), dtype=np.float64)
     root_cand_pos = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.int64)
     root_cand_sum = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.float64)
+    libm_equal = reproduces_libm()
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(n_workers)
     try:
         with numba.parallel_chunksize(1):  # dynamic: a busy core does not stall the stage
             for stage in range(n_estimators):
-                _negative_gradient(encoded, raw, first_col, n_cols, neg_gradient, grad_t)
+                _negative_gradient(
+                    encoded, raw, first_col, n_cols, neg_gradient, grad_t, libm_equal
+                )
                 _root_splits(
                     src_idx, src_val, grad_t, first_col, n_cols, inverse, root_cand_pos,
                     root_cand_sum, root_proxy, root_pos, root_threshold,
