@@ -268,3 +268,35 @@ def test_fit_gbt_list_of_random_states_equals_separate_estimators():
                                       alone.predict_from_raw(alone.train_raw, 0))
     with pytest.raises(ValueError, match="one per model"):
         fit_gbt(codes, labels, n_estimators=2, random_state=[1])
+
+
+@pytest.mark.parametrize("libm_equal", [False, True])
+def test_negative_gradient_is_sklearns_loss_gradient(libm_equal):
+    """The stage gradient of several models at once (binary and multiclass, a partial chunk,
+    a score far enough out to underflow exp) equals scikit-learn's own loss gradient."""
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+
+    from fastdis.metrics._libm_exp import reproduces_libm
+
+    if libm_equal and not reproduces_libm():
+        pytest.skip("this libm's exp is not glibc's FMA build")
+    rng = np.random.default_rng(3)
+    n = 700  # chunks of 256: the last one partial
+    classes = [2, 5, 40]
+    n_cols = np.array([1 if k == 2 else k for k in classes], dtype=np.int64)
+    first_col = np.concatenate([[0], np.cumsum(n_cols)[:-1]]).astype(np.int64)
+    labels = np.stack([rng.integers(0, k, n) for k in classes]).astype(np.float64)
+    raw = rng.standard_cauchy(size=(int(n_cols.sum()), n)) * 5
+    raw[2, 0] = 900.0  # the other classes of that sample: |x| >= 512, libm's own branch
+    out, out_t = np.empty_like(raw), np.empty(raw.T.shape)
+    _gbt._negative_gradient(labels, raw, first_col, n_cols, out, out_t, libm_equal)
+    np.testing.assert_array_equal(out_t, out.T)
+    for m, k in enumerate(classes):
+        rows = slice(first_col[m], first_col[m] + n_cols[m])
+        if k == 2:
+            want = HalfBinomialLoss().gradient(labels[m], raw[rows][0])[np.newaxis]
+        else:
+            want = HalfMultinomialLoss(n_classes=k).gradient(
+                labels[m], np.ascontiguousarray(raw[rows].T)
+            ).T
+        np.testing.assert_array_equal(out[rows], -want)
