@@ -122,7 +122,8 @@ def _rounded_k(x):
 
 @numba.njit(nogil=True, cache=True)
 def exp_into(x, out, libm_equal):
-    """``out[i] = exp(x[i])`` with libm's rounding, for 1-D float64 arrays.
+    """``out[i] = exp(x[i])`` with libm's rounding, for 1-D float64 arrays that do not overlap
+    (``out`` holds table values while ``x`` is still read).
 
     ``libm_equal`` is :func:`reproduces_libm`'s answer; when False every element calls libm.
     """
