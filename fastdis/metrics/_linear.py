@@ -584,13 +584,14 @@ def _l2_penalty(weights, l2):
     return float(0.5 * l2 * norm2)
 
 
-def _multinomial_loss_grad(coef, x, y, l2):
+def _multinomial_loss_grad(coef, x, y, l2, raw=None):
     """Objective and gradient of scikit-learn's ``LinearModelLoss.loss_gradient`` (multinomial).
 
     coef: (K, F + 1) with the intercept last, in the dtype scipy hands over (float32 when the
     data is float32: scikit-learn starts from zeros of the data's dtype). Returns (value, grad_t)
     with grad_t the (F + 1, K) C-contiguous transpose of the gradient in coef's dtype, whose flat
-    view is scipy's F-order vector.
+    view is scipy's F-order vector. ``raw``: an optional (N, K) C-contiguous buffer of x's dtype
+    for the raw scores, reused by a fit's evaluations (see :func:`_lbfgs_fit`).
 
     scikit-learn's own sequence -- raw scores by one GEMM in the data's dtype, the per-sample loss
     and gradient (compiled, with libm's ``exp`` values and the same rounding), their mean, the
@@ -603,7 +604,10 @@ def _multinomial_loss_grad(coef, x, y, l2):
     """
     n = x.shape[0]
     weights = coef[:, :-1]
-    raw = x @ weights.astype(x.dtype).T + coef[:, -1].astype(x.dtype)  # (N, K)
+    if raw is None:
+        raw = np.empty((n, coef.shape[0]), dtype=x.dtype)
+    np.matmul(x, weights.astype(x.dtype).T, out=raw)  # (N, K): scikit-learn's x @ W.T + b
+    raw += coef[:, -1].astype(x.dtype)
     loss = np.empty(n, dtype=x.dtype)
     if x.dtype == np.float64:
         intercept_grad = np.empty(coef.shape[0])
@@ -742,9 +746,15 @@ def _lbfgs_fit(x, y_idx, n_classes, C, coef0, max_iter, tol):
         w0 = np.asarray(coef0).copy()
     else:
         shape = (n_classes, x.shape[1] + 1)
+        # One raw-score buffer per fit: a fresh (N, K) array per evaluation costs page faults
+        # where malloc hands large blocks back to the system at once (Dask's workers set
+        # MALLOC_TRIM_THRESHOLD_, which made these fits 2.3x slower there).
+        raw = np.empty((n, n_classes), dtype=x.dtype)
 
         def func(w):  # scipy's flat vector is the F-order ravel of (K, F + 1), as in sklearn
-            value, grad_t = _multinomial_loss_grad(np.reshape(w, shape, order="F"), x, y_idx, l2)
+            value, grad_t = _multinomial_loss_grad(
+                np.reshape(w, shape, order="F"), x, y_idx, l2, raw
+            )
             return value, grad_t.ravel()
 
         w0 = np.asarray(coef0).ravel(order="F")
