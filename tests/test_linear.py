@@ -233,8 +233,8 @@ def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
 
 
 @pytest.mark.parametrize("vectorised_exp", [False, True])
-def test_float64_row_kernel_is_the_float32_route_without_rounding(vectorised_exp):
-    """The one-pass float64 kernel equals the per-row kernel followed by numpy, bit for bit."""
+def test_fused_mean_gradient_is_numpys(vectorised_exp):
+    """The float64 kernel's fused division by N and intercept sums equal numpy's, bit for bit."""
     if vectorised_exp and not reproduces_libm():
         pytest.skip("this libm's exp is not glibc's FMA build")
     x, y = _lr_data(300, 5, np.float64, seed=6)
@@ -243,12 +243,10 @@ def test_float64_row_kernel_is_the_float32_route_without_rounding(vectorised_exp
     coef = np.random.RandomState(7).normal(size=(5, 7))
     raw = x @ coef[:, :-1].T + coef[:, -1]
     loss, gradient = np.empty(300), raw.copy()
-    _linear._multinomial_pointwise(gradient, y_idx, loss, vectorised_exp)
+    _linear._multinomial_pointwise(gradient, y_idx, loss, np.empty(0), vectorised_exp)
     gradient /= 300
     fused_loss, fused, intercept_grad = np.empty(300), raw.copy(), np.empty(5)
-    _linear._multinomial_mean_gradient_rows(
-        fused, y_idx, fused_loss, intercept_grad, vectorised_exp
-    )
+    _linear._multinomial_pointwise(fused, y_idx, fused_loss, intercept_grad, vectorised_exp)
     np.testing.assert_array_equal(fused_loss, loss)
     np.testing.assert_array_equal(fused, gradient)
     np.testing.assert_array_equal(intercept_grad, np.sum(gradient, axis=0))
@@ -268,15 +266,11 @@ def test_softmax_kernels_same_bits_with_vectorised_exp(dtype, n):
     results = []
     for vectorised_exp in (False, True):
         gradient, loss = raw.copy(), np.empty(n, dtype=dtype)
-        if dtype == np.float64:
-            _linear._multinomial_mean_gradient_rows(
-                gradient, y, loss, np.empty(9), vectorised_exp
-            )
-        else:
-            _linear._multinomial_pointwise(gradient, y, loss, vectorised_exp)
-        results.append((gradient, loss))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+        intercept_grad = np.empty(9 if dtype == np.float64 else 0)
+        _linear._multinomial_pointwise(gradient, y, loss, intercept_grad, vectorised_exp)
+        results.append((gradient, loss, intercept_grad))
+    for before, after in zip(*results, strict=True):
+        np.testing.assert_array_equal(before, after)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

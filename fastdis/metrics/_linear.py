@@ -434,6 +434,14 @@ _SOFTMAX_BLOCK_ROWS = 64  # rows whose exponentials are computed in one vectoris
 
 
 @numba.njit(nogil=True, cache=True)
+def _softmax_workspace(n_cls):
+    """Buffers of :func:`_block_exponentials` for one block: row maxima, row sums, shifted
+    scores, exponentials."""
+    rows = _SOFTMAX_BLOCK_ROWS
+    return np.empty(rows), np.empty(rows), np.empty(rows * n_cls), np.empty(rows * n_cls)
+
+
+@numba.njit(nogil=True, cache=True)
 def _block_exponentials(raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal):
     """The softmax' exponentials of the rows ``start:stop`` of ``raw`` and their sums.
 
@@ -487,42 +495,6 @@ def _softmax_loss_row(raw, yi, exps, row_max, row_total, scratch):
 
 
 @numba.njit(nogil=True, cache=True)
-def _multinomial_mean_gradient_rows(raw, y, loss_out, intercept_grad, libm_equal):
-    """float64: per-sample losses, and ``raw`` (N, K) becomes the mean gradient in place.
-
-    :func:`_softmax_loss_row` (exact in float64, so without its rounding steps) followed by
-    ``LinearModelLoss``' division by N, and the column sums of the result -- the intercept's
-    gradient -- accumulated row after row, as numpy sums axis 0 of a C-ordered array. One pass
-    over the rows instead of three; every operation and its order is scikit-learn's, so the
-    output is bit for bit.
-    """
-    n, n_cls = raw.shape
-    n_float = np.float64(n)
-    row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
-    totals = np.empty(_SOFTMAX_BLOCK_ROWS)
-    shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
-    exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
-    scratch = np.empty(1)
-    intercept_grad[:] = 0.0
-    for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
-        stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
-        _block_exponentials(
-            raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal
-        )
-        for i in range(start, stop):
-            r = i - start
-            e = exps[r * n_cls:]
-            total = totals[r]
-            loss_out[i] = np.log(total) + row_max[r] - raw[i, y[i]]
-            for k in range(n_cls):
-                raw[i, k] = e[k] / total
-            raw[i, y[i]] -= 1.0
-            for k in range(n_cls):
-                raw[i, k] = raw[i, k] / n_float
-                intercept_grad[k] += raw[i, k]
-
-
-@numba.njit(nogil=True, cache=True)
 def _binomial_loss_row(r, yt):
     """(loss, gradient) of the binary log-loss at raw score ``r`` for ``yt`` in {0, 1}.
 
@@ -541,17 +513,22 @@ def _binomial_loss_row(r, yt):
 
 
 @numba.njit(nogil=True, cache=True)
-def _multinomial_pointwise(raw, y, loss_out, libm_equal):
+def _multinomial_pointwise(raw, y, loss_out, intercept_grad, libm_equal):
     """Per-sample multinomial log-loss into ``loss_out`` (N,); ``raw`` (N, K) becomes the gradient.
 
-    :func:`_softmax_loss_row` on every row, in place, in raw's dtype (the float32 route).
+    :func:`_softmax_loss_row` on every row, in place, in raw's dtype. For float64 data pass a
+    (K,) ``intercept_grad`` to also get ``LinearModelLoss``' division by N and the column sums of
+    the result -- the intercept's gradient -- accumulated row after row, as numpy sums axis 0 of
+    a C-ordered array: one pass over the rows instead of three, every operation and its order
+    scikit-learn's. float32 data (rounded at every step) passes an empty one and leaves those
+    two steps to numpy.
     """
     n, n_cls = raw.shape
     scratch = np.empty(1, dtype=raw.dtype)
-    row_max = np.empty(_SOFTMAX_BLOCK_ROWS)
-    totals = np.empty(_SOFTMAX_BLOCK_ROWS)
-    shifted = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
-    exps = np.empty(_SOFTMAX_BLOCK_ROWS * n_cls)
+    row_max, totals, shifted, exps = _softmax_workspace(n_cls)
+    mean_gradient = intercept_grad.shape[0] > 0
+    n_float = np.float64(n)
+    intercept_grad[:] = 0.0
     for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
         stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
         _block_exponentials(
@@ -562,6 +539,10 @@ def _multinomial_pointwise(raw, y, loss_out, libm_equal):
             loss_out[i] = _softmax_loss_row(
                 raw[i], y[i], exps[r * n_cls:], row_max[r], totals[r], scratch
             )
+            if mean_gradient:
+                for k in range(n_cls):
+                    raw[i, k] = raw[i, k] / n_float
+                    intercept_grad[k] += raw[i, k]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -611,9 +592,9 @@ def _multinomial_loss_grad(coef, x, y, l2, raw=None):
     loss = np.empty(n, dtype=x.dtype)
     if x.dtype == np.float64:
         intercept_grad = np.empty(coef.shape[0])
-        _multinomial_mean_gradient_rows(raw, y, loss, intercept_grad, reproduces_libm())
+        _multinomial_pointwise(raw, y, loss, intercept_grad, reproduces_libm())
     else:  # float32 rounds at every step: the per-row kernel, then numpy as scikit-learn
-        _multinomial_pointwise(raw, y, loss, reproduces_libm())
+        _multinomial_pointwise(raw, y, loss, np.empty(0), reproduces_libm())
         raw /= n
         intercept_grad = np.sum(raw, axis=0)
     value = float(np.sum(loss) / n) + _l2_penalty(weights, l2)
