@@ -232,24 +232,29 @@ def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("vectorised_exp", [False, True])
-def test_fused_mean_gradient_is_numpys(vectorised_exp):
-    """The float64 kernel's fused division by N and intercept sums equal numpy's, bit for bit."""
+def test_softmax_kernel_is_sklearns_loss_gradient(dtype, vectorised_exp):
+    """Per-sample losses, mean gradient and intercept gradient equal scikit-learn's
+    ``HalfMultinomialLoss.loss_gradient`` followed by ``LinearModelLoss``' numpy steps."""
+    from sklearn._loss.loss import HalfMultinomialLoss
+
     if vectorised_exp and not reproduces_libm():
         pytest.skip("this libm's exp is not glibc's FMA build")
-    x, y = _lr_data(300, 5, np.float64, seed=6)
+    x, y = _lr_data(300, 5, dtype, seed=6)
     _, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64)
-    coef = np.random.RandomState(7).normal(size=(5, 7))
+    coef = np.random.RandomState(7).normal(size=(5, 7)).astype(dtype)
     raw = x @ coef[:, :-1].T + coef[:, -1]
-    loss, gradient = np.empty(300), raw.copy()
-    _linear._multinomial_pointwise(gradient, y_idx, loss, np.empty(0), vectorised_exp)
-    gradient /= 300
-    fused_loss, fused, intercept_grad = np.empty(300), raw.copy(), np.empty(5)
-    _linear._multinomial_pointwise(fused, y_idx, fused_loss, intercept_grad, vectorised_exp)
-    np.testing.assert_array_equal(fused_loss, loss)
-    np.testing.assert_array_equal(fused, gradient)
-    np.testing.assert_array_equal(intercept_grad, np.sum(gradient, axis=0))
+    want_loss, want_gradient = HalfMultinomialLoss(n_classes=5).loss_gradient(
+        y_true=y_idx.astype(dtype), raw_prediction=raw
+    )
+    want_gradient /= 300
+    loss, gradient, intercept_grad = np.empty(300, dtype=dtype), raw.copy(), np.empty(5, dtype)
+    _linear._multinomial_pointwise(gradient, y_idx, loss, intercept_grad, vectorised_exp)
+    np.testing.assert_array_equal(loss, want_loss)
+    np.testing.assert_array_equal(gradient, want_gradient)
+    np.testing.assert_array_equal(intercept_grad, np.sum(want_gradient, axis=0))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -265,8 +270,7 @@ def test_softmax_kernels_same_bits_with_vectorised_exp(dtype, n):
     y = rs.randint(0, 9, size=n)
     results = []
     for vectorised_exp in (False, True):
-        gradient, loss = raw.copy(), np.empty(n, dtype=dtype)
-        intercept_grad = np.empty(9 if dtype == np.float64 else 0)
+        gradient, loss, intercept_grad = raw.copy(), np.empty(n, dtype), np.empty(9, dtype)
         _linear._multinomial_pointwise(gradient, y, loss, intercept_grad, vectorised_exp)
         results.append((gradient, loss, intercept_grad))
     for before, after in zip(*results, strict=True):

@@ -434,22 +434,23 @@ _SOFTMAX_BLOCK_ROWS = 64  # rows whose exponentials are computed in one vectoris
 
 
 @numba.njit(nogil=True, cache=True)
-def _softmax_workspace(n_cls):
+def _softmax_workspace(n_cls, data):
     """Buffers of :func:`_block_exponentials` for one block: row maxima, row sums, shifted
-    scores, exponentials."""
+    scores, exponentials, and the exponentials in ``data``'s dtype."""
     rows = _SOFTMAX_BLOCK_ROWS
-    return np.empty(rows), np.empty(rows), np.empty(rows * n_cls), np.empty(rows * n_cls)
+    return (np.empty(rows), np.empty(rows), np.empty(rows * n_cls), np.empty(rows * n_cls),
+            np.empty(rows * n_cls, dtype=data.dtype))
 
 
 @numba.njit(nogil=True, cache=True)
-def _block_exponentials(raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal):
+def _block_exponentials(raw, start, stop, row_max, shifted, exps, rounded, totals, libm_equal):
     """The softmax' exponentials of the rows ``start:stop`` of ``raw`` and their sums.
 
     For every row (``r = i - start``): ``row_max[r] = max_k raw[i, k]``; ``exps[r * K + k] =
     exp(raw[i, k] - row_max[r])`` with libm's rounding (:func:`._libm_exp.exp_into`), then
-    rounded to ``scratch``'s dtype (the data's: scikit-learn computes them in double and stores
-    them in its dtype); ``totals[r]`` their sum in double, in class order. ``shifted`` is scratch
-    of ``exps``' size. Within a row the order of operations is scikit-learn's.
+    rounded to the data's dtype through ``rounded`` (scikit-learn computes them in double and
+    stores them in its dtype); ``totals[r]`` their sum in double, in class order. ``shifted`` is
+    scratch of ``exps``' size. Within a row the order of operations is scikit-learn's.
     """
     n_cls = raw.shape[1]
     n_rows = stop - start
@@ -464,12 +465,13 @@ def _block_exponentials(raw, start, stop, row_max, shifted, exps, totals, scratc
             shifted[r * n_cls + k] = np.float64(row[k]) - top
     m = n_rows * n_cls
     exp_into(shifted[:m], exps[:m], libm_equal)
+    for q in range(m):  # to the data's dtype and back: a copy for float64
+        rounded[q] = exps[q]
+        exps[q] = rounded[q]
     for r in range(n_rows):
         total = 0.0
         for k in range(r * n_cls, (r + 1) * n_cls):
-            e = _round_to(scratch, exps[k])
-            exps[k] = e
-            total += e
+            total += exps[k]
         totals[r] = total
 
 
@@ -514,35 +516,33 @@ def _binomial_loss_row(r, yt):
 
 @numba.njit(nogil=True, cache=True)
 def _multinomial_pointwise(raw, y, loss_out, intercept_grad, libm_equal):
-    """Per-sample multinomial log-loss into ``loss_out`` (N,); ``raw`` (N, K) becomes the gradient.
+    """Per-sample multinomial log-loss into ``loss_out`` (N,); ``raw`` (N, K) becomes the mean
+    gradient and ``intercept_grad`` (K,) the intercept's gradient, all in raw's dtype.
 
-    :func:`_softmax_loss_row` on every row, in place, in raw's dtype. For float64 data pass a
-    (K,) ``intercept_grad`` to also get ``LinearModelLoss``' division by N and the column sums of
-    the result -- the intercept's gradient -- accumulated row after row, as numpy sums axis 0 of
-    a C-ordered array: one pass over the rows instead of three, every operation and its order
-    scikit-learn's. float32 data (rounded at every step) passes an empty one and leaves those
-    two steps to numpy.
+    :func:`_softmax_loss_row` on every row, in place, then ``LinearModelLoss``' division by N and
+    the column sums of the result accumulated row after row, as numpy sums axis 0 of a C-ordered
+    array: one pass over the rows instead of three, every operation and its order scikit-learn's.
+    For float32 data each float32 division and addition is computed in double and rounded once,
+    which gives the float32 result exactly (double has more than twice float32's precision).
     """
     n, n_cls = raw.shape
     scratch = np.empty(1, dtype=raw.dtype)
-    row_max, totals, shifted, exps = _softmax_workspace(n_cls)
-    mean_gradient = intercept_grad.shape[0] > 0
+    row_max, totals, shifted, exps, rounded = _softmax_workspace(n_cls, raw)
     n_float = np.float64(n)
     intercept_grad[:] = 0.0
     for start in range(0, n, _SOFTMAX_BLOCK_ROWS):
         stop = min(start + _SOFTMAX_BLOCK_ROWS, n)
         _block_exponentials(
-            raw, start, stop, row_max, shifted, exps, totals, scratch, libm_equal
+            raw, start, stop, row_max, shifted, exps, rounded, totals, libm_equal
         )
         for i in range(start, stop):
             r = i - start
             loss_out[i] = _softmax_loss_row(
                 raw[i], y[i], exps[r * n_cls:], row_max[r], totals[r], scratch
             )
-            if mean_gradient:
-                for k in range(n_cls):
-                    raw[i, k] = raw[i, k] / n_float
-                    intercept_grad[k] += raw[i, k]
+            for k in range(n_cls):
+                raw[i, k] = raw[i, k] / n_float
+                intercept_grad[k] += raw[i, k]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -590,13 +590,8 @@ def _multinomial_loss_grad(coef, x, y, l2, raw=None):
     np.matmul(x, weights.astype(x.dtype).T, out=raw)  # (N, K): scikit-learn's x @ W.T + b
     raw += coef[:, -1].astype(x.dtype)
     loss = np.empty(n, dtype=x.dtype)
-    if x.dtype == np.float64:
-        intercept_grad = np.empty(coef.shape[0])
-        _multinomial_pointwise(raw, y, loss, intercept_grad, reproduces_libm())
-    else:  # float32 rounds at every step: the per-row kernel, then numpy as scikit-learn
-        _multinomial_pointwise(raw, y, loss, np.empty(0), reproduces_libm())
-        raw /= n
-        intercept_grad = np.sum(raw, axis=0)
+    intercept_grad = np.empty(coef.shape[0], dtype=x.dtype)
+    _multinomial_pointwise(raw, y, loss, intercept_grad, reproduces_libm())
     value = float(np.sum(loss) / n) + _l2_penalty(weights, l2)
     grad_t = np.empty((x.shape[1] + 1, coef.shape[0]), dtype=weights.dtype)
     grad_t[:-1] = (raw.T @ x + l2 * weights).T
