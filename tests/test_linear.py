@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from exp_helpers import EXP_ROUTES, needs_vectorised_exp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
@@ -13,7 +14,6 @@ from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
 from fastdis.metrics import _linear
-from fastdis.metrics._libm_exp import reproduces_libm
 
 
 def _sklearn_svc_matrix(codes, factors, test_codes, test_factors):
@@ -233,14 +233,12 @@ def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("vectorised_exp", [False, True])
+@pytest.mark.parametrize("vectorised_exp", EXP_ROUTES)
 def test_softmax_kernel_is_sklearns_loss_gradient(dtype, vectorised_exp):
     """Per-sample losses, mean gradient and intercept gradient equal scikit-learn's
     ``HalfMultinomialLoss.loss_gradient`` followed by ``LinearModelLoss``' numpy steps."""
     from sklearn._loss.loss import HalfMultinomialLoss
 
-    if vectorised_exp and not reproduces_libm():
-        pytest.skip("this libm's exp is not glibc's FMA build")
     x, y = _lr_data(300, 5, dtype, seed=6)
     _, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64)
@@ -257,13 +255,12 @@ def test_softmax_kernel_is_sklearns_loss_gradient(dtype, vectorised_exp):
     np.testing.assert_array_equal(intercept_grad, np.sum(want_gradient, axis=0))
 
 
+@needs_vectorised_exp
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 1000])
 def test_softmax_kernels_same_bits_with_vectorised_exp(dtype, n):
     """The vectorised exp changes no bit of the softmax kernels, over-/underflowing rows and
     partial blocks included."""
-    if not reproduces_libm():
-        pytest.skip("this libm's exp is not glibc's FMA build")
     rs = np.random.RandomState(n)
     raw = (rs.standard_cauchy(size=(n, 9)) * 50).astype(dtype)
     raw[0, 1] = 900.0  # the others of that row underflow (|x| >= 512: libm's branch)
