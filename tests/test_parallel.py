@@ -29,7 +29,6 @@ def test_single_threaded_blas_is_shared_and_restored_by_the_last_user():
         assert _blas_threads() == before
 
 
-
 _WORKERS_THAT_PREDICT_AFTER_FITTING = """
 import json
 import numpy as np
