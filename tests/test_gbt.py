@@ -245,6 +245,18 @@ def test_lightgbm_backend_approximates():
     np.testing.assert_allclose(ours.predict_proba(X).sum(axis=1), 1.0)
 
 
+def test_lightgbm_backend_fits_saturated_leaves():
+    """LightGBM with min_sum_hessian_in_leaf=0 failed its "left_count > 0" check here."""
+    pytest.importorskip("lightgbm")
+    from fastdis.demo import SyntheticFactors, representation
+
+    factors, observations = SyntheticFactors().sample(2000, np.random.RandomState(0))
+    codes = representation("disentangled")(observations)
+    model = GradientBoostingClassifier(backend="lightgbm").fit(codes, factors[:, 1])
+    assert model.score(codes, factors[:, 1]) > 0.9
+    assert np.argmax(model.feature_importances_) == 1
+
+
 def test_bad_input():
     X, y = _problem(50, 2, "continuous")
     with pytest.raises(ValueError, match="single class"):
