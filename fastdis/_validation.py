@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "check_codes",
     "check_factors",
+    "check_labels",
     "check_codes_factors",
     "check_train_test",
     "check_min_columns",
@@ -103,12 +104,39 @@ def check_factors(factors, *, name: str = "factors", min_samples: int = 1) -> np
             )
     else:
         raise ValueError(f"{name} must hold integers; got dtype {factors.dtype}.")
+    largest = factors.max()
+    if largest > np.iinfo(np.int64).max:  # unsigned or float labels that int64 cannot hold
+        raise ValueError(
+            f"{name} holds labels up to {largest}, beyond int64; relabel each factor to "
+            "0, 1, ... (e.g. np.unique(column, return_inverse=True)[1])."
+        )
     if factors.min() < 0:
         raise ValueError(
             f"{name} must hold integer labels >= 0; found {factors.min()} in column "
             f"{int(np.argmin(factors.min(axis=0)))}. Shift each factor so its values start at 0."
         )
     return np.ascontiguousarray(factors, dtype=np.int64)
+
+
+def check_labels(labels, *, name: str) -> np.ndarray:
+    """Return class labels of any real values as a 2-D array (bool becomes int64).
+
+    For functions that, like scikit-learn's ``mutual_info_score``, accept any label values
+    (negative, sparse, integral or not) as long as they are finite numbers.
+
+    Raises
+    ------
+    ValueError
+        If labels is not 2-D, is empty, is not real-valued, or holds NaN or infinity.
+    """
+    labels = _as_2d(labels, name)
+    if labels.dtype == np.bool_:
+        return labels.astype(np.int64)
+    if not np.issubdtype(labels.dtype, np.number) or np.iscomplexobj(labels):
+        raise ValueError(f"{name} must hold real numbers; got dtype {labels.dtype}.")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise ValueError(f"{name} contains NaN or infinity; labels must be finite numbers.")
+    return labels
 
 
 def check_codes_factors(

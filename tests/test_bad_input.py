@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from conftest import make_codes, make_factors
 
-from fastdis.metrics import METRICS
+from fastdis.metrics import METRICS, histogram_discretize, mutual_info_matrix
+from fastdis.metrics._downstream import strong_downstream_task
+from fastdis.metrics._factor_vae import majority_vote_accuracy, vote_table
 
 # Small, fast settings; the study defaults are exercised elsewhere.
 FAST_OPTIONS = {
@@ -37,6 +39,8 @@ def _cases():
     inf_codes[0, 0] = np.inf
     constant_factor = factors.copy()
     constant_factor[:, 1] = 2
+    huge_labels = factors.astype(np.uint64)
+    huge_labels[7, 0] = 2**63
     return [
         ("nan", nan_codes, factors, "non-finite value"),
         ("inf", inf_codes, factors, "non-finite value"),
@@ -49,6 +53,7 @@ def _cases():
         ("empty", codes[:0], factors[:0], "0 sample"),
         ("no columns", codes[:, :0], factors, "0 columns"),
         ("constant factor", codes, constant_factor, r"takes a single value"),
+        ("labels beyond int64", codes, huge_labels, "beyond int64"),
     ]
 
 
@@ -134,3 +139,111 @@ def test_boosted_tree_metrics_are_reproducible_by_default(name):
     first = METRICS[name](codes, factors, test_codes, test_factors)
     np.random.seed(2)
     assert METRICS[name](codes, factors, test_codes, test_factors) == first
+
+
+def test_building_blocks_validate_their_arrays():
+    codes, factors = _data()
+    nan_codes = codes.copy()
+    nan_codes[3, 2] = np.nan
+    with pytest.raises(ValueError, match="values contains 1 non-finite"):
+        histogram_discretize(nan_codes)
+    with pytest.raises(ValueError, match="values must hold real numbers; got complex"):
+        histogram_discretize(codes + 0j)
+    # float16 is widened as the metrics widen it (numba has no float16 kernels)
+    np.testing.assert_array_equal(
+        histogram_discretize(codes.astype(np.float16)),
+        histogram_discretize(codes.astype(np.float16).astype(np.float64)),
+    )
+    with pytest.raises(ValueError, match="left_labels must be a 2-D array"):
+        mutual_info_matrix(factors[:, 0], factors)
+    with pytest.raises(ValueError, match="same number of samples"):
+        mutual_info_matrix(factors[:5], factors[:4])
+    with pytest.raises(ValueError, match="right_labels must hold real numbers"):
+        mutual_info_matrix(factors, factors.astype(str))
+    # any finite label values are classes, as in scikit-learn's mutual_info_score
+    np.testing.assert_allclose(
+        mutual_info_matrix(factors > 0, factors * 10.5 - 3),
+        mutual_info_matrix((factors > 0).astype(int), factors),
+    )
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e155])
+def test_unsupervised_refuses_a_covariance_float64_cannot_hold(scale):
+    codes, _ = _data()
+    with pytest.raises(ValueError, match="covariance of codes over- or underflows"):
+        METRICS["unsupervised"](codes * scale, None)
+
+
+def test_unified_mutual_information_needs_more_samples_than_bins_as_mig():
+    codes, factors = _data(n=12)
+    for name in ("mig", "unified_scores"):
+        with pytest.raises(ValueError, match="fewer than num_bins=20"):
+            _call(name, codes, factors, codes, factors)
+
+
+@pytest.mark.parametrize("name", ["dci", "downstream_task_boosted_trees"])
+def test_boosted_trees_refuse_codes_beyond_float32(name):
+    codes, factors, test_codes, test_factors = _split()
+    with pytest.raises(ValueError, match="codes holds .* beyond float32's range"):
+        METRICS[name](codes * 1e39, factors, test_codes, test_factors)
+    with pytest.raises(ValueError, match="test_codes holds .* beyond float32's range"):
+        METRICS[name](codes, factors, test_codes * 1e39, test_factors)
+
+
+def test_factor_vae_sparse_indices_score_as_a_full_vote_table():
+    """Vote-table rows only for the indices in use (and 0): the same accuracies as one row per
+    index, including codes that never win (argmax gives them index 0) and an unused index 0."""
+    rs = np.random.RandomState(4)
+    variance_codes = rs.normal(size=(200, 5)) * [1, 1, 1, 1, 30]
+    groups, eval_groups = rs.normal(size=(40, 6, 5)), rs.normal(size=(30, 6, 5))
+    for indices in ([3, 7], [0, 4, 9]):
+        fixed = rs.choice(indices, size=40)
+        eval_fixed = rs.choice(indices, size=30)
+        scores = METRICS["factor_vae_metric"](variance_codes, groups, fixed, eval_groups,
+                                              eval_fixed)
+        variances = np.var(variance_codes, axis=0, ddof=1)
+        active = np.sqrt(variances) >= 0.05
+        train_votes = vote_table(groups, fixed, variances, active, 10)
+        eval_votes = vote_table(eval_groups, eval_fixed, variances, active, 10)
+        classifier = np.argmax(train_votes, axis=0)
+        assert (train_votes.sum(axis=0) == 0).any()  # a code that never wins
+        assert scores["train_accuracy"] == majority_vote_accuracy(train_votes, classifier)
+        assert scores["eval_accuracy"] == majority_vote_accuracy(eval_votes, classifier)
+    huge = METRICS["factor_vae_metric"](variance_codes, groups, fixed * 10**8, eval_groups,
+                                        eval_fixed * 10**8)
+    assert huge == scores
+
+
+def test_fairness_refuses_labels_that_would_need_huge_count_tables():
+    codes, factors = _data()
+    sparse = factors.copy()
+    sparse[:, 1] *= 10**9
+    intervention_codes = [np.zeros((4, 10, 4))] * 2
+    with pytest.raises(ValueError, match=r"factors\[:, 1\] has labels up to 3000000000"):
+        METRICS["fairness"](codes, sparse, intervention_codes)
+
+
+def test_logistic_regression_cv_says_how_many_samples_its_folds_need():
+    codes, factors, test_codes, test_factors = _split()
+    with pytest.raises(ValueError, match="5-fold cross-validation needs at least 5 training"):
+        METRICS["downstream_task_logistic_regression"](codes[:4], factors[:4], test_codes,
+                                                       test_factors)
+
+
+def test_strong_downstream_checks_each_intervention():
+    codes, factors, test_codes, test_factors = _split()
+    constant = factors.copy()
+    constant[:, 1] = 0
+
+    def run(target, train_factors):
+        return strong_downstream_task(
+            codes, factors, test_codes, test_factors,
+            [(target, codes, train_factors, test_codes, test_factors[:, : train_factors.shape[1]])],
+        )
+
+    with pytest.raises(ValueError, match=r"interventions\[0\].factors has 1 column"):
+        run(1, factors[:, :1])
+    with pytest.raises(ValueError, match=r"interventions\[0\].factors\[:, 1\] takes a single"):
+        run(1, constant)
+    with pytest.raises(ValueError, match=r"interventions\[0\].target must be an integer"):
+        run(1.5, factors)

@@ -479,16 +479,31 @@ def strong_downstream_task(
 
     def checked(e, item):
         item = Intervention(*item)
-        target = int(item.target)
-        if not 0 <= target < factors.shape[1]:
+        target = item.target
+        if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not (
+            0 <= target < factors.shape[1]
+        ):
             raise ValueError(
-                f"interventions[{e}].target must be in [0, {factors.shape[1]}); got {target}."
+                f"interventions[{e}].target must be an integer in [0, {factors.shape[1]}); got "
+                f"{target!r}."
             )
+        target = int(target)
         arrays = check_train_test(item.codes, item.factors, item.test_codes, item.test_factors)
         if arrays[0].shape[1] != codes.shape[1]:
             raise ValueError(
                 f"interventions[{e}].codes must have {codes.shape[1]} codes (columns) like "
                 f"codes; got {arrays[0].shape[1]}."
+            )
+        if arrays[1].shape[1] <= target:  # check_train_test: test_factors has as many columns
+            raise ValueError(
+                f"interventions[{e}].factors has {arrays[1].shape[1]} column(s); the target "
+                f"factor {target} needs at least {target + 1}."
+            )
+        column = arrays[1][:, target]
+        if (column == column[0]).all():
+            raise ValueError(
+                f"interventions[{e}].factors[:, {target}] takes a single value ({column[0]}): "
+                "there is no class to predict."
             )
         return (target, *arrays)
 

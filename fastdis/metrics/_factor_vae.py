@@ -102,7 +102,8 @@ def factor_vae_score(
         Index of the factor held fixed in each training group.
     eval_codes, eval_factor : the same for the evaluation groups (study: 5,000).
     num_factors : int, optional
-        Number of factors (default: largest fixed index + 1; only the vote-table size).
+        Number of factors; if given, every fixed index must be below it (only checked: the
+        scores do not depend on it).
     prune_threshold : float, default=0.05
         Codes with global standard deviation below this are pruned (study: 0.05).
 
@@ -139,9 +140,7 @@ def factor_vae_score(
         if groups.shape[0] < 1:
             raise ValueError(f"{name} has no groups.")
     largest_index = int(max(train_factor.max(), eval_factor.max()))
-    if num_factors is None:
-        num_factors = largest_index + 1
-    elif num_factors <= largest_index:
+    if num_factors is not None and num_factors <= largest_index:
         raise ValueError(
             f"num_factors={num_factors} but the fixed-factor indices go up to {largest_index}; "
             "indices must be < num_factors."
@@ -150,8 +149,14 @@ def factor_vae_score(
     active = (np.sqrt(global_variances) >= prune_threshold) & (global_variances > 0)
     if not active.any():
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
-    train_votes = vote_table(train_codes, train_factor, global_variances, active, num_factors)
-    eval_votes = vote_table(eval_codes, eval_factor, global_variances, active, num_factors)
+    # One vote-table row per fixed index that occurs, plus index 0, which argmax gives a code
+    # that never wins: the same accuracies as a row for every index below num_factors, without
+    # a row per unused index (indices up to 1e9 would otherwise allocate gigabytes).
+    rows = np.union1d([0], np.concatenate([train_factor, eval_factor]))
+    train_votes = vote_table(train_codes, np.searchsorted(rows, train_factor), global_variances,
+                             active, rows.size)
+    eval_votes = vote_table(eval_codes, np.searchsorted(rows, eval_factor), global_variances,
+                            active, rows.size)
     classifier = np.argmax(train_votes, axis=0)
     return {
         "train_accuracy": majority_vote_accuracy(train_votes, classifier),

@@ -227,6 +227,15 @@ def fairness_counts(
             f"factors must have at least 2 columns (a target and a sensitive factor); got "
             f"{n_factors}."
         )
+    table_rows = factors.max(axis=0) + 1
+    sparse = table_rows > max(1024, 4 * factors.shape[0])  # a table row per label value
+    if sparse.any():
+        k = int(np.argmax(sparse))
+        raise ValueError(
+            f"factors[:, {k}] has labels up to {table_rows[k] - 1} for {factors.shape[0]} "
+            "samples; the count tables have a row per label value, so relabel the factor to "
+            "0, 1, ... (e.g. np.unique(column, return_inverse=True)[1])."
+        )
     sets = _intervention_sets(intervention_codes, n_factors, codes.shape[1])
     factory = resolve_predictor(predictor)
 

@@ -897,6 +897,22 @@ def _predict_raw(codes, feature, threshold, left, right, value, tree_col, learni
 # ---------------------------------------------------------------------------------------------
 
 
+def _float32_codes(codes, name: str = "codes") -> np.ndarray:
+    """``codes`` as C-contiguous float32, the precision scikit-learn's trees compare in.
+
+    Finite values beyond float32's range would become infinite; scikit-learn refuses them, and
+    so does this (in the numba and LightGBM backends alike).
+    """
+    with np.errstate(over="ignore"):
+        x32 = np.ascontiguousarray(codes, dtype=np.float32)
+    if not np.isfinite(x32).all():
+        raise ValueError(
+            f"{name} holds NaN, infinity or values beyond float32's range (|x| > 3.4e38); the "
+            "boosted trees compare codes in float32, as scikit-learn's do. Rescale the codes."
+        )
+    return x32
+
+
 def _check_random_state(random_state):
     if random_state is None:
         return np.random.mtrand._rand
@@ -955,8 +971,8 @@ class GBTModels:
         avg = np.mean(self.tree_importances[keep], axis=0, dtype=np.float64)
         return avg / np.sum(avg)
 
-    def decision_raw(self, codes) -> np.ndarray:
-        codes = np.ascontiguousarray(codes, dtype=np.float32)
+    def decision_raw(self, codes, name: str = "codes") -> np.ndarray:
+        codes = _float32_codes(codes, name)
         raw = np.tile(self.init_raw, (codes.shape[0], 1))
         _predict_raw(
             codes, self.feature, self.threshold, self.left, self.right, self.value,
@@ -1037,7 +1053,7 @@ def fit_gbt(
     else:
         model_rngs = [_check_random_state(random_state)] * n_models
 
-    x32 = np.ascontiguousarray(codes, dtype=np.float32)
+    x32 = _float32_codes(codes)
     codes_t = np.ascontiguousarray(x32.T)
     src_idx = np.argsort(codes_t, axis=1, kind="stable").astype(np.int32)
     src_val = np.ascontiguousarray(np.take_along_axis(codes_t, src_idx, axis=1))
@@ -1299,7 +1315,7 @@ class GradientBoostingClassifier:
                 self.n_classes_, self.n_estimators, self.learning_rate, self.max_depth
             )
             data = lightgbm.Dataset(
-                np.asarray(X, dtype=np.float32), label=encoded, params={"verbosity": -1}
+                _float32_codes(X, name="X"), label=encoded, params={"verbosity": -1}
             )
             self._booster = lightgbm.train(params, data)
             gain = self._booster.feature_importance(importance_type="gain").astype(np.float64)
@@ -1314,13 +1330,13 @@ class GradientBoostingClassifier:
             return raw[:, 0] if raw.shape[1] == 1 else raw
         if self.backend == "sklearn":
             return self._model.decision_function(X)
-        return self._booster.predict(np.asarray(X, dtype=np.float32), raw_score=True)
+        return self._booster.predict(_float32_codes(X, name="X"), raw_score=True)
 
     def predict_proba(self, X):
         if self.backend == "sklearn":
             return self._model.predict_proba(X)
         if self.backend == "lightgbm":
-            p = self._booster.predict(np.asarray(X, dtype=np.float32))
+            p = self._booster.predict(_float32_codes(X, name="X"))
             return np.stack([1 - p, p], axis=1) if p.ndim == 1 else p
         return self._models.proba_from_raw(self._models.decision_raw(np.asarray(X)), 0)
 
@@ -1343,7 +1359,7 @@ def model_accuracies(models, labels, test_codes, test_labels) -> tuple[list, lis
 
     The training predictions reuse the raw scores boosting ended with (``models.train_raw``).
     """
-    test_raw = models.decision_raw(test_codes)
+    test_raw = models.decision_raw(test_codes, "test_codes")
     train, test = [], []
     for m in range(labels.shape[1]):
         train.append(float(np.mean(models.predict_from_raw(models.train_raw, m) == labels[:, m])))

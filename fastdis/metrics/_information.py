@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._validation import check_num_bins
+from .._validation import check_codes, check_labels, check_num_bins
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -149,17 +149,20 @@ def histogram_discretize(values, num_bins: int = 20) -> np.ndarray:
     Returns
     -------
     labels : int64 array of shape (n_samples, n_columns), values in ``[1, num_bins]``.
+
+    Raises
+    ------
+    ValueError
+        If values is not a non-empty 2-D array of finite real numbers.
     """
     num_bins = check_num_bins(num_bins)
-    values = np.ascontiguousarray(values)
-    if values.ndim != 2 or values.size == 0:
-        raise ValueError(
-            f"values must be a non-empty 2-D array (n_samples, n_columns); got shape "
-            f"{values.shape}."
-        )
+    values = np.asarray(values)
+    if values.dtype == np.bool_:
+        values = values.astype(np.int64)
+    # float32 stays float32 (its edges are float32, as numpy's); integers become float64, which
+    # gives numpy's edges for them exactly and is what numpy compares them against
+    values = check_codes(values, name="values")
     edges = np.ascontiguousarray(histogram_edges(values, num_bins)[:, :-1])
-    if values.dtype.kind in "iub":
-        values = values.astype(np.float64)  # numpy compares integers against float64 edges
     out = np.empty(values.shape, dtype=np.int64)
     _digitize_columns(values, edges.astype(values.dtype, copy=False), out)
     return out
@@ -216,10 +219,26 @@ def mutual_info_matrix(left_labels, right_labels) -> np.ndarray:
     left_labels : integer array of shape (n_samples, A)   (e.g. binned codes)
     right_labels : integer array of shape (n_samples, B)  (e.g. factors)
 
+    Labels may be any finite real numbers (as scikit-learn's); each column's distinct values are
+    its classes.
+
     Returns
     -------
     mi : float64 array of shape (A, B), >= 0.
+
+    Raises
+    ------
+    ValueError
+        If either array is not 2-D, is empty, holds non-finite or non-real values, or the two
+        have different numbers of rows.
     """
+    left_labels = check_labels(left_labels, name="left_labels")
+    right_labels = check_labels(right_labels, name="right_labels")
+    if left_labels.shape[0] != right_labels.shape[0]:
+        raise ValueError(
+            "left_labels and right_labels must have the same number of samples (rows); got "
+            f"{left_labels.shape[0]} and {right_labels.shape[0]}."
+        )
     left, n_left = compact_labels(left_labels)
     right, n_right = compact_labels(right_labels)
     out = np.empty((left.shape[1], right.shape[1]), dtype=np.float64)

@@ -919,8 +919,13 @@ class _CrossValidationPlan:
             self.Cs = np.logspace(-4, 4, model.Cs)
         else:
             self.Cs = np.asarray(model.Cs, dtype=np.float64)
-        if not 2 <= model.n_splits <= n:
-            raise ValueError(f"n_splits must be in [2, n_samples={n}]; got {model.n_splits}.")
+        if model.n_splits < 2:
+            raise ValueError(f"n_splits must be >= 2; got {model.n_splits}.")
+        if model.n_splits > n:
+            raise ValueError(
+                f"{model.n_splits}-fold cross-validation needs at least {model.n_splits} "
+                f"training samples; got {n}."
+            )
         fold_sizes = np.full(model.n_splits, n // model.n_splits, dtype=np.int64)
         fold_sizes[: n % model.n_splits] += 1
         self.bounds = np.concatenate([[0], np.cumsum(fold_sizes)])

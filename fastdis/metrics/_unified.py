@@ -206,7 +206,8 @@ def mutual_information_matrix(codes, factors, test_codes=None, test_factors=None
                               num_bins=20):
     """Discrete MI (nats) between 20-bin histogram codes and factors; the test set is unused."""
     del test_codes, test_factors
-    binned = _information.histogram_discretize(codes, check_num_bins(num_bins))
+    num_bins = check_num_bins(num_bins, np.shape(codes)[0])  # as MIG: more samples than bins
+    binned = _information.histogram_discretize(codes, num_bins)
     return _information.mutual_info_matrix(binned, factors)
 
 

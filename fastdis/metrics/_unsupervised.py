@@ -69,6 +69,12 @@ def unsupervised_metrics(codes, factors=None, *, num_bins: int = 20) -> dict:
     Returns
     -------
     dict with the four keys above (floats; nats for the information quantities).
+
+    Raises
+    ------
+    ValueError
+        On invalid codes, fewer than 2 codes, fewer samples than ``num_bins``, or codes so
+        large or small that their covariance is not representable in float64.
     """
     codes = check_codes(codes, min_samples=2)
     num_bins = check_num_bins(num_bins, codes.shape[0])
@@ -79,7 +85,13 @@ def unsupervised_metrics(codes, factors=None, *, num_bins: int = 20) -> dict:
     active = np.ptp(codes, axis=0) > 0
     scores = {}
     if active.any():
-        cov = np.atleast_2d(np.cov(codes[:, active], rowvar=False))
+        with np.errstate(over="ignore", under="ignore"):  # refused just below
+            cov = np.atleast_2d(np.cov(codes[:, active], rowvar=False))
+        if not np.isfinite(cov).all() or (np.diag(cov) <= 0).any():
+            raise ValueError(
+                "the covariance of codes over- or underflows float64 (codes span "
+                f"{codes.min():.3g} to {codes.max():.3g}): rescale the codes."
+            )
         scores["gaussian_total_correlation"] = gaussian_total_correlation(cov)
         scores["gaussian_wasserstein_correlation"] = gaussian_wasserstein_correlation(cov)
         scores["gaussian_wasserstein_correlation_norm"] = scores[
