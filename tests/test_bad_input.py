@@ -247,3 +247,20 @@ def test_strong_downstream_checks_each_intervention():
         run(1, constant)
     with pytest.raises(ValueError, match=r"interventions\[0\].target must be an integer"):
         run(1.5, factors)
+
+
+def test_precomputed_inputs_are_checked():
+    codes, factors, test_codes, test_factors = _split()
+    with pytest.raises(ValueError, match=r"mutual_info must have shape \(n_codes, n_factors\)"):
+        METRICS["mig"](codes, factors, mutual_info=np.ones(12))
+    with pytest.raises(ValueError, match="mutual_info must hold finite"):
+        METRICS["mig"](codes, factors, mutual_info=-np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"importance must return a finite array of shape"):
+        METRICS["reduced_downstream_task"](codes, factors, test_codes, test_factors,
+                                           importance=lambda *arrays: np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"importance must return an array .* got tuple"):
+        METRICS["reduced_downstream_task"](
+            codes, factors, test_codes, test_factors,
+            importance=lambda *arrays: (np.ones((4, 2)), 0.5, 0.5))
+    with pytest.raises(ValueError, match=r"random_state must be in \[0, 2\*\*32\)"):
+        METRICS["dci"](codes, factors, test_codes, test_factors, random_state=-1)

@@ -60,6 +60,23 @@ def check_n_jobs(n_jobs) -> int:
     return 1 if n_jobs is None else check_positive_int(n_jobs, name="n_jobs")
 
 
+def _checked_importance(matrix, shape) -> np.ndarray:
+    """An ``importance`` callable's result, refused unless a finite matrix of ``shape``."""
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "importance must return an array of shape (n_codes, n_factors); got "
+            f"{type(matrix).__name__}."
+        ) from None
+    if matrix.shape != shape or not np.isfinite(matrix).all():
+        raise ValueError(
+            f"importance must return a finite array of shape (n_codes, n_factors) = {shape} "
+            f"for the codes it is given; got shape {matrix.shape}."
+        )
+    return matrix
+
+
 def _fit_and_score(model, x_train, y_train, x_test, y_test, *, fitted=False):
     """(train accuracy, test accuracy) of ``model``, fitted here unless ``fitted``."""
     if not fitted:
@@ -282,8 +299,9 @@ def reduced_downstream_task(
             matrix = importance_cache.get(kept) if share_fits else None
             if matrix is None:
                 columns = list(kept)
-                matrix = np.asarray(
-                    importance_fn(codes[:, columns], factors, test_codes[:, columns], test_factors)
+                matrix = _checked_importance(
+                    importance_fn(codes[:, columns], factors, test_codes[:, columns], test_factors),
+                    (len(columns), n_factors),
                 )
                 importance_cache[kept] = matrix
             remove = int(np.argmax(matrix[:, f]))

@@ -916,7 +916,9 @@ def _float32_codes(codes, name: str = "codes") -> np.ndarray:
 def _check_random_state(random_state):
     if random_state is None:
         return np.random.mtrand._rand
-    if isinstance(random_state, (int, np.integer)):
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"random_state must be in [0, 2**32); got {random_state}.")
         return np.random.RandomState(random_state)
     if isinstance(random_state, np.random.RandomState):
         return random_state

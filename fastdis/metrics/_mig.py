@@ -58,6 +58,16 @@ def mig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
     check_informative_factors(factors)
     if mutual_info is None:
         mutual_info = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
+    else:
+        mutual_info = np.asarray(mutual_info, dtype=np.float64)
+        expected = (codes.shape[1], factors.shape[1])
+        if mutual_info.shape != expected:
+            raise ValueError(
+                f"mutual_info must have shape (n_codes, n_factors) = {expected}; got "
+                f"{mutual_info.shape}."
+            )
+        if not np.isfinite(mutual_info).all() or (mutual_info < 0).any():
+            raise ValueError("mutual_info must hold finite mutual informations >= 0 (nats).")
     return {"discrete_mig": mig_from_mutual_info(mutual_info, discrete_entropy(factors))}
 
 
