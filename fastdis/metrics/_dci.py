@@ -108,7 +108,9 @@ def dci(codes, factors, test_codes, test_factors, *, backend: str = "numba", ran
     backend : {"numba", "lightgbm", "sklearn"}, default="numba"
         Boosted-tree engine (see ``fastdis.metrics._gbt``). ``"numba"`` reproduces scikit-learn
         to rounding (~30x faster than the reference at study size on 2 cores); ``"sklearn"``
-        runs scikit-learn itself; ``"lightgbm"`` is an approximation.
+        runs scikit-learn itself; ``"lightgbm"`` is an approximation and no faster here (at the
+        study sizes 0.04-0.07 off in disentanglement and completeness on structured codes:
+        ``bench/bench_dci_binned.py``).
     random_state : None, int or RandomState, default=0
         Seeds the trees' tie-breaking feature order (as scikit-learn's ``random_state``), so a
         call gives the same numbers wherever it runs. ``None`` draws from numpy's global RNG, as
