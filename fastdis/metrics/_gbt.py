@@ -1212,8 +1212,8 @@ def _lightgbm_params(n_classes: int, n_estimators: int, learning_rate: float, ma
         "min_data_in_leaf": 1,
         # 0 would be scikit-learn's (no such limit), but LightGBM then fails its own check
         # "best_split_info.left_count > 0" on saturated leaves (LightGBM issues #3679,
-        # #4739; e.g. the 6-valued factor of disentangled codes): a floor far below any
-        # hessian sum a leaf of real samples reaches
+        # #4739; e.g. the 6-valued factor of disentangled codes). The floor only forbids
+        # leaves whose samples are all predicted with near certainty (hessian sum < 1e-12).
         "min_sum_hessian_in_leaf": 1e-12,
         "min_data_in_bin": 1,
         "max_bin": 1023,
