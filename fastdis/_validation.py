@@ -20,6 +20,7 @@ __all__ = [
     "check_codes",
     "check_factors",
     "check_labels",
+    "check_matrix",
     "check_codes_factors",
     "check_train_test",
     "check_min_columns",
@@ -50,6 +51,13 @@ def _as_2d(array, name: str, *, min_samples: int = 1) -> np.ndarray:
     return array
 
 
+def _check_real(array, name: str) -> None:
+    """Raise unless ``array`` holds real numbers (bool and complex are not)."""
+    if (array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number)
+            or np.iscomplexobj(array)):
+        raise ValueError(f"{name} must hold real numbers; got dtype {array.dtype}.")
+
+
 def check_codes(codes, *, name: str = "codes", min_samples: int = 1) -> np.ndarray:
     """Return ``codes`` as a C-contiguous float32/float64 array of shape (n_samples, n_codes).
 
@@ -62,10 +70,7 @@ def check_codes(codes, *, name: str = "codes", min_samples: int = 1) -> np.ndarr
         If codes is not 2-D, is empty, is not real-valued, or holds NaN or infinity.
     """
     codes = _as_2d(codes, name, min_samples=min_samples)
-    if codes.dtype == np.bool_ or not np.issubdtype(codes.dtype, np.number):
-        raise ValueError(f"{name} must hold real numbers; got dtype {codes.dtype}.")
-    if np.iscomplexobj(codes):
-        raise ValueError(f"{name} must hold real numbers; got complex dtype {codes.dtype}.")
+    _check_real(codes, name)
     if codes.dtype not in (np.float32, np.float64):
         codes = codes.astype(np.float64)
     codes = np.ascontiguousarray(codes)
@@ -132,11 +137,31 @@ def check_labels(labels, *, name: str) -> np.ndarray:
     labels = _as_2d(labels, name)
     if labels.dtype == np.bool_:
         return labels.astype(np.int64)
-    if not np.issubdtype(labels.dtype, np.number) or np.iscomplexobj(labels):
-        raise ValueError(f"{name} must hold real numbers; got dtype {labels.dtype}.")
+    _check_real(labels, name)
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError(f"{name} contains NaN or infinity; labels must be finite numbers.")
     return labels
+
+
+def check_matrix(matrix, *, name: str, shape=None, nonnegative: bool = False) -> np.ndarray:
+    """Return a precomputed score matrix as float64, checked: 2-D (of ``shape`` if given),
+    non-empty, finite, and ``>= 0`` if ``nonnegative``.
+
+    For matrices a caller passes in or a callable returns (importances, mutual informations).
+    """
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a 2-D array of numbers; got {type(matrix).__name__}."
+        ) from None
+    wanted = "(n_codes, n_factors)" if shape is None else f"(n_codes, n_factors) = {shape}"
+    if matrix.ndim != 2 or matrix.size == 0 or (shape is not None and matrix.shape != shape):
+        raise ValueError(f"{name} must be a non-empty 2-D array {wanted}; got shape "
+                         f"{matrix.shape}.")
+    if not np.isfinite(matrix).all() or (nonnegative and (matrix < 0).any()):
+        raise ValueError(f"{name} must hold finite values{' >= 0' if nonnegative else ''}.")
+    return matrix
 
 
 def check_codes_factors(
@@ -199,13 +224,13 @@ def check_min_columns(array, minimum: int, *, name: str, why: str) -> None:
         )
 
 
-def check_informative_factors(factors, *, name: str = "factors") -> None:
+def check_informative_factors(factors, *, name: str = "factors", columns=None) -> None:
     """Raise if a factor takes a single value: it has zero entropy and cannot be predicted.
 
     The reference divides by that zero entropy (MIG becomes nan) or lets scikit-learn fail inside
-    a classifier fit.
+    a classifier fit. ``columns``: the factors to check (default: all).
     """
-    for k in range(factors.shape[1]):
+    for k in range(factors.shape[1]) if columns is None else columns:
         column = factors[:, k]
         if column.size and (column == column[0]).all():
             raise ValueError(

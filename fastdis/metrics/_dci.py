@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_min_columns, check_train_test
+from .._validation import check_matrix, check_min_columns, check_train_test
 from ._gbt import gbt_importance_matrix
 
 __all__ = [
@@ -41,15 +41,7 @@ def _entropy_columns(p: np.ndarray, base: float) -> np.ndarray:
 
 
 def _check_importance(importance_matrix) -> np.ndarray:
-    matrix = np.asarray(importance_matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.size == 0:
-        raise ValueError(
-            "importance_matrix must be a non-empty 2-D array (n_codes, n_factors); got shape "
-            f"{matrix.shape}."
-        )
-    if not np.isfinite(matrix).all() or (matrix < 0).any():
-        raise ValueError("importance_matrix must hold finite values >= 0.")
-    return matrix
+    return check_matrix(importance_matrix, name="importance_matrix", nonnegative=True)
 
 
 def disentanglement_per_code(importance_matrix) -> np.ndarray:

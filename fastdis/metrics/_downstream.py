@@ -34,6 +34,7 @@ import numpy as np
 from .._parallel import thread_map
 from .._validation import (
     check_informative_factors,
+    check_matrix,
     check_positive_int,
     check_train_test,
 )
@@ -58,23 +59,6 @@ __all__ = [
 def check_n_jobs(n_jobs) -> int:
     """``None`` means 1 (sequential); otherwise a positive integer number of threads."""
     return 1 if n_jobs is None else check_positive_int(n_jobs, name="n_jobs")
-
-
-def _checked_importance(matrix, shape) -> np.ndarray:
-    """An ``importance`` callable's result, refused unless a finite matrix of ``shape``."""
-    try:
-        matrix = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "importance must return an array of shape (n_codes, n_factors); got "
-            f"{type(matrix).__name__}."
-        ) from None
-    if matrix.shape != shape or not np.isfinite(matrix).all():
-        raise ValueError(
-            f"importance must return a finite array of shape (n_codes, n_factors) = {shape} "
-            f"for the codes it is given; got shape {matrix.shape}."
-        )
-    return matrix
 
 
 def _fit_and_score(model, x_train, y_train, x_test, y_test, *, fitted=False):
@@ -299,9 +283,9 @@ def reduced_downstream_task(
             matrix = importance_cache.get(kept) if share_fits else None
             if matrix is None:
                 columns = list(kept)
-                matrix = _checked_importance(
+                matrix = check_matrix(
                     importance_fn(codes[:, columns], factors, test_codes[:, columns], test_factors),
-                    (len(columns), n_factors),
+                    name="importance's result", shape=(len(columns), n_factors),
                 )
                 importance_cache[kept] = matrix
             remove = int(np.argmax(matrix[:, f]))
@@ -517,12 +501,8 @@ def strong_downstream_task(
                 f"interventions[{e}].factors has {arrays[1].shape[1]} column(s); the target "
                 f"factor {target} needs at least {target + 1}."
             )
-        column = arrays[1][:, target]
-        if (column == column[0]).all():
-            raise ValueError(
-                f"interventions[{e}].factors[:, {target}] takes a single value ({column[0]}): "
-                "there is no class to predict."
-            )
+        check_informative_factors(arrays[1], name=f"interventions[{e}].factors",
+                                  columns=[target])
         return (target, *arrays)
 
     def fit_intervention(item):

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_codes_factors, check_informative_factors, check_num_bins
+from .._validation import (
+    check_codes_factors,
+    check_informative_factors,
+    check_matrix,
+    check_num_bins,
+)
 from ._information import discrete_entropy, histogram_discretize, mutual_info_matrix
 
 
@@ -59,15 +64,8 @@ def mig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
     if mutual_info is None:
         mutual_info = mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
     else:
-        mutual_info = np.asarray(mutual_info, dtype=np.float64)
-        expected = (codes.shape[1], factors.shape[1])
-        if mutual_info.shape != expected:
-            raise ValueError(
-                f"mutual_info must have shape (n_codes, n_factors) = {expected}; got "
-                f"{mutual_info.shape}."
-            )
-        if not np.isfinite(mutual_info).all() or (mutual_info < 0).any():
-            raise ValueError("mutual_info must hold finite mutual informations >= 0 (nats).")
+        mutual_info = check_matrix(mutual_info, name="mutual_info", nonnegative=True,
+                                   shape=(codes.shape[1], factors.shape[1]))
     return {"discrete_mig": mig_from_mutual_info(mutual_info, discrete_entropy(factors))}
 
 
