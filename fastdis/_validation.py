@@ -21,6 +21,7 @@ __all__ = [
     "check_factors",
     "check_labels",
     "check_matrix",
+    "check_same_rows",
     "check_codes_factors",
     "check_train_test",
     "check_min_columns",
@@ -164,6 +165,15 @@ def check_matrix(matrix, *, name: str, shape=None, nonnegative: bool = False) ->
     return matrix
 
 
+def check_same_rows(a, b, a_name: str, b_name: str) -> None:
+    """Raise unless the 2-D arrays ``a`` and ``b`` have the same number of samples (rows)."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{a_name} and {b_name} must have the same number of samples (rows); "
+            f"got {a.shape[0]} and {b.shape[0]}."
+        )
+
+
 def check_codes_factors(
     codes,
     factors,
@@ -175,11 +185,7 @@ def check_codes_factors(
     """Validate a (codes, factors) pair: both 2-D and with the same number of samples."""
     codes = check_codes(codes, name=codes_name, min_samples=min_samples)
     factors = check_factors(factors, name=factors_name, min_samples=min_samples)
-    if codes.shape[0] != factors.shape[0]:
-        raise ValueError(
-            f"{codes_name} and {factors_name} must have the same number of samples (rows); "
-            f"got {codes.shape[0]} and {factors.shape[0]}."
-        )
+    check_same_rows(codes, factors, codes_name, factors_name)
     return codes, factors
 
 
@@ -195,13 +201,8 @@ def check_train_test(
         factors = check_codes(factors, name="factors")
         test_codes = check_codes(test_codes, name="test_codes")
         test_factors = check_codes(test_factors, name="test_factors")
-        for a, b, a_name, b_name in ((codes, factors, "codes", "factors"),
-                                     (test_codes, test_factors, "test_codes", "test_factors")):
-            if a.shape[0] != b.shape[0]:
-                raise ValueError(
-                    f"{a_name} and {b_name} must have the same number of samples (rows); "
-                    f"got {a.shape[0]} and {b.shape[0]}."
-                )
+        check_same_rows(codes, factors, "codes", "factors")
+        check_same_rows(test_codes, test_factors, "test_codes", "test_factors")
     else:
         codes, factors = check_codes_factors(codes, factors)
         test_codes, test_factors = check_codes_factors(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._validation import check_codes, check_labels, check_num_bins
+from .._validation import check_codes, check_labels, check_num_bins, check_same_rows
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -234,11 +234,7 @@ def mutual_info_matrix(left_labels, right_labels) -> np.ndarray:
     """
     left_labels = check_labels(left_labels, name="left_labels")
     right_labels = check_labels(right_labels, name="right_labels")
-    if left_labels.shape[0] != right_labels.shape[0]:
-        raise ValueError(
-            "left_labels and right_labels must have the same number of samples (rows); got "
-            f"{left_labels.shape[0]} and {right_labels.shape[0]}."
-        )
+    check_same_rows(left_labels, right_labels, "left_labels", "right_labels")
     left, n_left = compact_labels(left_labels)
     right, n_right = compact_labels(right_labels)
     out = np.empty((left.shape[1], right.shape[1]), dtype=np.float64)
