@@ -313,7 +313,8 @@ def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path
     # suspects alone, records the one that dies again, and scores everything else once.
     from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
 
-    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_local, score_task
+    from fastdis.batch.engine import ScoreTask, score_task
+    from fastdis.batch.executors import WORKER_DIED, run_local
 
     plan = make_store(tmp_path / "reps.zarr", metrics=["mig", "sap_score"], broken=False)
     write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
@@ -323,8 +324,8 @@ def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path
              for name, entry in store.checkpoints().items()
              for representation in entry["representations"] for metric in ("mig", "sap_score")]
     recorded = []
-    _run_local(str(tmp_path / "reps.zarr"), tasks, 2, recorded.append,
-               task_function=score_task_or_die)
+    run_local(str(tmp_path / "reps.zarr"), tasks, 2, recorded.append,
+              task_function=score_task_or_die)
 
     by_task = {}
     for rows in recorded:
@@ -374,7 +375,8 @@ def test_on_dask_a_task_that_kills_its_workers_is_recorded_and_the_batch_goes_on
     from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
     from distributed import Client, LocalCluster
 
-    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_dask
+    from fastdis.batch.engine import ScoreTask
+    from fastdis.batch.executors import WORKER_DIED, run_dask
 
     plan = make_store(tmp_path / "reps.zarr", metrics=["mig"], kinds=("noise",), broken=False)
     write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
@@ -389,7 +391,7 @@ def test_on_dask_a_task_that_kills_its_workers_is_recorded_and_the_batch_goes_on
                           "distributed.scheduler.worker-saturation": 1.0}), LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            _run_dask(str(tmp_path / "reps.zarr"), tasks, client, recorded.append,
-                      task_function=score_task_or_die)
+            run_dask(str(tmp_path / "reps.zarr"), tasks, client, recorded.append,
+                     task_function=score_task_or_die)
     errors = {rows[0]["checkpoint"]: rows[0]["error"] for rows in recorded}
     assert errors == {CRASHING_CHECKPOINT: WORKER_DIED, "noise-0": None}
