@@ -13,6 +13,8 @@ the observations of the plan's points, and :func:`fastdis.batch.write_codes` sto
 The observations are rendered once (``sample_observations_from_factors`` with
 ``RandomState(plan.seed)``, in chunks) and shared by every checkpoint when they fit in
 :data:`OBSERVATION_CACHE_BYTES`; otherwise they are re-rendered per checkpoint, identically.
+With ``pack=P`` the checkpoints are encoded ``P`` at a time by one stacked encoder
+(:mod:`fastdis.batch.packed_encoder`), each chunk of observations read once per pack.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import check_positive_int
 from .plan import EvaluationPlan
 from .store import open_or_create_store, write_codes
 
-__all__ = ["encode_checkpoints", "expand_checkpoint_paths", "EncodeSummary", "codes_from_encoder"]
+__all__ = ["encode_checkpoints", "expand_checkpoint_paths", "EncodeSummary", "codes_from_encoder",
+           "codes_from_moments"]
 
 #: Observations rendered once and kept for all checkpoints up to this size.
 OBSERVATION_CACHE_BYTES = 2 << 30
@@ -127,12 +131,22 @@ class _Observations:
 
 def codes_from_encoder(encode: Callable, observations: Iterable[np.ndarray], seed: int):
     """``({"mean", "sampled"}, kl)`` from ``encode(obs) -> (mean, logvar)`` over chunks."""
+    return codes_from_moments(*_moments(encode, observations), seed)
+
+
+def _moments(encode: Callable, observations: Iterable[np.ndarray]):
+    """``(mean, logvar)`` of all chunks, concatenated, float32."""
     means, logvars = [], []
     for chunk in observations:
         mean, logvar = encode(chunk)
         means.append(np.asarray(mean, dtype=np.float32))
         logvars.append(np.asarray(logvar, dtype=np.float32))
-    mean, logvar = np.concatenate(means), np.concatenate(logvars)
+    return np.concatenate(means), np.concatenate(logvars)
+
+
+def codes_from_moments(mean: np.ndarray, logvar: np.ndarray, seed: int):
+    """``({"mean", "sampled"}, kl)`` of one checkpoint's encoder mean and log-variance on all
+    the plan's points; ``sampled`` draws its noise from ``default_rng(seed)``."""
     if mean.shape != logvar.shape or mean.ndim != 2:
         raise ValueError(f"encode returned mean {mean.shape} and logvar {logvar.shape}; "
                          "expected two arrays of shape (n_points, num_latent).")
@@ -142,6 +156,24 @@ def codes_from_encoder(encode: Callable, observations: Iterable[np.ndarray], see
         kl = np.mean(0.5 * (np.square(mean, dtype=np.float64) + np.exp(logvar.astype(np.float64))
                             - logvar - 1.0), axis=0)
     return {"mean": mean, "sampled": sampled}, kl
+
+
+def _encode_group(paths: list[Path], load: Callable, observations, encode_options: dict,
+                  pack: int):
+    """``(path, checkpoint, (mean, logvar) or exception)`` per path: one by one, or packed
+    (:func:`fastdis.batch.packed_encoder.encode_pack`) when ``pack > 1``."""
+    if pack > 1:
+        from .packed_encoder import encode_pack
+
+        yield from encode_pack(paths, load, observations, **encode_options)
+        return
+    for path in paths:
+        try:
+            checkpoint = load(path)
+            yield path, checkpoint, _moments(
+                lambda obs, c=checkpoint: c.encode(obs, **encode_options), observations)
+        except (OSError, ValueError, RuntimeError) as exc:
+            yield path, None, exc
 
 
 def encode_checkpoints(
@@ -155,6 +187,7 @@ def encode_checkpoints(
     load: Callable | None = None,
     encode_options: dict | None = None,
     on_checkpoint: Callable | None = None,
+    pack: int = 1,
 ) -> EncodeSummary:
     """Encode each checkpoint once on the store's plan and write its codes.
 
@@ -178,6 +211,11 @@ def encode_checkpoints(
     on_checkpoint : callable, default=None
         Called as ``on_checkpoint(path, status)`` after each checkpoint ("written",
         "skipped" or "failed: reason"); the CLI's progress bar.
+    pack : int, default=1
+        Checkpoints encoded together in one pass over the observations (stacked encoder
+        weights, :mod:`fastdis.batch.packed_encoder`; needs checkpoints with a torch
+        ``model.encoder``, as :func:`fastdis.train.load_checkpoint` returns). The codes depend on
+        it only through float32 rounding (grouped convolutions accumulate in another order).
 
     Returns
     -------
@@ -187,6 +225,7 @@ def encode_checkpoints(
     """
     if load is None:
         from ..train import load_checkpoint as load
+    pack = check_positive_int(pack, name="pack")
     store = open_or_create_store(store, plan, dataset=dataset)
     if tuple(int(c) for c in data.factors_num_values) != store.plan.factor_sizes:
         raise ValueError(f"the data set's factor sizes {list(data.factors_num_values)} differ from"
@@ -194,28 +233,42 @@ def encode_checkpoints(
     existing = set(store.names())
     summary = EncodeSummary()
     observations = None
+    pending: list[Path] = []
+
+    def report(path, status):
+        if on_checkpoint is not None:
+            on_checkpoint(path, status)
+
+    def encode_pending():
+        nonlocal observations
+        if observations is None:  # rendered lazily: nothing to render if all are skipped
+            observations = _Observations(data, store.plan)
+        for path, checkpoint, moments in _encode_group(pending, load, observations,
+                                                       encode_options or {}, pack):
+            try:
+                if isinstance(moments, Exception):
+                    raise moments
+                codes, kl = codes_from_moments(*moments, store.plan.seed)
+                config = {**dict(checkpoint.config), "path": str(path)}
+                write_codes(store, _checkpoint_name(path), codes, config, kl=kl, replace=True)
+                summary.written.append(_checkpoint_name(path))
+                status = "written"
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                summary.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
+                status = f"failed: {exc}"
+            report(path, status)
+        pending.clear()
+
     for path in checkpoints:
         path = Path(path)
         name = _checkpoint_name(path)
         if name in existing and not replace and not _trained_further(path, store.config(name)):
             summary.skipped.append(name)
-            status = "skipped"
-        else:
-            if observations is None:  # rendered lazily: nothing to render if all are skipped
-                observations = _Observations(data, store.plan)
-            try:
-                checkpoint = load(path)
-                codes, kl = codes_from_encoder(
-                    lambda obs, c=checkpoint: c.encode(obs, **(encode_options or {})),
-                    observations, store.plan.seed)
-                config = {**dict(checkpoint.config), "path": str(path)}
-                write_codes(store, name, codes, config, kl=kl, replace=True)
-                summary.written.append(name)
-                status = "written"
-            except (OSError, ValueError, RuntimeError) as exc:
-                summary.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
-                status = f"failed: {exc}"
-        if on_checkpoint is not None:
-            on_checkpoint(path, status)
+            report(path, "skipped")
+            continue
+        pending.append(path)
+        if len(pending) >= pack:
+            encode_pending()
+    if pending:
+        encode_pending()
     return summary
-
