@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Every GPU check of fastdis in one run of under 6 minutes, results under $OUT.
+#
+#   bench/gpu_check.sh                                  # on the GPU machine, from the repo root
+#   GPU_CHECK_DEVICE=cpu OUT=/tmp/gc bench/gpu_check.sh # CPU dry run with tiny sizes
+#
+# Steps (each under its own `timeout`, all within GPU_CHECK_BUDGET seconds; a failed step is
+# recorded and the next one runs; a step whose command does not exist yet is skipped with a
+# line saying so):
+#   env       python, torch, triton, GPU, which of fastdis's dependencies are missing
+#   kernels   the Triton TC and DIP kernels (and pack variants, where tests hold them) compiled
+#             on CUDA against their torch twins, forward and gradients: the kernel tests, which
+#             run compiled wherever torch sees a GPU (float32 to 1e-5 relative, float64 1e-11)
+#   training  bench/bench_training.py's rows on the device, one call per method
+#   sweep     `fastdis sweep --models 0-63 --pack 64` on the small dSprites look-alike it renders,
+#             and its model-steps/s
+#   encode    `fastdis encode` of those checkpoints (--pack 64 and --pack 1), checkpoints/s;
+#             bench/bench_encode.py at the study's plan size
+#   batch     bench/bench_batch.py with 1, 2, 4, 8, 16 local workers on a small store
+#
+# $OUT receives at most 8 files (what the device machine sends back): summary.md (one line per
+# step, the numbers), steps.log (every step's output), bench_training.json, bench_encode.md.
+#
+# The device machine reaches no package registry and brings its own torch and triton. fastdis
+# runs from a copy of the source on PYTHONPATH (no build). Packages its image lacks (zarr,
+# numcodecs, dask, distributed, lightgbm, ...) travel as wheels in .whl/: fetch them once on a
+# machine with pip and network, `bench/gpu_check.sh fetch-wheels`, and carry `.whl`.
+
+set -u
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+
+# Wheels for the device's Python 3.12 (x86-64) of the packages its image lacks; same versions
+# as the development environment's where pip knows them.
+WHEELS="zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 \
+dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 zict==3.0.0 \
+tornado==6.6.1 lightgbm==4.7.0 gin-config==0.4.0"
+
+if [ "${1:-}" = "fetch-wheels" ]; then
+    exclude="$(git rev-parse --git-common-dir)/info/exclude"
+    grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
+    for wheel in $WHEELS; do
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+            --implementation cp --platform manylinux_2_28_x86_64 \
+            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "$wheel" \
+            || echo "could not fetch $wheel"
+    done
+    exit 0
+fi
+
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+BUDGET=${GPU_CHECK_BUDGET:-340}
+PY=${PYTHON:-python3}
+OUT=${OUT:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
+WORK=$(mktemp -d /tmp/gpu_check_work.XXXXXX)
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.md
+LOG=$OUT/steps.log
+: > "$LOG"
+START=$(date +%s)
+export PYTHONUNBUFFERED=1
+
+if [ "$DEVICE" = "cpu" ]; then  # dry run: every step, tiny sizes
+    MODELS=0-3; PACK=4; SWEEP_STEPS=2; BENCH_STEPS=2; PACK_SIZES="1 2"
+    METHODS="beta_vae"; ENCODE_CKPTS=4; ENCODE_POINTS=300; ENCODE_PACKS=1,4
+    BATCH_WORKERS="1 2"; BATCH_CKPTS=2; KERNEL_TESTS="tests/test_kernels_api.py"
+    export TRITON_INTERPRET=1
+else
+    MODELS=0-63; PACK=64; SWEEP_STEPS=200; BENCH_STEPS=20; PACK_SIZES="1 8 32 64 128 256"
+    METHODS="beta_vae factor_vae dip_vae_i dip_vae_ii beta_tc_vae annealed_vae"
+    ENCODE_CKPTS=128; ENCODE_POINTS=15000; ENCODE_PACKS=1,64,128
+    BATCH_WORKERS="1 2 4 8 16"; BATCH_CKPTS=8
+    KERNEL_TESTS=$(ls tests/test_kernels_*.py tests/test_group_kernels.py 2>/dev/null)
+    export TRITON_INTERPRET=0
+fi
+
+summary() { echo "$*" | tee -a "$SUMMARY"; }
+
+calc() { awk "BEGIN { printf \"%.1f\", $1 }"; }  # no bc on the device image
+
+remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
+
+# step NAME SECONDS COMMAND...: run under timeout (capped by what is left of the budget),
+# output appended to steps.log; sets STEP_RC and STEP_S and writes the step's summary line.
+step() {
+    local name=$1 seconds=$2; shift 2
+    local left; left=$(remaining)
+    if [ "$left" -lt 10 ]; then
+        STEP_RC=125; STEP_S=0
+        summary "- $name: NOT RUN (the ${BUDGET} s budget is spent)"
+        return
+    fi
+    [ "$seconds" -gt "$left" ] && seconds=$left
+    echo "===== $name (timeout ${seconds} s): $*" >> "$LOG"
+    local t0; t0=$(date +%s.%N)
+    timeout --kill-after=5 "$seconds" "$@" >> "$LOG" 2>&1
+    STEP_RC=$?
+    STEP_S=$(calc "$(date +%s.%N) - $t0")
+    echo "===== $name: exit $STEP_RC after ${STEP_S} s" >> "$LOG"
+    case $STEP_RC in
+        0) summary "- $name: ok in ${STEP_S} s" ;;
+        124|137) summary "- $name: TIMED OUT after ${seconds} s (see steps.log)" ;;
+        *) summary "- $name: FAILED (exit $STEP_RC; see steps.log)" ;;
+    esac
+}
+
+skip() { summary "- $1: SKIPPED ($2)"; }
+
+has_option() {  # has_option "COMMAND..." OPTION: whether COMMAND --help mentions OPTION
+    $1 --help 2>/dev/null | grep -q -- "$2"
+}
+
+echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ), device $DEVICE, commit $(git rev-parse --short HEAD 2>/dev/null)" > "$SUMMARY"
+
+# -- env: wheels, fastdis on the path, versions ---------------------------------------------
+if ls .whl/*.whl > /dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$WORK/site" .whl/*.whl >> "$LOG" 2>&1 && \
+        export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+# fastdis.kernels lives in kernels/ (setuptools' package-dir): a copy in the layout Python
+# imports replaces an install.
+mkdir -p "$WORK/src" && cp -r fastdis "$WORK/src/fastdis" && rm -rf "$WORK/src/fastdis/kernels" \
+    && cp -r kernels "$WORK/src/fastdis/kernels"
+export PYTHONPATH="$WORK/src${PYTHONPATH:+:$PYTHONPATH}"
+FASTDIS="$PY -m fastdis.cli"
+step env 60 $PY -c "
+import importlib, platform, torch
+print('python', platform.python_version(), 'torch', torch.__version__,
+      'cuda', torch.cuda.is_available() and torch.cuda.get_device_name())
+missing = []
+for name in ['triton', 'numba', 'zarr', 'numcodecs', 'dask', 'distributed', 'lightgbm',
+             'pandas', 'pyarrow', 'sklearn', 'h5py', 'typer', 'rich', 'gin', 'fastdis.kernels']:
+    try:
+        module = importlib.import_module(name)
+        print(name, getattr(module, '__version__', ''))
+    except Exception as exc:
+        missing.append(name)
+        print(name, 'MISSING', type(exc).__name__, exc)
+print('missing:', ' '.join(missing) or 'none')
+"
+summary "  $(grep -m1 '^python ' "$LOG")"
+summary "  $(grep -m1 '^missing:' "$LOG")"
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader >> "$LOG" 2>&1
+
+# -- kernels: Triton against the torch twins --------------------------------------------------
+# shellcheck disable=SC2086
+step kernels 90 $PY -m pytest -q -x -p no:cacheprovider $KERNEL_TESTS
+summary "  $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$LOG" | tail -1)"
+
+# -- training: bench_training.py's rows, one call per method ----------------------------------
+if has_option "$PY bench/bench_training.py" --pack-sizes; then
+    for method in $METHODS; do
+        # shellcheck disable=SC2086
+        step "training $method" 45 $PY bench/bench_training.py --device "$DEVICE" \
+            --methods "$method" --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" \
+            --sweep-steps 0 --json "$WORK/training_$method.json"
+    done
+    $PY - "$WORK" "$OUT/bench_training.json" <<'EOF' >> "$LOG" 2>&1
+import json, pathlib, sys
+parts = {p.stem.removeprefix("training_"): json.loads(p.read_text())
+         for p in sorted(pathlib.Path(sys.argv[1]).glob("training_*.json"))}
+pathlib.Path(sys.argv[2]).write_text(json.dumps(parts, indent=1))
+EOF
+else
+    skip training "bench/bench_training.py has no --pack-sizes (packed training not merged)"
+fi
+
+# -- sweep: 64 models in one pack on a rendered dSprites look-alike ---------------------------
+step "data make" 90 $FASTDIS data make dsprites --small --out "$WORK/data"
+if has_option "$FASTDIS sweep" --pack; then
+    sampling=""
+    has_option "$FASTDIS sweep" --data-sampling && sampling="--data-sampling counter"
+    # shellcheck disable=SC2086
+    step sweep 120 $FASTDIS sweep --models "$MODELS" --pack "$PACK" --device "$DEVICE" \
+        --steps "$SWEEP_STEPS" --checkpoint-every "$SWEEP_STEPS" --data-dir "$WORK/data" \
+        --out "$WORK/runs" --no-progress $sampling
+    if [ "$STEP_RC" = 0 ]; then
+        models=$(( ${MODELS#*-} - ${MODELS%-*} + 1 ))
+        summary "  sweep: $models models x $SWEEP_STEPS steps in ${STEP_S} s (small dSprites," \
+            "start-up, data, logs and checkpoints included):" \
+            "$(calc "$models * $SWEEP_STEPS / $STEP_S") model-steps/s"
+    fi
+else
+    skip sweep "fastdis sweep has no --pack (packed training not merged)"
+fi
+
+# -- encode: the sweep's checkpoints, packed and one at a time; the encode bench --------------
+if [ -d "$WORK/runs" ] && has_option "$FASTDIS encode" --pack; then
+    for pack in "$PACK" 1; do
+        step "encode --pack $pack" 60 $FASTDIS encode "$WORK/runs" --dataset dsprites_full \
+            --data-dir "$WORK/data" --store "$WORK/reps.zarr" --device "$DEVICE" \
+            --pack "$pack" --replace
+        [ "$STEP_RC" = 0 ] && summary "  encode --pack $pack: $(find "$WORK/runs" -name \
+            checkpoint.pt | wc -l) checkpoints in ${STEP_S} s (process start and rendering" \
+            "the plan included)"
+    done
+else
+    skip encode "no sweep checkpoints, or fastdis encode has no --pack"
+fi
+step "bench_encode" 75 $PY bench/bench_encode.py --device "$DEVICE" \
+    --checkpoints "$ENCODE_CKPTS" --points "$ENCODE_POINTS" --packs "$ENCODE_PACKS"
+grep -A20 '^# .* checkpoints, plan of' "$LOG" | grep -E '^(#|\|)' > "$OUT/bench_encode.md"
+sed 's/^/  /' "$OUT/bench_encode.md" >> "$SUMMARY"
+
+# -- batch scoring: local workers ------------------------------------------------------------
+for workers in $BATCH_WORKERS; do
+    step "bench_batch --workers $workers" 30 $PY bench/bench_batch.py \
+        --checkpoints "$BATCH_CKPTS" --workers "$workers" --gbt-checkpoints 1 \
+        --reference-checkpoints 0
+    summary "  $(grep "^local, $workers processes" "$LOG" | tail -1)"
+done
+
+summary "- total: $(( $(date +%s) - START )) s of the ${BUDGET} s budget"
+rm -rf "$WORK"
+exit 0
