@@ -11,12 +11,13 @@
 #   kernels   the Triton TC and DIP kernels (and pack variants, where tests hold them) compiled
 #             on CUDA against their torch twins, forward and gradients: the kernel tests, which
 #             run compiled wherever torch sees a GPU (float32 to 1e-5 relative, float64 1e-11)
-#   training  bench/bench_training.py's rows on the device, one call per method
 #   sweep     `fastdis sweep --models 0-63 --pack 64` on the small dSprites look-alike it renders,
 #             and its model-steps/s
 #   encode    `fastdis encode` of those checkpoints (--pack 64 and --pack 1), checkpoints/s;
 #             bench/bench_encode.py at the study's plan size
-#   batch     bench/bench_batch.py with 1, 2, 4, 8, 16 local workers on a small store
+#   batch     bench/bench_batch.py's store scored with 1, 2, 4, 8, 16 local workers
+#   training  bench/bench_training.py's rows on the device (every method, packs up to 256),
+#             last, in whatever the budget leaves (rows print as they are measured)
 #
 # $OUT receives at most 8 files (what the device machine sends back): summary.md (one line per
 # step, the numbers), steps.log (every step's output), bench_training.json, bench_encode.md.
@@ -63,13 +64,13 @@ export PYTHONUNBUFFERED=1
 if [ "$DEVICE" = "cpu" ]; then  # dry run: every step, tiny sizes
     MODELS=0-3; PACK=4; SWEEP_STEPS=2; BENCH_STEPS=2; PACK_SIZES="1 2"
     METHODS="beta_vae"; ENCODE_CKPTS=4; ENCODE_POINTS=300; ENCODE_PACKS=1,4
-    BATCH_WORKERS="1 2"; BATCH_CKPTS=2; KERNEL_TESTS="tests/test_kernels_api.py"
+    BATCH_WORKERS="1 2"; BATCH_CKPTS=2; ENCODE_SCALE=0.02; KERNEL_TESTS="tests/test_kernels_api.py"
     export TRITON_INTERPRET=1
 else
     MODELS=0-63; PACK=64; SWEEP_STEPS=200; BENCH_STEPS=20; PACK_SIZES="1 8 32 64 128 256"
     METHODS="beta_vae factor_vae dip_vae_i dip_vae_ii beta_tc_vae annealed_vae"
-    ENCODE_CKPTS=128; ENCODE_POINTS=15000; ENCODE_PACKS=1,64,128
-    BATCH_WORKERS="1 2 4 8 16"; BATCH_CKPTS=8
+    ENCODE_CKPTS=64; ENCODE_POINTS=15000; ENCODE_PACKS=1,64
+    BATCH_WORKERS="1 2 4 8 16"; BATCH_CKPTS=4; ENCODE_SCALE=1
     KERNEL_TESTS=$(ls tests/test_kernels_*.py tests/test_group_kernels.py 2>/dev/null)
     export TRITON_INTERPRET=0
 fi
@@ -146,34 +147,16 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 
 # -- kernels: Triton against the torch twins --------------------------------------------------
 # shellcheck disable=SC2086
-step kernels 90 $PY -m pytest -q -x -p no:cacheprovider $KERNEL_TESTS
+step kernels 60 $PY -m pytest -q -x -p no:cacheprovider $KERNEL_TESTS
 summary "  $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$LOG" | tail -1)"
 
-# -- training: bench_training.py's rows, one call per method ----------------------------------
-if has_option "$PY bench/bench_training.py" --pack-sizes; then
-    for method in $METHODS; do
-        # shellcheck disable=SC2086
-        step "training $method" 45 $PY bench/bench_training.py --device "$DEVICE" \
-            --methods "$method" --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" \
-            --sweep-steps 0 --json "$WORK/training_$method.json"
-    done
-    $PY - "$WORK" "$OUT/bench_training.json" <<'EOF' >> "$LOG" 2>&1
-import json, pathlib, sys
-parts = {p.stem.removeprefix("training_"): json.loads(p.read_text())
-         for p in sorted(pathlib.Path(sys.argv[1]).glob("training_*.json"))}
-pathlib.Path(sys.argv[2]).write_text(json.dumps(parts, indent=1))
-EOF
-else
-    skip training "bench/bench_training.py has no --pack-sizes (packed training not merged)"
-fi
-
 # -- sweep: 64 models in one pack on a rendered dSprites look-alike ---------------------------
-step "data make" 90 $FASTDIS data make dsprites --small --out "$WORK/data"
+step "data make" 40 $FASTDIS data make dsprites --small --out "$WORK/data"
 if has_option "$FASTDIS sweep" --pack; then
     sampling=""
     has_option "$FASTDIS sweep" --data-sampling && sampling="--data-sampling counter"
     # shellcheck disable=SC2086
-    step sweep 120 $FASTDIS sweep --models "$MODELS" --pack "$PACK" --device "$DEVICE" \
+    step sweep 60 $FASTDIS sweep --models "$MODELS" --pack "$PACK" --device "$DEVICE" \
         --steps "$SWEEP_STEPS" --checkpoint-every "$SWEEP_STEPS" --data-dir "$WORK/data" \
         --out "$WORK/runs" --no-progress $sampling
     if [ "$STEP_RC" = 0 ]; then
@@ -189,9 +172,9 @@ fi
 # -- encode: the sweep's checkpoints, packed and one at a time; the encode bench --------------
 if [ -d "$WORK/runs" ] && has_option "$FASTDIS encode" --pack; then
     for pack in "$PACK" 1; do
-        step "encode --pack $pack" 60 $FASTDIS encode "$WORK/runs" --dataset dsprites_full \
+        step "encode --pack $pack" 30 $FASTDIS encode "$WORK/runs" --dataset dsprites_full \
             --data-dir "$WORK/data" --store "$WORK/reps.zarr" --device "$DEVICE" \
-            --pack "$pack" --replace
+            --pack "$pack" --scale "$ENCODE_SCALE" --replace
         [ "$STEP_RC" = 0 ] && summary "  encode --pack $pack: $(find "$WORK/runs" -name \
             checkpoint.pt | wc -l) checkpoints in ${STEP_S} s (process start and rendering" \
             "the plan included)"
@@ -199,18 +182,57 @@ if [ -d "$WORK/runs" ] && has_option "$FASTDIS encode" --pack; then
 else
     skip encode "no sweep checkpoints, or fastdis encode has no --pack"
 fi
-step "bench_encode" 75 $PY bench/bench_encode.py --device "$DEVICE" \
+step "bench_encode" 45 $PY bench/bench_encode.py --device "$DEVICE" \
     --checkpoints "$ENCODE_CKPTS" --points "$ENCODE_POINTS" --packs "$ENCODE_PACKS"
 grep -A20 '^# .* checkpoints, plan of' "$LOG" | grep -E '^(#|\|)' > "$OUT/bench_encode.md"
 sed 's/^/  /' "$OUT/bench_encode.md" >> "$SUMMARY"
 
 # -- batch scoring: local workers ------------------------------------------------------------
+# bench_batch.py's store, scored on local processes without the boosted trees and the
+# logistic-regression downstream task (one representation of those takes minutes of CPU): how
+# the cheap study metrics scale with the workers.
+cat > "$WORK/batch_workers.py" <<'PYTHON'
+import sys, time
+sys.path.insert(0, "bench")
+from pathlib import Path
+from bench_batch import build_store
+from fastdis.batch import score_store
+from fastdis.metrics import study_metrics
+
+store, checkpoints = Path(sys.argv[1]), int(sys.argv[2])
+if not store.exists():
+    build_store(store, checkpoints)
+metrics = [spec.name for spec in study_metrics() if not spec.boosted_trees
+           and spec.name != "downstream_task_logistic_regression"]
+for workers in map(int, sys.argv[3:]):
+    start = time.perf_counter()
+    table = score_store(store, store.with_name(f"scores_{workers}"), metrics=metrics,
+                        workers=workers)
+    seconds = time.perf_counter() - start
+    print(f"local, {workers} workers: {checkpoints} checkpoints x 2 representations x "
+          f"{len(metrics)} metrics in {seconds:.1f} s, {2 * checkpoints / seconds:.2f} "
+          f"representations/s, {table['error'].notna().sum()} failed", flush=True)
+PYTHON
+step "batch store" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" "$BATCH_CKPTS"
 for workers in $BATCH_WORKERS; do
-    step "bench_batch --workers $workers" 30 $PY bench/bench_batch.py \
-        --checkpoints "$BATCH_CKPTS" --workers "$workers" --gbt-checkpoints 1 \
-        --reference-checkpoints 0
-    summary "  $(grep "^local, $workers processes" "$LOG" | tail -1)"
+    step "batch --workers $workers" 25 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" \
+        "$BATCH_CKPTS" "$workers"
+    summary "  $(grep "^local, $workers workers" "$LOG" | tail -1)"
 done
+
+# -- training: bench_training.py's rows, last: it gets what is left of the budget ------------
+# One call for every method; rows are printed as they are measured, so a run cut short by the
+# budget still leaves its rows in steps.log (the JSON is written at the end only).
+if has_option "$PY bench/bench_training.py" --pack-sizes; then
+    # shellcheck disable=SC2086
+    step training "$(remaining)" $PY bench/bench_training.py --device "$DEVICE" \
+        --methods $METHODS --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" --sweep-steps 0 \
+        --json "$OUT/bench_training.json"
+    grep -E 'single model:|model-steps/s|out of memory' "$LOG" | grep -v '^  sweep' \
+        | sed 's/^/  /' >> "$SUMMARY"
+else
+    skip training "bench/bench_training.py has no --pack-sizes (packed training not merged)"
+fi
 
 summary "- total: $(( $(date +%s) - START )) s of the ${BUDGET} s budget"
 rm -rf "$WORK"

@@ -40,7 +40,7 @@ def encode(
     batch_size: Annotated[int, typer.Option(help="Images per encoder pass.")] = 256,
     pack: Annotated[int | None, typer.Option(
         help="Checkpoints encoded together, each image chunk read once for all (default: 64 "
-             "on cuda, 8 on cpu; 1 encodes one at a time).")] = None,
+             "on cuda, 32 on cpu; 1 encodes one at a time).")] = None,
 ):
     """Encode each CHECKPOINT once on the evaluation plan's points into the store.
 
