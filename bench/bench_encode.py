@@ -50,22 +50,33 @@ def noise_images():
     return NoiseImages(FACTOR_SIZES)
 
 
+def random_study_model(seed: int, num_latent: int = 10):
+    """The study's model with Glorot weights and, unlike a fresh one, non-zero encoder biases
+    (trained biases are not zero, and zero biases hide rounding differences)."""
+    import torch
+
+    from fastdis.train.models import GaussianVAE
+
+    model = GaussianVAE(OBSERVATION_SHAPE, num_latent)
+    generator = torch.Generator().manual_seed(seed)
+    model.reset_parameters(generator)
+    with torch.no_grad():
+        for name, parameter in model.encoder.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0.0, 0.1, generator=generator)
+    return model.eval()
+
+
 def write_checkpoints(root: Path, count: int) -> list[Path]:
     import torch
 
     from fastdis.train import TrainConfig
     from fastdis.train.checkpoint import save_checkpoint
-    from fastdis.train.models import GaussianVAE
 
     runs = []
     for seed in range(count):
-        model = GaussianVAE(OBSERVATION_SHAPE, 10)
+        model = random_study_model(seed)
         generator = torch.Generator().manual_seed(seed)
-        model.reset_parameters(generator)
-        with torch.no_grad():
-            for name, parameter in model.encoder.named_parameters():
-                if name.endswith("bias"):
-                    parameter.normal_(0.0, 0.1, generator=generator)
         run = root / f"run{seed:04d}"
         run.mkdir(parents=True)
         save_checkpoint(run, config=TrainConfig(method="beta_vae", seed=seed), step=1,

@@ -15,9 +15,9 @@
 #             and its model-steps/s
 #   encode    `fastdis encode` of those checkpoints (--pack 64 and --pack 1), checkpoints/s;
 #             bench/bench_encode.py at the study's plan size
-#   batch     bench/bench_batch.py's store scored with 1, 2, 4, 8, 16 local workers
 #   training  bench/bench_training.py's rows on the device (every method, packs up to 256),
-#             last, in whatever the budget leaves (rows print as they are measured)
+#             in what the budget leaves but 2 minutes (rows print as they are measured)
+#   batch     bench/bench_batch.py's store scored with 1, 2, 4, 8, 16 local workers
 #
 # $OUT receives at most 8 files (what the device machine sends back): summary.md (one line per
 # step, the numbers), steps.log (every step's output), bench_training.json, bench_encode.md.
@@ -86,12 +86,12 @@ remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
 step() {
     local name=$1 seconds=$2; shift 2
     local left; left=$(remaining)
-    if [ "$left" -lt 10 ]; then
+    [ "$seconds" -gt "$left" ] && seconds=$left
+    if [ "$seconds" -lt 10 ]; then
         STEP_RC=125; STEP_S=0
-        summary "- $name: NOT RUN (the ${BUDGET} s budget is spent)"
+        summary "- $name: NOT RUN (too little of the ${BUDGET} s budget left)"
         return
     fi
-    [ "$seconds" -gt "$left" ] && seconds=$left
     echo "===== $name (timeout ${seconds} s): $*" >> "$LOG"
     local t0; t0=$(date +%s.%N)
     timeout --kill-after=5 "$seconds" "$@" >> "$LOG" 2>&1
@@ -148,7 +148,7 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 # -- kernels: Triton against the torch twins --------------------------------------------------
 # shellcheck disable=SC2086
 step kernels 60 $PY -m pytest -q -x -p no:cacheprovider $KERNEL_TESTS
-summary "  $(grep -E '^[0-9]+ (passed|failed)|passed|failed' "$LOG" | tail -1)"
+summary "  $(sed -n '/^===== kernels/,$p' "$LOG" | grep -E 'passed|failed|error' | tail -1)"
 
 # -- sweep: 64 models in one pack on a rendered dSprites look-alike ---------------------------
 step "data make" 40 $FASTDIS data make dsprites --small --out "$WORK/data"
@@ -187,6 +187,20 @@ step "bench_encode" 45 $PY bench/bench_encode.py --device "$DEVICE" \
 grep -A20 '^# .* checkpoints, plan of' "$LOG" | grep -E '^(#|\|)' > "$OUT/bench_encode.md"
 sed 's/^/  /' "$OUT/bench_encode.md" >> "$SUMMARY"
 
+# -- training: bench_training.py's rows, in what the budget leaves but the batch steps' 2 min -
+# One call for every method; rows are printed as they are measured, so a run cut short by the
+# budget still leaves its rows in steps.log (the JSON is written at the end only).
+if has_option "$PY bench/bench_training.py" --pack-sizes; then
+    # shellcheck disable=SC2086
+    step training "$(( $(remaining) - 120 ))" $PY bench/bench_training.py --device "$DEVICE" \
+        --methods $METHODS --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" --sweep-steps 0 \
+        --json "$OUT/bench_training.json"
+    grep -E 'single model:|model-steps/s|out of memory' "$LOG" | grep -v '^  sweep' \
+        | sed 's/^/  /' >> "$SUMMARY"
+else
+    skip training "bench/bench_training.py has no --pack-sizes (packed training not merged)"
+fi
+
 # -- batch scoring: local workers ------------------------------------------------------------
 # bench_batch.py's store, scored on local processes without the boosted trees and the
 # logistic-regression downstream task (one representation of those takes minutes of CPU): how
@@ -215,24 +229,11 @@ for workers in map(int, sys.argv[3:]):
 PYTHON
 step "batch store" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" "$BATCH_CKPTS"
 for workers in $BATCH_WORKERS; do
-    step "batch --workers $workers" 25 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" \
+    step "batch --workers $workers" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" \
         "$BATCH_CKPTS" "$workers"
-    summary "  $(grep "^local, $workers workers" "$LOG" | tail -1)"
+    rate=$(grep "^local, $workers workers" "$LOG" | tail -1)
+    [ -n "$rate" ] && summary "  $rate"
 done
-
-# -- training: bench_training.py's rows, last: it gets what is left of the budget ------------
-# One call for every method; rows are printed as they are measured, so a run cut short by the
-# budget still leaves its rows in steps.log (the JSON is written at the end only).
-if has_option "$PY bench/bench_training.py" --pack-sizes; then
-    # shellcheck disable=SC2086
-    step training "$(remaining)" $PY bench/bench_training.py --device "$DEVICE" \
-        --methods $METHODS --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" --sweep-steps 0 \
-        --json "$OUT/bench_training.json"
-    grep -E 'single model:|model-steps/s|out of memory' "$LOG" | grep -v '^  sweep' \
-        | sed 's/^/  /' >> "$SUMMARY"
-else
-    skip training "bench/bench_training.py has no --pack-sizes (packed training not merged)"
-fi
 
 summary "- total: $(( $(date +%s) - START )) s of the ${BUDGET} s budget"
 rm -rf "$WORK"

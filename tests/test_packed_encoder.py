@@ -1,5 +1,6 @@
 """fastdis.batch.packed_encoder: many checkpoints encoded in one pass, codes as one at a time."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ from fastdis.batch.encode import encode_checkpoints
 from fastdis.batch.packed_encoder import PackedEncoder
 from fastdis.demo import SyntheticFactors
 from fastdis.train.checkpoint import Checkpoint
-from fastdis.train.models import GaussianVAE
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+from bench_encode import OBSERVATION_SHAPE, random_study_model  # noqa: E402
 
 FACTOR_SIZES = (3, 4, 5)
-OBSERVATION_SHAPE = (64, 64, 1)
 
 
 class NoiseImages(SyntheticFactors):
@@ -33,19 +35,11 @@ class NoiseImages(SyntheticFactors):
 
 
 def random_checkpoint(path: Path, num_latent: int = 10) -> Checkpoint:
-    """A checkpoint with Glorot weights seeded by the run's number, biases drawn too (trained
-    biases are not zero)."""
+    """A checkpoint of the study's model seeded by the run's number."""
     seed = int(path.name.removeprefix("run"))
-    model = GaussianVAE(OBSERVATION_SHAPE, num_latent)
-    generator = torch.Generator().manual_seed(seed)
-    model.reset_parameters(generator)
-    with torch.no_grad():
-        for name, parameter in model.encoder.named_parameters():
-            if name.endswith("bias"):
-                parameter.normal_(0.0, 0.1, generator=generator)
     config = {"method": "beta_vae", "beta": 1.0, "seed": seed, "num_latent": num_latent,
               "observation_shape": list(OBSERVATION_SHAPE), "step": 1}
-    return Checkpoint(path=path, config=config, model=model.eval())
+    return Checkpoint(path=path, config=config, model=random_study_model(seed, num_latent))
 
 
 def small_plan():
