@@ -123,7 +123,7 @@ def normalized_predictive_information(codes, factors, test_codes, test_factors):
         range(factors.shape[1]),
         default_workers(),
     )
-    train_loss, test_loss, n_classes = (np.array(column) for column in zip(*results))
+    train_loss, test_loss, n_classes = np.array(results).T
     null_loss = np.log(n_classes)
     return (null_loss - train_loss) / null_loss, (null_loss - test_loss) / null_loss
 
