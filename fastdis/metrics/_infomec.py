@@ -51,7 +51,6 @@ import numpy as np
 from .._parallel import default_workers, thread_map
 from .._validation import check_fraction, check_min_columns, check_train_test
 from ._mi_gaps import binned_information
-from ._modularity_explicitness import standardize_codes
 
 __all__ = ["infomec", "infom_infoc", "active_codes", "normalized_predictive_information"]
 
@@ -103,9 +102,7 @@ def _probe_log_losses(codes, factor, test_codes, test_factor, name):
         )
     # C=inf: no penalty, as the authors' penalty=None (scikit-learn >= 1.8 deprecates penalty)
     model = LogisticRegression(C=np.inf, class_weight="balanced", max_iter=100, tol=1e-4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lbfgs stops at max_iter=100, as in the authors' code
-        model.fit(codes, factor)
+    model.fit(codes, factor)
     losses = [log_loss(y, model.predict_proba(x), labels=classes)
               for x, y in ((codes, factor), (test_codes, test_factor))]
     return losses[0], losses[1], classes.size
@@ -114,15 +111,24 @@ def _probe_log_losses(codes, factor, test_codes, test_factor, name):
 def normalized_predictive_information(codes, factors, test_codes, test_factors):
     """Per-factor InfoE on the training and the test set: arrays of shape (n_factors,).
 
-    ``codes`` and ``test_codes`` are standardised with the training statistics first.
+    ``codes`` and ``test_codes`` are standardised with the training statistics first, by
+    scikit-learn's ``StandardScaler`` as the authors do: it leaves a (near-)constant code
+    centred but unscaled, where dividing by a rounding-noise deviation would amplify the noise.
     """
-    train_std, test_std = standardize_codes(codes, test_codes)
-    results = thread_map(  # one independent, single-threaded fit per factor
-        lambda k: _probe_log_losses(train_std, factors[:, k], test_std, test_factors[:, k],
-                                    f"test_factors[:, {k}]"),
-        range(factors.shape[1]),
-        default_workers(),
-    )
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(codes)
+    train_std, test_std = scaler.transform(codes), scaler.transform(test_codes)
+    # The filter is set here, around all the threads: catch_warnings inside a thread would
+    # restore the process-wide filters while other threads still fit.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lbfgs stops at max_iter=100, as in the authors' code
+        results = thread_map(  # one independent, single-threaded fit per factor
+            lambda k: _probe_log_losses(train_std, factors[:, k], test_std, test_factors[:, k],
+                                        f"test_factors[:, {k}]"),
+            range(factors.shape[1]),
+            default_workers(),
+        )
     train_loss, test_loss, n_classes = np.array(results).T
     null_loss = np.log(n_classes)
     return (null_loss - train_loss) / null_loss, (null_loss - test_loss) / null_loss
