@@ -59,12 +59,13 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @numba.njit(parallel=True, cache=True)
-def _mixture_log_densities(samples, means, logvars, out):
-    """out[s, d] = log sum_n N(samples[s, d]; means[n, d], exp(logvars[n, d])).
+def _mixture_log_densities(samples, means, inverse_variances, log_normalisers, out):
+    """out[s, d] = log sum_n N(samples[s, d]; means[n, d], 1 / inverse_variances[n, d]).
 
-    samples: (S, D); means, logvars: (M, D); out: (S, D) float64, written in place. Parallel over
-    samples; each streams over the M components with a running (max, scaled sum) log-sum-exp,
-    so the result does not depend on the thread count.
+    samples: (S, D); means, inverse_variances, log_normalisers (-0.5 log(2 pi var)): (M, D);
+    out: (S, D) float64, written in place. Parallel over samples; each streams over the M
+    components with a running (max, scaled sum) log-sum-exp, so the result does not depend on
+    the thread count.
     """
     n_samples, n_codes = samples.shape
     n_components = means.shape[0]
@@ -74,8 +75,7 @@ def _mixture_log_densities(samples, means, logvars, out):
         for n in range(n_components):
             for d in range(n_codes):
                 diff = samples[s, d] - means[n, d]
-                log_density = -0.5 * (_LOG_2PI + logvars[n, d] + diff * diff
-                                      * math.exp(-logvars[n, d]))
+                log_density = log_normalisers[n, d] - 0.5 * diff * diff * inverse_variances[n, d]
                 if log_density > largest[d]:
                     scaled_sum[d] = scaled_sum[d] * math.exp(largest[d] - log_density) + 1.0
                     largest[d] = log_density
@@ -91,10 +91,12 @@ def mixture_entropies(samples, means, logvars) -> np.ndarray:
     ``-mean_s log((1/M) sum_n N(samples[s, d]; means[n, d], exp(logvars[n, d])))`` with
     samples (S, D) and M = ``means.shape[0]`` equally weighted components.
     """
+    logvars = np.asarray(logvars, dtype=np.float64)
     out = np.empty(samples.shape, dtype=np.float64)
     _mixture_log_densities(np.ascontiguousarray(samples, dtype=np.float64),
                            np.ascontiguousarray(means, dtype=np.float64),
-                           np.ascontiguousarray(logvars, dtype=np.float64), out)
+                           np.ascontiguousarray(np.exp(-logvars)),
+                           np.ascontiguousarray(-0.5 * (_LOG_2PI + logvars)), out)
     return math.log(means.shape[0]) - out.mean(axis=0)
 
 
