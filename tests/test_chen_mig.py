@@ -120,6 +120,8 @@ def test_bad_posteriors_are_refused_by_name():
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="logvars contains 1 non-finite"):
         chen_mig(means, bad, factors)
+    with pytest.raises(ValueError, match="logvars holds 800 in magnitude"):
+        chen_mig(means, np.full_like(means, -800.0), factors)
     with pytest.raises(ValueError, match="means has 1 column"):
         chen_mig(means[:, :1], means[:, :1], factors)
     with pytest.raises(ValueError, match="same number of samples"):

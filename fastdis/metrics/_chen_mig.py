@@ -56,6 +56,8 @@ from ._gbt import _check_random_state
 __all__ = ["chen_mig", "check_factor_grid", "mixture_entropies"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+#: exp(-logvar) and exp(logvar / 2) stay finite in float64 within this bound
+_MAX_ABS_LOGVAR = 700.0
 
 
 @numba.njit(parallel=True, cache=True)
@@ -132,6 +134,12 @@ def _check_posteriors(means, logvars, factors):
     if logvars.shape != means.shape:
         raise ValueError(f"logvars must have the shape of means {means.shape}; got "
                          f"{logvars.shape}.")
+    if np.abs(logvars).max() > _MAX_ABS_LOGVAR:
+        raise ValueError(
+            f"logvars holds {np.abs(logvars).max():.4g} in magnitude; beyond "
+            f"{_MAX_ABS_LOGVAR} a variance or its inverse overflows float64. Are these "
+            "log-variances (not variances or log-standard-deviations of a diverged encoder)?"
+        )
     factors = check_factors(factors)
     check_same_rows(means, factors, "means", "factors")
     check_min_columns(means, 2, name="means", why="MIG is the gap between the two most "

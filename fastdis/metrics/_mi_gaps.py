@@ -89,6 +89,7 @@ def mig_sup(codes, factors, *, num_bins: int = 20, active_variance: float = 0.01
     where :math:`\\tilde I_{j(1)} \\ge \\tilde I_{j(2)}` are the two largest values of row
     :math:`j`. 1 means every active code informs about one factor only (a code duplicated does
     not lower it; MIG catches that), 0 that each active code informs equally about two factors.
+    A representation without active codes scores 0.
 
     The paper writes the mean over all latent dimensions; its authors' code (proVLAE,
     ``metric_MIG.py``) normalises by the factor's entropy, as here, and averages over the active
@@ -117,8 +118,7 @@ def mig_sup(codes, factors, *, num_bins: int = 20, active_variance: float = 0.01
     Raises
     ------
     ValueError
-        Bad shapes or values, fewer than two factors, a factor with a single value, or no active
-        code (the mean over active codes is undefined).
+        Bad shapes or values, fewer than two factors, or a factor with a single value.
 
     References
     ----------
@@ -131,10 +131,9 @@ def mig_sup(codes, factors, *, num_bins: int = 20, active_variance: float = 0.01
     active_variance = check_fraction(active_variance, name="active_variance", high=np.inf)
     active = np.var(codes, axis=0, ddof=1) > active_variance
     if not active.any():
-        raise ValueError(
-            f"no code of codes has a variance above active_variance={active_variance}: MIG-sup "
-            "averages over active codes, so it is undefined for a collapsed representation."
-        )
+        # The authors' mean over no code is nan. A fully collapsed representation has no code
+        # that singles out a factor, so it scores 0 and ranks last instead of failing.
+        return {"mig_sup": 0.0, "num_active_codes": 0}
     normalised = np.clip(mutual_info / factor_entropy[np.newaxis, :], 0.0, None)
     first, second = _two_largest(normalised[active], axis=1)
     return {"mig_sup": float(np.mean(first - second)), "num_active_codes": int(active.sum())}
