@@ -5,7 +5,7 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from fastdis.metrics import METRICS, chen_mig, check_factor_grid, mixture_entropies
+from fastdis.metrics import METRICS, check_factor_grid, chen_mig, mixture_entropies
 
 
 def grid(sizes):
