@@ -64,6 +64,19 @@ def test_mixture_entropy_of_one_wide_gaussian_is_its_entropy():
     assert got[0] == pytest.approx(0.5 * np.log(2 * np.pi * np.e * 4.0), abs=0.05)
 
 
+def test_a_sample_far_from_every_component_keeps_its_digits():
+    # the shifted exponentials all underflow; the running log-sum-exp takes over
+    rs = np.random.RandomState(2)
+    means, logvars = rs.normal(size=(300, 2)), rs.uniform(-2.0, 0.0, size=(300, 2))
+    samples = np.array([[1e4, 0.3], [-50.0, 2.0]])
+    expected = np.log(300) - logsumexp(
+        norm.logpdf(samples[:, None, :], means[None], np.exp(0.5 * logvars)[None]),
+        axis=1).mean(axis=0)
+    got = mixture_entropies(samples, means, logvars)
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert got[0] > 1e7
+
+
 def _sharp(means):
     return np.full(means.shape, -16.0)  # posteriors far narrower than the spacing of the values
 

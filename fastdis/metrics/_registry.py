@@ -12,9 +12,9 @@ al.'s posterior MIG); they take the study's defaults where one applies (20-bin h
 study's MIG, its sample sizes) and are never part of the study suite.
 
 The DCI framework's explicitness and size (Eastwood et al., "DCI-ES", ICLR 2023) are not
-registered: they are not determined by the representation and factors alone. Explicitness is
-one minus the normalised area under a loss-capacity curve (the lowest test loss of a probe
-reached up to each capacity along a capacity axis), and the paper leaves the probe family (MLPs, random
+registered: they are not determined by the representation and factors alone. Explicitness is one
+minus the normalised area under a loss-capacity curve (the lowest test loss of a probe reached
+up to each capacity along a capacity axis), and the paper leaves the probe family (MLPs, random
 Fourier features and random forests in its experiments), the capacity grid and its scale, the
 probes' training, the baseline loss and the lowest attainable loss to the experimenter; the
 authors' code (andreinicolicioiu/DCI-ES, ``metrics/explitcitness.py``) stretches every curve to
@@ -22,8 +22,8 @@ the largest capacity among *all the curves compared*, measures the area above ea
 minimum and normalises by the baseline loss times the capacity range, so one representation's
 score moves when another is added to the comparison. A fixed choice of probes and capacities
 would be a new metric, not theirs. Size ("the representation's size relative to the ground
-truth" in the paper's abstract) has no implementation in the authors' code, and its formula could
-not be pinned down from the material at hand, so it is not guessed at either.
+truth" in the paper's abstract) has no implementation in the authors' code, and its formula
+could not be pinned down from the material at hand, so it is not guessed at either.
 
 ``inputs`` says which evaluation data a metric consumes (sampling is a separate step):
 
