@@ -65,7 +65,7 @@ def test_mixture_entropy_of_one_wide_gaussian_is_its_entropy():
 
 
 def test_a_sample_far_from_every_component_keeps_its_digits():
-    # the shifted exponentials all underflow; the running log-sum-exp takes over
+    # every density underflows to 0 in float64: the log-sum-exp must be taken around its max
     rs = np.random.RandomState(2)
     means, logvars = rs.normal(size=(300, 2)), rs.uniform(-2.0, 0.0, size=(300, 2))
     samples = np.array([[1e4, 0.3], [-50.0, 2.0]])

@@ -28,8 +28,9 @@ The conditional entropy given factor :math:`v_k` averages the same estimate over
 with :math:`I_{(1),k} \\ge I_{(2),k}` the two largest informations about factor :math:`k`.
 
 The :math:`S \\times N` matrix of densities is never formed: each sample streams over the
-mixture's components in blocks of 1,024, so memory stays :math:`O(S \\cdot D)` at any grid size
-(the authors' GPU code evaluates it in blocks of 10 samples). The cost is
+mixture's components with a running (max, scaled sum) log-sum-exp, exact however far the sample
+lies from every component, so memory stays :math:`O(S \\cdot D)` at any grid size (the
+authors' GPU code evaluates it in blocks of 10 samples). The cost is
 :math:`O(S \\cdot N \\cdot D)` for the marginals plus :math:`O(S \\cdot N \\cdot D)` per factor
 for the conditionals. Differences from the authors' code: float64 throughout (theirs is
 float32), every factor passed is scored (their dSprites version does not score the shape
@@ -52,15 +53,12 @@ from .._validation import (
     check_same_rows,
 )
 from ._gbt import _check_random_state
-from ._libm_exp import exp_into, reproduces_libm
 
 __all__ = ["chen_mig", "check_factor_grid", "mixture_entropies"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: exp(-logvar) and exp(logvar / 2) stay finite in float64 within this bound
 _MAX_ABS_LOGVAR = 700.0
-#: Components per block of the density kernel: two buffers of this many doubles per thread.
-_BLOCK = 1024
 
 
 @numba.njit(cache=True)
@@ -81,43 +79,18 @@ def _running_log_sum_exp(z, means, inverse_variances, log_normalisers):
 
 
 @numba.njit(parallel=True, cache=True)
-def _mixture_log_densities(samples, means, inverse_variances, log_normalisers, shift,
-                           libm_equal, out):
+def _mixture_log_densities(samples, means, inverse_variances, log_normalisers, out):
     """out[s, d] = log sum_n N(samples[s, d]; means[d, n], 1 / inverse_variances[d, n]).
 
     samples: (S, D); means, inverse_variances, log_normalisers (-0.5 log(2 pi var)): (D, M),
-    one row of components per code; shift: (D,), the largest log-normaliser of each code, an
-    upper bound of its log-densities (so no exponential overflows); libm_equal: whether
-    :func:`exp_into` reproduces libm here; out: (S, D) float64, written in place.
-
-    Parallel over samples. The components are read in blocks: their shifted log-densities are
-    formed in a vectorised loop and exponentiated by :func:`exp_into` (~3x cheaper than a
-    scalar ``exp``), then summed in order, so the result does not depend on the thread count.
-    A sum below 1e-250 (a sample far from every component) has lost digits to underflow and is
-    redone by :func:`_running_log_sum_exp`.
+    one contiguous row of components per code; out: (S, D) float64, written in place. Parallel
+    over samples, each sum in component order, so the result does not depend on the thread
+    count.
     """
-    n_samples, n_codes = samples.shape
-    n_components = means.shape[1]
-    for s in numba.prange(n_samples):
-        shifted = np.empty(_BLOCK)
-        exponentials = np.empty(_BLOCK)
-        for d in range(n_codes):
-            z = samples[s, d]
-            total = 0.0
-            for start in range(0, n_components, _BLOCK):
-                size = min(_BLOCK, n_components - start)
-                for i in range(size):  # vectorised
-                    diff = z - means[d, start + i]
-                    shifted[i] = ((log_normalisers[d, start + i] - shift[d])
-                                  - 0.5 * diff * diff * inverse_variances[d, start + i])
-                exp_into(shifted[:size], exponentials[:size], libm_equal)
-                for i in range(size):
-                    total += exponentials[i]
-            if total > 1e-250:
-                out[s, d] = shift[d] + math.log(total)
-            else:
-                out[s, d] = _running_log_sum_exp(z, means[d], inverse_variances[d],
-                                                 log_normalisers[d])
+    for s in numba.prange(samples.shape[0]):
+        for d in range(samples.shape[1]):
+            out[s, d] = _running_log_sum_exp(samples[s, d], means[d], inverse_variances[d],
+                                             log_normalisers[d])
 
 
 def mixture_entropies(samples, means, logvars) -> np.ndarray:
@@ -127,12 +100,11 @@ def mixture_entropies(samples, means, logvars) -> np.ndarray:
     samples (S, D) and M = ``means.shape[0]`` equally weighted components.
     """
     logvars = np.asarray(logvars, dtype=np.float64).T
-    log_normalisers = np.ascontiguousarray(-0.5 * (_LOG_2PI + logvars))
     out = np.empty(samples.shape, dtype=np.float64)
     _mixture_log_densities(np.ascontiguousarray(samples, dtype=np.float64),
                            np.ascontiguousarray(np.asarray(means, dtype=np.float64).T),
-                           np.ascontiguousarray(np.exp(-logvars)), log_normalisers,
-                           log_normalisers.max(axis=1), reproduces_libm(), out)
+                           np.ascontiguousarray(np.exp(-logvars)),
+                           np.ascontiguousarray(-0.5 * (_LOG_2PI + logvars)), out)
     return math.log(means.shape[0]) - out.mean(axis=0)
 
 
