@@ -170,11 +170,9 @@ def jemmig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
     codes : array of shape (n_samples, n_codes)
         The representation; at least two codes.
     factors : int array of shape (n_samples, n_factors)
-        Ground-truth factors, each taking at least two values.
-    num_bins : int, default=20
-        Histogram bins per code (the study's MIG discretisation); also B in the bound.
-    mutual_info : array of shape (n_codes, n_factors), optional
-        A precomputed mutual-information matrix (nats) of the binned codes, shared with MIG.
+        Ground-truth factors, each taking at least two values (one factor is enough).
+    num_bins, mutual_info
+        As for :func:`mig_sup`; ``num_bins`` is also B in the bound.
 
     Returns
     -------
@@ -185,7 +183,8 @@ def jemmig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
     Raises
     ------
     ValueError
-        Bad shapes or values, fewer than two codes, or a factor with a single value.
+        Bad shapes or values, fewer than two codes (no second-best code), or a factor with a
+        single value (nothing to disentangle; refused as by MIG).
 
     References
     ----------
@@ -220,14 +219,8 @@ def dcimig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
 
     Parameters
     ----------
-    codes : array of shape (n_samples, n_codes)
-        The representation.
-    factors : int array of shape (n_samples, n_factors)
-        Ground-truth factors; at least two, each taking at least two values.
-    num_bins : int, default=20
-        Histogram bins per code (the study's MIG discretisation).
-    mutual_info : array of shape (n_codes, n_factors), optional
-        A precomputed mutual-information matrix (nats) of the binned codes, shared with MIG.
+    codes, factors, num_bins, mutual_info
+        As for :func:`mig_sup`.
 
     Returns
     -------
@@ -237,7 +230,8 @@ def dcimig(codes, factors, *, num_bins: int = 20, mutual_info=None) -> dict:
     Raises
     ------
     ValueError
-        Bad shapes or values, fewer than two factors, or a factor with a single value.
+        As :func:`mig_sup`: a code's gap needs two factors, and the denominator sums their
+        entropies.
 
     References
     ----------
