@@ -5,7 +5,8 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from fastdis.metrics import METRICS, check_factor_grid, chen_mig, mixture_entropies
+from fastdis.metrics import METRICS, check_factor_grid, chen_mig
+from fastdis.metrics._chen_mig import mixture_entropies
 
 
 def grid(sizes):

@@ -135,6 +135,10 @@ def test_unseen_test_values_and_single_factors_are_refused():
 def test_infom_infoc_building_block_and_registry():
     assert infom_infoc(np.eye(3)) == pytest.approx((1.0, 1.0))
     assert infom_infoc(np.ones((3, 2))) == pytest.approx((0.0, 0.0))
+    with pytest.raises(ValueError, match=r"normalized_mi has 1 factors \(columns\)"):
+        infom_infoc(np.ones((3, 1)))
+    with pytest.raises(ValueError, match="normalized_mi must hold finite values >= 0"):
+        infom_infoc(-np.eye(2))
     spec = METRICS["infomec"]
     assert spec.inputs == "train_test" and not spec.study and spec.reference == ""
     codes, factors, test_codes, test_factors = _split("entangled")

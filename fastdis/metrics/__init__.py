@@ -11,7 +11,7 @@ Implementation modules are private (``_mig``, ``_dci``, ...): import from here.
 """
 
 from ._beta_vae import beta_vae_score
-from ._chen_mig import check_factor_grid, chen_mig, mixture_entropies
+from ._chen_mig import check_factor_grid, chen_mig
 from ._dci import completeness, dci, disentanglement, gbt_importance_matrix
 from ._downstream import downstream_task, intervene, reduced_downstream_task, strong_downstream_task
 from ._factor_vae import factor_vae_score
@@ -68,6 +68,5 @@ __all__ = [
     "intervene",
     "pr_curves_values",
     "infom_infoc",
-    "mixture_entropies",
     "check_factor_grid",
 ]

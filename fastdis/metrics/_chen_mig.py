@@ -115,8 +115,10 @@ def check_factor_grid(factors, *, name: str = "factors") -> tuple[np.ndarray, np
     Raises
     ------
     ValueError
-        When combinations are missing or repeated, naming how many.
+        When factors are not valid factors (see :func:`check_factors`), or combinations are
+        missing or repeated, naming how many.
     """
+    factors = check_factors(factors, name=name)
     # each factor's values present, relabelled 0..C_k-1 (a sub-grid may skip values)
     columns = [np.unique(column, return_inverse=True) for column in factors.T]
     labels = np.stack([inverse.ravel() for _, inverse in columns], axis=1)

@@ -49,7 +49,7 @@ import warnings
 import numpy as np
 
 from .._parallel import default_workers, thread_map
-from .._validation import check_fraction, check_min_columns, check_train_test
+from .._validation import check_fraction, check_matrix, check_min_columns, check_train_test
 from ._mi_gaps import binned_information
 
 __all__ = ["infomec", "infom_infoc", "active_codes", "normalized_predictive_information"]
@@ -83,6 +83,11 @@ def infom_infoc(normalized_mi: np.ndarray) -> tuple[float, float]:
 
     Both need at least two rows and two columns (the chance level 1/n must be below 1).
     """
+    normalized_mi = check_matrix(normalized_mi, name="normalized_mi", nonnegative=True)
+    for axis, what in ((0, "active codes (rows)"), (1, "factors (columns)")):
+        if normalized_mi.shape[axis] < 2:
+            raise ValueError(f"normalized_mi has {normalized_mi.shape[axis]} {what}; at least "
+                             "2 are needed for a chance level 1/n below 1.")
     return (_chance_normalised_concentration(normalized_mi, axis=1),
             _chance_normalised_concentration(normalized_mi, axis=0))
 
