@@ -69,6 +69,42 @@ def test_means_far_from_zero_keep_float32_accuracy(backend):
     check_against_dlib(make_encodings(64, 10, seed=4, offset=30.0), torch.float32, backend, "i")
 
 
+def encodings_with_covariance(target, batch_size, *, seed, variance=0.0):
+    """Float64 (z_mean, z_logvar) whose DIP covariance is exactly ``target`` (d, d): the means'
+    biased covariance is ``target − variance·I`` and every exp(z_logvar) is ``variance`` (0 for
+    DIP-I, whose z_logvar is unused)."""
+    generator = torch.Generator().manual_seed(seed)
+    num_latents = target.shape[0]
+    samples = torch.randn(batch_size, num_latents, generator=generator, dtype=torch.float64)
+    samples = samples - samples.mean(dim=0)
+    whitening = torch.linalg.cholesky(samples.T @ samples / batch_size)
+    white = torch.linalg.solve_triangular(whitening, samples.T, upper=False).T  # Cov = I
+    means_covariance = target - variance * torch.eye(num_latents, dtype=torch.float64)
+    z_mean = white @ torch.linalg.cholesky(means_covariance).T + 0.5
+    z_logvar = torch.full_like(z_mean, math.log(variance) if variance else 0.0)
+    return z_mean, z_logvar
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dip_type", "variance"), [("i", 0.0), ("ii", 0.5)])
+def test_covariance_near_identity_keeps_float32_accuracy(backend, dip_type, variance):
+    # C = I + 0.003·(±1 off the diagonal): the off-diagonal squares sum to ~8e-4 beside
+    # Σ C_ii² ≈ 10, so Σ C² − Σ C_ii² in float32 would lose about 1e-3 of the penalty. Summed
+    # directly, as dlib does, the float32 penalty keeps 1e-5 of the float64 one.
+    num_latents = 10
+    generator = torch.Generator().manual_seed(12)
+    signs = torch.randint(0, 2, (num_latents, num_latents), generator=generator) * 2.0 - 1.0
+    off_diagonal = 0.003 * torch.triu(signs, diagonal=1).double()
+    target = torch.eye(num_latents, dtype=torch.float64) + off_diagonal + off_diagonal.T
+    inputs64 = encodings_with_covariance(target, 64, seed=13, variance=variance)
+    inputs = [x.to(device_for(backend), torch.float32) for x in inputs64]
+    kwargs = dict(lambda_od=1.0, lambda_d=1.0, dip_type=dip_type)
+    value = dip_regularizer(*inputs, backend=backend, **kwargs).item()
+    expected = dlib_dip_regularizer(*inputs64, 1.0, 1.0, dip_type).item()
+    assert expected == pytest.approx(2 * 45 * 0.003**2, rel=1e-6)  # the target's penalty
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_many_partials_and_tiles(backend, monkeypatch):
     # Small tiles and few partial programs: each program adds several tiles, the last one ragged,
