@@ -13,6 +13,10 @@ import torch
 from fastdis.kernels import dip_covariance, dip_regularizer
 from kernel_helpers import BACKENDS, check_against_twin, device_for
 
+from fastdis.train.config import TrainConfig
+from fastdis.train.models import GaussianVAE
+from fastdis.train.objectives import Objective, compile_objective
+
 
 def dlib_dip_regularizer(z_mean, z_logvar, lambda_od, lambda_d, dip_type):
     expectation_mean_mean_t = (z_mean.unsqueeze(2) * z_mean.unsqueeze(1)).mean(dim=0)
@@ -168,3 +172,23 @@ def test_float64_weights_keep_full_precision_on_triton():
     triton_value = dip_regularizer(*on_device, backend="triton", **kwargs)
     torch_value = dip_regularizer(*inputs, backend="torch", **kwargs)
     assert triton_value.item() == pytest.approx(torch_value.item(), rel=1e-13)
+
+
+def test_compiled_objectives_of_two_dip_settings_stay_whole_graphs():
+    # Two DIP objectives compiled in one process share Objective.forward's code: the second
+    # compile (a different lambda_d_factor) must not turn the weight symbolic and break the
+    # graph at the DIP weight check. Dynamo alone (backend="eager") shows it in seconds.
+    torch._dynamo.reset()
+    images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(14))
+    noise = torch.randn(4, 10, generator=torch.Generator().manual_seed(15))
+    for method in ("dip_vae_i", "dip_vae_ii"):
+        model = GaussianVAE((64, 64, 1), 10)
+        model.reset_parameters(torch.Generator().manual_seed(0))
+        objective = Objective(TrainConfig(method=method).resolved(), model)
+        expected = objective(images, noise)["loss"]
+        compiled = compile_objective(objective, backend="eager")(images, noise)["loss"]
+        torch.testing.assert_close(compiled, expected)
+    counters = torch._dynamo.utils.counters
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 2
+
