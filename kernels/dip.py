@@ -195,7 +195,10 @@ def dip_covariance(
     """``(penalty, covariance, batch_mean)``: P, C (d, d) and μ̄ (d,) of the module docstring.
 
     All three are differentiable. Same arguments and errors as :func:`dip_regularizer`, which
-    returns the first.
+    returns the first. Under ``torch.compile`` the weights should be constants of the graph:
+    Dynamo's automatic dynamic turns a float that changed since the previous compile into a
+    symbolic one, which the weight check cannot test without a graph break
+    (``fastdis.train.objectives.compile_objective`` compiles with ``dynamic=False`` for this).
     """
     z_mean, z_logvar = check_latents(z_mean=z_mean, z_logvar=z_logvar)
     lambda_od = check_weight("lambda_od", lambda_od)

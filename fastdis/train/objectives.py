@@ -69,7 +69,11 @@ class Objective(nn.Module):
         """Loss terms for ``images`` (B, C, 64, 64) in [0, 1].
 
         ``noise`` (B, d) is the reparameterisation's standard normal draw; ``shuffle_keys``
-        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step).
+        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step). The terms are
+        what ``log.jsonl`` records. Two signs against dlib's tensors of the same names: ``elbo``
+        is −(R + KL), the value dlib logs (its tensor ``elbo`` is R + KL), and
+        ``discriminator_loss`` is the loss minimised here, the negative of dlib's tensor, the
+        log-likelihood its discriminator optimizer maximises.
         """
         hp = self.hyperparameters
         z_mean, z_logvar = self.model.encoder(images)  # (B, d), (B, d)
