@@ -6,12 +6,14 @@ code unchanged once a few things it imports are stood in for:
 
 - ``tensorflow.contrib.tpu`` is gone: ``TPUEstimatorSpec`` is replaced by a record of its arguments;
 - ``tf.compat.v1.estimator`` is gone: a namespace with ``ModeKeys`` (``model_fn`` compares the mode
-  with ``ModeKeys.TRAIN``) and ``SessionRunHook`` (gin's TF utilities subclass it);
+  with ``ModeKeys.TRAIN``);
 - ``tf.compat.v1.layers`` needs legacy Keras: ``TF_USE_LEGACY_KERAS=1`` with ``tf-keras``, set
   before TensorFlow is imported;
 - ``tensorflow_hub`` and ``tensorflow_probability`` are imported at module level but unused by the
   training graph (TF-Hub export; the Bernoulli entropy option the study leaves off): empty modules;
-- gin's TensorFlow external configurables: ``AdamOptimizer`` registered as ``gin.tf`` would.
+- ``gin.tf``: tests/conftest.py already stands ``gin`` itself in for it, so gin's TF utilities
+  (which subclass ``tf.estimator.SessionRunHook``) are never imported; ``AdamOptimizer``, which
+  the study's bindings name, is registered as ``gin.tf.external_configurables`` would.
 
 Every stand-in is installed by :func:`reference_on_tf2`, a context manager the test enters; nothing
 here happens at import, so the default suite never touches TensorFlow. Randomness is routed, not
@@ -46,8 +48,8 @@ def tensorflow_installed() -> bool:
 def import_tensorflow():
     """TensorFlow with legacy Keras, which ``tf.compat.v1.layers`` needs on TF >= 2.16.
 
-    The environment variables must be set before the first import; oneDNN's reordered sums are
-    turned off so that repeated runs give the same float32 numbers.
+    The environment variables must be set before the first import. oneDNN's custom operations
+    are turned off (TensorFlow warns that they change float32 round-off): TF's own kernels run.
     """
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -73,10 +75,7 @@ def _estimator_stand_in():
     class ModeKeys:
         TRAIN, EVAL, PREDICT = "train", "eval", "infer"
 
-    class SessionRunHook:
-        pass
-
-    return types.SimpleNamespace(ModeKeys=ModeKeys, SessionRunHook=SessionRunHook)
+    return types.SimpleNamespace(ModeKeys=ModeKeys)
 
 
 def _stand_in_modules():
