@@ -179,6 +179,7 @@ def test_compiled_objectives_of_two_dip_settings_stay_whole_graphs():
     # compile (a different lambda_d_factor) must not turn the weight symbolic and break the
     # graph at the DIP weight check. Dynamo alone (backend="eager") shows it in seconds.
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps them
     images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(14))
     noise = torch.randn(4, 10, generator=torch.Generator().manual_seed(15))
     for method in ("dip_vae_i", "dip_vae_ii"):
