@@ -30,7 +30,7 @@ import torch
 
 from fastdis.train import METHODS, TrainConfig, train
 from fastdis.train.models import GaussianVAE
-from fastdis.train.objectives import Objective
+from fastdis.train.objectives import Objective, compile_objective
 from fastdis.train.training import draw_step_noise, make_optimizers, train_step
 
 
@@ -49,7 +49,7 @@ def make_step(config, device, compiled, compile_mode):
     optimizers = make_optimizers(config, model)
     objective = Objective(config, model)
     if compiled:
-        objective = torch.compile(objective, mode=compile_mode)
+        objective = compile_objective(objective, compile_mode)
     capacity = torch.tensor(2.5, device=device) if config.method == "annealed_vae" else None
 
     def step(images):

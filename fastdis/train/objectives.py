@@ -69,7 +69,11 @@ class Objective(nn.Module):
         """Loss terms for ``images`` (B, C, 64, 64) in [0, 1].
 
         ``noise`` (B, d) is the reparameterisation's standard normal draw; ``shuffle_keys``
-        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step).
+        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step). The terms are
+        what ``log.jsonl`` records. Two signs against dlib's tensors of the same names: ``elbo``
+        is −(R + KL), the value dlib logs (its tensor ``elbo`` is R + KL), and
+        ``discriminator_loss`` is the loss minimised here, the negative of dlib's tensor, the
+        log-likelihood its discriminator optimizer maximises.
         """
         hp = self.hyperparameters
         z_mean, z_logvar = self.model.encoder(images)  # (B, d), (B, d)
@@ -120,3 +124,24 @@ class Objective(nn.Module):
             "elbo": -(reconstruction_loss + kl_loss),  # dlib logs the negative of R + KL
             **terms,
         }
+
+
+def compile_objective(objective: Objective, mode: str | None = None,
+                      backend: str = "inductor") -> nn.Module:
+    """``torch.compile`` of ``objective`` with every shape and hyperparameter specialised.
+
+    ``dynamic=False`` matters when one process compiles several objectives (``fastdis sweep
+    --compile``, ``bench/bench_training.py``): they share ``Objective.forward``'s code, so Dynamo
+    recompiles it for each, and by default ("automatic dynamic") a float that differs from the
+    previous compile, such as DIP-VAE-II's ``lambda_d_factor`` after DIP-VAE-I's, becomes a
+    symbolic input. The DIP kernel's weight check (``math.isfinite``) cannot take a symbolic
+    float, so DIP-VAE-II's step broke into three graphs instead of one, with more launches and
+    nothing fused across the breaks: the H200 bench, which compiles DIP-VAE-II right after
+    DIP-VAE-I, measured it slower than eager (0.74x) with a 60 s compile. Specialised, each
+    (method, hyperparameters) gets one whole graph with the weights folded in as constants;
+    seeds and batches of one setting reuse it. The cost: each distinct setting compiles once,
+    and past Dynamo's ``recompile_limit`` (8 per process) further settings run eager. ``mode``
+    is torch.compile's; ``backend="eager"`` traces without generating code (tests).
+    """
+    return torch.compile(objective, mode=mode, dynamic=False, backend=backend)
+

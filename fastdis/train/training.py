@@ -34,7 +34,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .models import GaussianVAE
-from .objectives import Objective, annealed_capacity
+from .objectives import Objective, annealed_capacity, compile_objective
 
 #: Methods of dlib's protocol a dataset must have (``GroundTruthData``).
 DATASET_PROTOCOL = ("sample_factors", "sample_observations_from_factors", "observation_shape")
@@ -218,7 +218,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, *, progress: bool = T
     objective = Objective(config, model)
     step_objective = objective
     if config.compile:
-        step_objective = torch.compile(objective, mode=config.compile_mode)
+        step_objective = compile_objective(objective, config.compile_mode)
     model.train()  # no dropout or batch norm; kept for form
     hp = config.hyperparameters()
 
