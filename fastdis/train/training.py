@@ -214,25 +214,51 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
     observation_shape = check_dataset(dataset)
     if first.data_sampling == "counter":
         device_image_table(dataset)  # refuse an unsuitable data set before any work
+    num_iterations = first.num_iterations()
+    bar = _ProgressBar(num_iterations, 0, first, len(configs), enabled=progress)
+    largest = len(configs)
+    with bar:
+        while True:
+            try:
+                return _train_levels(configs, out_dirs, dataset, observation_shape, bar,
+                                     strategy, largest)
+            except torch.cuda.OutOfMemoryError:
+                if largest == 1:
+                    raise MemoryError(
+                        f"one {first.method} model at batch size {first.batch_size} does not "
+                        f"fit in the memory of {first.device}; lower the batch size or use "
+                        f"another device.") from None
+                largest //= 2  # the runs resume where they stand: nothing is lost
+                _warn(f"a pack of {2 * largest} {first.method} models does not fit in the "
+                      f"memory of {first.device}; training packs of at most {largest}.")
+
+
+def _train_levels(configs, out_dirs, dataset, observation_shape, bar, strategy,
+                  largest: int) -> list[dict | None]:
+    """Bring every live model from where its run directory stands to the last update, in
+    packs of at most ``largest``: first the models behind, up to the step of the others."""
     steps = [read_run(config, out_dir, observation_shape)[0]
              for config, out_dir in zip(configs, out_dirs, strict=True)]
     stopped = [read_stop_record(out_dir) for out_dir in out_dirs]
-    active = [index for index, record in enumerate(stopped) if record is None]
-    num_iterations = first.num_iterations()
-    bar = _ProgressBar(num_iterations, min((steps[i] for i in active), default=num_iterations),
-                       first, len(active), enabled=progress)
-    with bar:
-        levels = sorted({steps[i] for i in active} | {num_iterations})
-        for level in levels[1:]:  # the models behind catch up, then all train to the end
-            members = [i for i in active if steps[i] < level and stopped[i] is None]
-            if not members:
-                continue
-            records = _train_segment([configs[i] for i in members], [out_dirs[i] for i in members],
-                                     dataset, observation_shape, level, bar, strategy)
+    num_iterations = configs[0].num_iterations()
+    levels = sorted({step for step, record in zip(steps, stopped, strict=True) if record is None}
+                    | {num_iterations})
+    for level in levels[1:]:
+        behind = [i for i, record in enumerate(stopped) if record is None and steps[i] < level]
+        for start in range(0, len(behind), largest):
+            members = behind[start:start + largest]
+            records = _train_segment([configs[i] for i in members],
+                                     [out_dirs[i] for i in members], dataset,
+                                     observation_shape, level, bar, strategy)
             for i, record in zip(members, records, strict=True):
-                stopped[i] = record
-                steps[i] = level
+                stopped[i], steps[i] = record, level
     return stopped
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _train_segment(configs, out_dirs, dataset, observation_shape, until: int, bar,
