@@ -223,28 +223,38 @@ def test_kill_9_of_a_pack_resumes_every_model_exactly(tmp_path):
         assert log_lines(tmp_path / "straight" / str(k)) == log_lines(killed / str(k))
 
 
-def test_a_non_finite_model_stops_while_the_others_train_on(tmp_path):
-    configs = [pack_config(0, "beta_vae", checkpoint_every=1),
-               pack_config(1, "beta_vae", beta=1e38, checkpoint_every=1),
-               pack_config(2, "beta_vae", checkpoint_every=1)]
+def test_a_non_finite_model_stops_while_the_others_train_on(tmp_path, monkeypatch):
+    original_step = Pack.step
+
+    def diverging_step(self, *args):  # seed 1's weights turn NaN before its 3rd update
+        self.updates = getattr(self, "updates", 0) + 1
+        seeds = [config.seed for config in self.configs]
+        if self.updates == 3 and 1 in seeds:
+            with torch.no_grad():
+                self.params["decoder.d6.bias"][seeds.index(1)].fill_(float("nan"))
+        return original_step(self, *args)
+
+    monkeypatch.setattr(Pack, "step", diverging_step)
+    configs = [pack_config(seed, "beta_vae", checkpoint_every=1) for seed in range(3)]
     records = run_pack(configs, [tmp_path / str(k) for k in range(3)])
     assert records[0] is None and records[2] is None
     record = json.loads((tmp_path / "1" / STOP_FILE).read_text())
-    assert record == {**records[1], "global_step": record["step"],
-                      "reason": "a loss term is not finite"}
-    assert "loss" in record["non_finite_terms"] and not np.isfinite(record["values"]["loss"])
+    assert record == records[1] and record["reason"] == "a loss term is not finite"
+    assert record["step"] == record["global_step"] == 3 and "loss" in record["non_finite_terms"]
+    assert "kl_loss" not in record["non_finite_terms"]  # the decoder's bias spoils R only
+    assert record["values"]["loss"] == "nan" and np.isfinite(record["values"]["kl_loss"])
     saved = state_of(tmp_path / "1")
-    assert json.loads(saved["config_json"])["step"] == record["step"] - 1  # the last finite
+    assert json.loads(saved["config_json"])["step"] == 2  # the last finite checkpoint
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
-    assert [line["step"] for line in log_lines(tmp_path / "1")] == \
-        list(range(1, record["step"]))
+    assert [line["step"] for line in log_lines(tmp_path / "1")] == [1, 2]
+    assert run_pack(configs, [tmp_path / str(k) for k in range(3)])[1] == records[1]  # kept
+    with pytest.raises(FloatingPointError, match="step 3: a loss term is not finite"):
+        train(configs[1], tmp_path / "lone", progress=False, dataset=tiny_grid())
+    monkeypatch.setattr(Pack, "step", original_step)
     for k in (0, 2):  # the others end as they do alone
         alone = tmp_path / f"alone{k}"
         train(configs[k], alone, progress=False, dataset=tiny_grid())
         assert_same_state(state_of(alone), state_of(tmp_path / str(k)))
-    assert run_pack(configs, [tmp_path / str(k) for k in range(3)])[1] is not None  # resumed
-    with pytest.raises(FloatingPointError, match=f"step {record['step']}: a loss term"):
-        train(configs[1], tmp_path / "lone", progress=False, dataset=tiny_grid())
 
 
 def test_a_pack_too_large_for_the_device_splits_itself(tmp_path, monkeypatch, capsys):
@@ -287,3 +297,26 @@ def test_the_compiled_pack_follows_the_eager_pack():
             torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-4)
     for name, value in eager.params.items():
         torch.testing.assert_close(compiled.params[name], value, rtol=1e-4, atol=1e-5)
+
+
+# -- sweeps --------------------------------------------------------------------------------
+
+def test_a_dask_sweep_trains_the_same_runs_as_a_local_one(tmp_path):
+    from distributed import LocalCluster
+
+    from fastdis.data import make_dsprites
+    from fastdis.train.sweep import plan_packs, run_sweep, study_models
+
+    make_dsprites(tmp_path / "data", small=True)
+    overrides = {"data_dir": str(tmp_path / "data"), "steps": 2, "batch_size": 8,
+                 "data_sampling": "counter", "checkpoint_every": 1}
+    packs = plan_packs(study_models(model_nums=[0, 1, 50]), 2)
+    assert [[m.model_num for m in pack] for pack in packs] == [[0, 1], [50]]
+    local = run_sweep(packs, tmp_path / "local", overrides, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        remote = run_sweep(packs, tmp_path / "dask", overrides, scheduler=cluster.scheduler_address)
+    assert local == remote == {0: None, 1: None, 50: None}
+    for num in (0, 1, 50):
+        assert_same_state(state_of(tmp_path / "local" / str(num)),
+                          state_of(tmp_path / "dask" / str(num)))

@@ -109,12 +109,14 @@ def save_checkpoint(out_dir: Path, *, config: TrainConfig, step: int, observatio
     return path
 
 
-def write_stop_record(out_dir: Path, config: TrainConfig, record: dict) -> None:
-    """Record that the model of ``out_dir`` stopped: ``record`` has the update (``step``), the
-    non-finite terms and the values of every term then; its checkpoint stays the last finite."""
+def write_stop_record(out_dir: Path, config: TrainConfig, record: dict) -> dict:
+    """Record that the model of ``out_dir`` stopped and return the record written: ``record``
+    has the update (``step``), the non-finite terms and the values of every term then; the
+    global step and the reason are added. Its checkpoint stays the last finite one."""
     record = {**record, "global_step": config.global_step(record["step"]),
               "reason": "a loss term is not finite"}
     atomic_write(out_dir / STOP_FILE, lambda file: file.write(json.dumps(record).encode()))
+    return record
 
 
 def read_stop_record(out_dir: Path) -> dict | None:

@@ -170,6 +170,8 @@ class CounterSampler(ModelStreams):
     def __init__(self, dataset, configs, generators, device):
         super().__init__(configs, generators)
         images, binary = device_image_table(dataset)
+        if not images.flags.writeable:  # a memory map: read it into memory once
+            images = np.array(images)
         self.images = torch.from_numpy(images).to(device)  # (N, H, W, C) uint8
         self.scale = None if binary else torch.tensor(255.0, device=device)
         self.seeds = torch.tensor([config.seed for config in configs], dtype=torch.int64,

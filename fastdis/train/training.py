@@ -21,6 +21,7 @@ checkpoint and a ``stopped.json``) while the rest of its pack trains on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -299,8 +300,7 @@ def _train_segment(configs, out_dirs, dataset, observation_shape, until: int, ba
                 bar.update(step)
                 continue
             for index, record in watch.newly_stopped(terms).items():
-                records[index] = record
-                write_stop_record(out_dirs[index], configs[index], record)
+                records[index] = write_stop_record(out_dirs[index], configs[index], record)
             alive = [index for index, record in enumerate(records) if record is None]
             if log_now:
                 rate = interval_steps / (time.perf_counter() - interval_start)
@@ -368,7 +368,9 @@ class _FiniteWatch:
                 "step": step,
                 "non_finite_terms": [n for n, bad in zip(names, bad_terms[index], strict=True)
                                      if bad],
-                "values": dict(zip(names, bad_values[index], strict=True))}
+                # strict JSON has no NaN or Infinity: those values are written as text
+                "values": {name: value if math.isfinite(value) else str(value)
+                           for name, value in zip(names, bad_values[index], strict=True)}}
         return records
 
 
