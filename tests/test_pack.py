@@ -257,6 +257,25 @@ def test_a_non_finite_model_stops_while_the_others_train_on(tmp_path, monkeypatc
         assert_same_state(state_of(alone), state_of(tmp_path / str(k)))
 
 
+def test_weights_that_overflow_in_an_update_are_never_saved(tmp_path, monkeypatch):
+    original_step = Pack.step
+
+    def overflowing_step(self, *args):  # seed 1's 2nd update leaves an infinite weight
+        self.updates = getattr(self, "updates", 0) + 1
+        terms = original_step(self, *args)
+        if self.updates == 2:
+            with torch.no_grad():
+                self.params["encoder.e1.bias"][1].fill_(float("inf"))
+        return terms
+
+    monkeypatch.setattr(Pack, "step", overflowing_step)
+    configs = [pack_config(seed, "beta_vae", checkpoint_every=1) for seed in range(2)]
+    records = run_pack(configs, [tmp_path / str(k) for k in range(2)])
+    assert records[0] is None
+    assert (records[1]["step"], records[1]["non_finite_terms"]) == (2, ["weights"])
+    assert json.loads(state_of(tmp_path / "1")["config_json"])["step"] == 1
+
+
 def test_a_pack_too_large_for_the_device_splits_itself(tmp_path, monkeypatch, capsys):
     configs = [pack_config(seed) for seed in range(3)]
     run_pack(configs, [tmp_path / f"fits{k}" for k in range(3)])

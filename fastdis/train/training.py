@@ -309,9 +309,16 @@ def _train_segment(configs, out_dirs, dataset, observation_shape, until: int, ba
                 interval_start, interval_steps = time.perf_counter(), 0
             if save_now:
                 for index in alive:
+                    model_state = pack.model_state(index)
+                    if not all(bool(value.isfinite().all()) for value in model_state.values()):
+                        # finite terms, but the update overflowed: keep the last checkpoint
+                        watch.reported.add(index)
+                        records[index] = write_stop_record(
+                            out_dirs[index], configs[index],
+                            {"step": step, "non_finite_terms": ["weights"], "values": {}})
+                        continue
                     save_checkpoint(out_dirs[index], config=configs[index], step=step,
-                                    observation_shape=observation_shape,
-                                    model_state=pack.model_state(index),
+                                    observation_shape=observation_shape, model_state=model_state,
                                     optimizer_states=pack.optimizer_states(index),
                                     streams=sampler.state(index))
     finally:
