@@ -157,9 +157,11 @@ def register_slicewise_vmap(op) -> None:
     """Let ``torch.vmap`` (a pack of models) map ``op`` by calling it once per slice.
 
     Each slice is one model's (batch, latents) problem, so the op's checks, its Triton launch
-    and its autograd formula (recorded per slice) are those of a single model, and every
-    model's numbers are bit for bit those it gets alone. The price is one launch per model and
-    per op; the ops are a small part of a training step (the convolutions dominate).
+    and its autograd formula (recorded per slice) are those of a single model: on the same
+    inputs, each model gets bit for bit what it gets alone. The price is one launch per model
+    and per op, small beside the convolutions: in a ``torch.vmap`` pack of 8 at batch 64 on one
+    CPU thread, the TC ops took 65 ms of a 6.5 s β-TCVAE step and the DIP ops 7 ms of a 6.7 s
+    DIP-VAE-II step. On GPUs a pack axis in the Triton grid would save 2·P launches per step.
     Non-tensor arguments and unbatched tensors are passed to every slice unchanged.
     """
 
