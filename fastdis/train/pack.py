@@ -8,9 +8,9 @@ the step evaluates the per-model :class:`~fastdis.train.objectives.Objective` on
 
 - ``"loop"``: one call per model on its slices (``unbind``), so model k runs the very kernels it
   runs alone: bit for bit the same numbers whatever the pack. Fastest on CPU, where a
-  model-step is long (measured in bench/RESULTS.md: the vmap pack of 8 took 2.4x the time per
-  model-step of 8 separate models at batch 64, one thread, because grouped and transposed
-  convolutions fall off oneDNN's fast paths).
+  model-step is long: at batch 64 on one thread a vmap pack of 8 ran 0.94 model-steps/s against
+  2.50 for the loop (bench/RESULTS.md), because oneDNN runs the grouped convolutions that vmap
+  makes far off its fast paths.
 - ``"vmap"``: ``torch.vmap`` over the pack: one batched matmul or grouped convolution per layer
   for all models, and no per-model work on the host; the design for GPUs. Reductions inside
   grouped kernels may round differently, so a model's numbers agree with its lone run to float32
