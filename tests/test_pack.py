@@ -303,12 +303,14 @@ def test_a_pack_mixes_seeds_and_strengths_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_compiled_pack_follows_the_eager_pack():
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_the_compiled_pack_follows_the_eager_pack(strategy):
+    # A cold compile of the whole packed objective (forward and backward), custom ops inside.
     configs = [pack_config(0, "dip_vae_ii").resolved(),
                pack_config(1, "dip_vae_ii", lambda_od=20.0).resolved()]
-    eager = Pack(configs, (64, 64, 1), "cpu")
+    eager = Pack(configs, (64, 64, 1), "cpu", strategy)
     compiled = Pack([TrainConfig(**{**c.to_dict(), "compile": True}).resolved()
-                     for c in configs], (64, 64, 1), "cpu")
+                     for c in configs], (64, 64, 1), "cpu", strategy)
     for step in range(2):
         images, noise, keys = step_inputs(configs, step)
         expected, got = eager.step(images, noise, keys), compiled.step(images, noise, keys)
