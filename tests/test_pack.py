@@ -22,7 +22,7 @@ from fastdis.train import TrainConfig, train
 from fastdis.train.checkpoint import STOP_FILE
 from fastdis.train.config import METHODS
 from fastdis.train.models import GaussianVAE
-from fastdis.train.objectives import Objective
+from fastdis.train.objectives import Objective, annealed_capacity
 from fastdis.train.pack import Pack
 from fastdis.train.sampling import (
     CounterSampler,
@@ -113,6 +113,9 @@ def test_packed_terms_are_each_models_objective(method):
     images, noise, keys = step_inputs(configs)
     capacity = pack.capacity(50_000)
     packed = pack.terms(pack.params, images, noise, keys, capacity)
+    if method == "annealed_vae":  # C(step) as a lone run computes it: 2.5 and 12.5 nats
+        expected = [annealed_capacity(c.c_max, c.iteration_threshold, 50_000) for c in configs]
+        assert torch.equal(capacity, torch.tensor(expected)) and expected == [2.5, 12.5]
     for index, config in enumerate(configs):
         model = GaussianVAE((64, 64, 1), 10, discriminator=method == "factor_vae")
         model.reset_parameters(torch.Generator().manual_seed(config.seed))

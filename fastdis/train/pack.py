@@ -92,6 +92,10 @@ class Pack:
             name: torch.tensor([hp[name] for hp in self.hyperparameters], dtype=torch.float32,
                                device=self.device)
             for name in self.hyperparameters[0]}
+        if self.method == "annealed_vae":  # c_max and threshold (P,) for capacity()
+            self.capacity_schedule = tuple(
+                torch.tensor([hp[name] for hp in self.hyperparameters], dtype=torch.float64)
+                for name in ("c_max", "iteration_threshold"))
         self.terms = self._loop_terms if self.strategy == "loop" else self._vmap_terms
         if first.compile:
             self.terms = torch.compile(self.terms, mode=first.compile_mode)
@@ -120,9 +124,7 @@ class Pack:
         in float64, as a lone run computes it, then float32."""
         if self.method != "annealed_vae":
             return None
-        c_max = torch.tensor([hp["c_max"] for hp in self.hyperparameters], dtype=torch.float64)
-        threshold = torch.tensor([hp["iteration_threshold"] for hp in self.hyperparameters],
-                                 dtype=torch.float64)
+        c_max, threshold = self.capacity_schedule
         return torch.minimum(c_max, c_max * global_step / threshold).float().to(self.device)
 
     def _loop_terms(self, params, images, noise, shuffle_keys, capacity):
