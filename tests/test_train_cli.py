@@ -225,3 +225,13 @@ def test_sweep_packs_models_of_one_method(tiny_data, tmp_path):
     assert "pack of 2: model 0: " in result.output and "pack of 1: model 2: " in result.output
     assert "in 3 pack(s)" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2", "300"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_command_refuses_a_device_it_cannot_use(tiny_data, tmp_path):
+    result = runner.invoke(app, ["train", "--device", "cuda", "--steps", "1", "--out",
+                                 str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+    result = runner.invoke(app, ["train", "--device", "tpu9", "--steps", "1", "--out",
+                                 str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "'tpu9' is not a torch device" in result.output

@@ -130,6 +130,17 @@ def read_run(config: TrainConfig, out_dir: Path, observation_shape) -> tuple[int
     return step, state
 
 
+def check_device(name: str) -> None:
+    """Refuse a device this torch cannot use, naming it, before any work."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a torch device ({exc}).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available to this torch "
+                         f"({torch.__version__}); train on 'cpu' or install a CUDA build.")
+
+
 def make_sampler(dataset, configs, generators, device):
     """The pack's sampler for its ``data_sampling`` (shared by all its models)."""
     if configs[0].data_sampling == "counter":
@@ -210,6 +221,7 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
     for out_dir in out_dirs:
         out_dir.mkdir(parents=True, exist_ok=True)
     first = configs[0]
+    check_device(first.device)
     if dataset is None:
         dataset = load_named_dataset(first.dataset, first.data_dir)
     observation_shape = check_dataset(dataset)
