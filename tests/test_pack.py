@@ -18,7 +18,7 @@ from test_train_runs import TinySquares, assert_same_state, log_lines, state_of
 
 from fastdis import kernels
 from fastdis.data._base import GridDataset
-from fastdis.train import TrainConfig, train
+from fastdis.train import TrainConfig, load_checkpoint, train
 from fastdis.train.checkpoint import STOP_FILE
 from fastdis.train.config import METHODS
 from fastdis.train.models import GaussianVAE
@@ -168,20 +168,27 @@ def test_the_kernels_map_over_a_pack_slice_by_slice():
 
 # -- pack independence and runs ------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["beta_tc_vae", "factor_vae"])
-def test_a_model_trains_bit_for_bit_the_same_alone_and_in_any_pack(tmp_path, method):
+@pytest.mark.parametrize("method, sampling", [("beta_tc_vae", "counter"),
+                                              ("factor_vae", "counter"),
+                                              ("dip_vae_i", "dlib")])
+def test_a_model_trains_bit_for_bit_the_same_alone_and_in_any_pack(tmp_path, method, sampling):
+    def config(seed, **strengths):
+        return pack_config(seed, method, data_sampling=sampling, **strengths)
+
     strengths = OTHER_STRENGTH[method]
     alone = tmp_path / "alone"
-    train(pack_config(1, method, **strengths), alone, progress=False, dataset=tiny_grid())
-    run_pack([pack_config(0, method), pack_config(1, method, **strengths),
-              pack_config(2, method)], [tmp_path / f"a{k}" for k in range(3)])
-    run_pack([pack_config(1, method, **strengths), pack_config(4, method, **strengths)],
-             [tmp_path / "b0", tmp_path / "b1"])
+    train(config(1, **strengths), alone, progress=False, dataset=tiny_grid())
+    run_pack([config(0), config(1, **strengths), config(2)],
+             [tmp_path / f"a{k}" for k in range(3)])
+    run_pack([config(1, **strengths), config(4, **strengths)], [tmp_path / "b0", tmp_path / "b1"])
     for packed in (tmp_path / "a1", tmp_path / "b0"):
         assert_same_state(state_of(alone), state_of(packed))
         assert log_lines(alone) == log_lines(packed)
     assert not torch.equal(state_of(tmp_path / "a0")["model"]["encoder.e1.weight"],
                            state_of(alone)["model"]["encoder.e1.weight"])
+    observations = tiny_grid().sample_observations_from_factors(np.zeros((2, 3), int), None)
+    mean, _ = load_checkpoint(tmp_path / "a1").encode(observations)  # as `fastdis encode` does
+    np.testing.assert_array_equal(mean, load_checkpoint(alone).encode(observations)[0])
 
 
 def test_models_left_at_two_steps_by_a_kill_catch_up_exactly(tmp_path):
