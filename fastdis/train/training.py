@@ -242,6 +242,7 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
                         f"fit in the memory of {first.device}; lower the batch size or use "
                         f"another device.") from None
                 largest //= 2  # the runs resume where they stand: nothing is lost
+                torch.cuda.empty_cache()  # the failed pack's blocks, before a smaller one
                 _warn(f"a pack of {2 * largest} {first.method} models does not fit in the "
                       f"memory of {first.device}; training packs of at most {largest}.")
 
