@@ -35,7 +35,13 @@ time. The Triton path (``dip_triton.py``) is two launches forward and one backwa
 
 import torch
 
-from ._common import check_latents, check_weight, resolve_backend, run_backend
+from ._common import (
+    check_latents,
+    check_weight,
+    register_slicewise_vmap,
+    resolve_backend,
+    run_backend,
+)
 
 DIP_TYPES = ("i", "ii")
 
@@ -181,6 +187,8 @@ def _backward(ctx, grad_penalty, grad_covariance, grad_batch_mean):
 
 
 _dip_covariance_penalty.register_autograd(_backward, setup_context=_setup_context)
+register_slicewise_vmap(_dip_covariance_penalty)
+register_slicewise_vmap(_dip_covariance_penalty_backward)
 
 
 def dip_covariance(

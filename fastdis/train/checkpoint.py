@@ -6,7 +6,8 @@ A run directory holds
   ``weights_only=True``, so a checkpoint cannot run code): the JSON config, the model and
   optimiser states, the torch generator of the noise and the numpy RandomState of the data;
 - ``config.json``: the same JSON config, for people and tools that do not load torch;
-- ``log.jsonl``: one line per logging step (written by the training loop).
+- ``log.jsonl``: one line per logging step (written by the training loop);
+- ``stopped.json``, only if the model's loss turned non-finite: at which update, which terms.
 
 :func:`load_checkpoint` gives a :class:`Checkpoint`, whose ``encode`` and
 ``representation_function`` are what scoring needs (research/training.md §2.1-2.2).
@@ -29,6 +30,8 @@ from .models import GaussianVAE
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
+#: Written when a model's loss turns non-finite: the update, the terms and their values.
+STOP_FILE = "stopped.json"
 #: Bumped when the layout of checkpoint.pt changes; older files are refused with a message.
 FORMAT = "fastdis.train.checkpoint"
 FORMAT_VERSION = 1
@@ -83,25 +86,43 @@ def run_config(config: TrainConfig, step: int, observation_shape) -> dict:
             "fastdis_version": fastdis_version()}
 
 
-def save_checkpoint(out_dir: Path, *, config: TrainConfig, step: int, model: GaussianVAE,
-                    optimizers, generator: torch.Generator,
-                    data_random_state: np.random.RandomState) -> Path:
-    """Write ``checkpoint.pt`` and ``config.json`` of the run in ``out_dir``, atomically."""
-    json_config = run_config(config, step, model.observation_shape)
+def save_checkpoint(out_dir: Path, *, config: TrainConfig, step: int, observation_shape,
+                    model_state: dict, optimizer_states: list, streams: dict) -> Path:
+    """Write ``checkpoint.pt`` and ``config.json`` of one model, each atomically.
+
+    ``model_state`` is the model's ``state_dict`` (CPU tensors), ``optimizer_states`` its Adams'
+    state dicts and ``streams`` its ``torch_generator`` and ``data_random_state`` (tensors).
+    """
+    json_config = run_config(config, step, observation_shape)
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config_json": json.dumps(json_config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizers": [optimizer.state_dict() for optimizer in optimizers],
-        "torch_generator": generator.get_state(),
-        "data_random_state": random_state_to_tensors(data_random_state),
+        "model": model_state,
+        "optimizers": optimizer_states,
+        **streams,
     }
     path = out_dir / CHECKPOINT_FILE
     atomic_write(path, lambda file: torch.save(state, file))
     atomic_write(out_dir / CONFIG_FILE,
                  lambda file: file.write(json.dumps(json_config, indent=1).encode()))
     return path
+
+
+def write_stop_record(out_dir: Path, config: TrainConfig, record: dict) -> dict:
+    """Record that the model of ``out_dir`` stopped and return the record written: ``record``
+    has the update (``step``), the non-finite terms and the values of every term then; the
+    global step and the reason are added. Its checkpoint stays the last finite one."""
+    record = {**record, "global_step": config.global_step(record["step"]),
+              "reason": "a loss term is not finite"}
+    atomic_write(out_dir / STOP_FILE, lambda file: file.write(json.dumps(record).encode()))
+    return record
+
+
+def read_stop_record(out_dir: Path) -> dict | None:
+    """The stop record of a run directory, or None if its model has not stopped."""
+    path = Path(out_dir) / STOP_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
