@@ -13,7 +13,8 @@ The table is **long**: one row per checkpoint x representation x metric x result
 column              meaning
 ==================  ===========================================================================
 checkpoint          the checkpoint's name in the store
-representation      ``mean``, ``sampled``, ... (the reference's ``postprocess.name``)
+representation      ``mean``, ``sampled``, ... (the reference's ``postprocess.name``); ``*`` on
+                    the failed rows of a checkpoint whose metadata cannot be read
 metric              registry name (the reference's ``evaluation.name``)
 key                 result key (the reference's ``evaluation_results.<key>``)
 value               float64
