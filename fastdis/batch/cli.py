@@ -102,7 +102,8 @@ def score(
     """Score every checkpoint, representation and metric of STORE into a Parquet table.
 
     Resumable: evaluations already in --out are skipped, so rerun the same command after a
-    crash. Failed evaluations are recorded with their reason and the others go on.
+    crash. Failed evaluations are recorded with their reason and the others go on; the exit
+    status is then 1 (0: every evaluation in --out succeeded).
     """
     from .engine import score_store
 
@@ -120,6 +121,8 @@ def score(
     for row in failed.drop_duplicates("error").head(5).itertuples():
         _err.print(f"[yellow]  {row.checkpoint} / {row.representation} / {row.metric}: "
                    f"{row.error}[/yellow]", highlight=False)
+    if len(failed):
+        raise typer.Exit(code=1)
 
 
 @app.command()
