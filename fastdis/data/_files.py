@@ -8,6 +8,7 @@ the current directory (dlib's fallback). Files sit in dlib's sub-folders under i
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -93,15 +94,61 @@ def load_npz_member(path: Path, member: str, *, mmap: bool = True) -> np.ndarray
             raise bad_file(path, f"a complete array {member!r}", f"a read error ({exc})") from None
 
 
+#: What a pickled member of a data file may reference: numpy's array and scalar
+#: reconstruction, and plain containers. Anything else (``os.system`` in a crafted file's
+#: ``__reduce__``) is refused before it is called.
+_SAFE_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+    ("builtins", "bytearray"), ("collections", "OrderedDict"), ("_codecs", "encode"),
+}
+#: Module names of older pickles (numpy 1, Python 2) and what they are now.
+_RENAMED_MODULES = {"numpy.core.multiarray": "numpy._core.multiarray",
+                    "numpy.core.numeric": "numpy._core.numeric", "__builtin__": "builtins",
+                    "copy_reg": "copyreg"}
+
+
+class UnsafePickleError(ValueError):
+    """A pickled member of a data file references something other than plain data."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, strings, numbers and numpy arrays, and nothing else."""
+
+    def find_class(self, module, name):
+        module = _RENAMED_MODULES.get(module, module)
+        if (module, name) not in _SAFE_GLOBALS:
+            raise UnsafePickleError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"a persistent reference {pid!r}")
+
+
 def load_npz_object(path: Path, member: str):
-    """A pickled object member (dSprites' ``metadata`` dict); py2 pickles need latin1."""
+    """A pickled object member (dSprites' ``metadata`` dict), read by an unpickler that admits
+    only plain data (containers, strings, numbers, numpy arrays): a data file runs no code.
+    py2 pickles need latin1."""
     try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as data:
-            if member not in data.files:
-                raise bad_file(path, f"an entry named {member!r}", f"keys {data.files}")
-            return data[member][()]
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise bad_file(path, f"a readable entry {member!r}", f"a read error ({exc})") from None
+        with zipfile.ZipFile(path) as archive:
+            if member + ".npy" not in archive.namelist():
+                raise bad_file(path, f"an entry named {member!r}", f"keys {_npz_keys(archive)}")
+            with archive.open(member + ".npy") as stream:
+                _, _, dtype = _npy_header(stream, path, member)
+                if not dtype.hasobject:
+                    return np.lib.format.read_array(stream, allow_pickle=False)[()]
+                return _PlainDataUnpickler(stream, encoding="latin1").load()[()]
+    except UnsafePickleError as exc:
+        raise bad_file(path, f"plain data in the pickled entry {member!r}",
+                       f"a reference to {exc} (refused: a data file must not run code)"
+                       ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
+            IndexError, TypeError, AttributeError) as exc:
+        if isinstance(exc, ValueError) and str(path) in str(exc):
+            raise  # bad_file's own message
+        raise bad_file(path, f"a readable entry {member!r}",
+                       f"a read error ({type(exc).__name__}: {exc})") from None
 
 
 def _npz_keys(archive: zipfile.ZipFile) -> list[str]:
