@@ -47,12 +47,14 @@ def encode(
     """
     from rich.progress import Progress
 
+    from .._device import check_device
     from ..data import load_dataset
     from .encode import encode_checkpoints, expand_checkpoint_paths
     from .plan import make_plan
     from .store import open_store
 
     try:
+        check_device(device)
         paths = expand_checkpoint_paths(checkpoints)
         data = load_dataset(dataset, data_dir=data_dir)
         plan = None

@@ -27,6 +27,52 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     return Path("."), f"the current directory (neither ${ENV_VARS[0]} nor ${ENV_VARS[1]} is set)"
 
 
+#: Bytes read from each end of a data file to identify it (with its size).
+_IDENTITY_BYTES = 1 << 16
+
+
+def same_data_folder(first, second, dataset: str) -> bool:
+    """Whether data folders ``first`` and ``second`` (``data_dir`` values; None: the default
+    of :func:`resolve_data_dir`) hold the same data for ``dataset``, however spelled.
+
+    Equal when they resolve to the same folder (absolute or relative paths, another working
+    directory, a symlink, ``$FASTDIS_DATA``), or when the data set's files in both have the
+    same sizes and the same first and last 64 KiB (a copy elsewhere). A data set unknown to
+    the registry is compared by folder only.
+    """
+    folders = [os.path.realpath(resolve_data_dir(folder)[0]) for folder in (first, second)]
+    if folders[0] == folders[1]:
+        return True
+    from .registry import DATASETS
+
+    if dataset not in DATASETS:
+        return False
+    identities = [data_identity(Path(folder), DATASETS[dataset].files) for folder in folders]
+    return identities[0] is not None and identities[0] == identities[1]
+
+
+def data_identity(folder: Path, relative_files) -> tuple | None:
+    """(name, size, digest of both ends) of each file under ``folder`` (a relative path that
+    is a folder counts each of its files); None if one is missing."""
+    import hashlib
+
+    identity = []
+    for relative in relative_files:
+        path = folder / relative
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if not file.is_file():
+                return None
+            size = file.stat().st_size
+            with open(file, "rb") as stream:
+                head = stream.read(_IDENTITY_BYTES)
+                stream.seek(max(0, size - _IDENTITY_BYTES))
+                tail = stream.read(_IDENTITY_BYTES)
+            identity.append((str(file.relative_to(folder)), size,
+                             hashlib.blake2b(head + tail, digest_size=16).hexdigest()))
+    return tuple(identity)
+
+
 def require_file(path: Path, dataset: str, origin: str, fix: str) -> Path:
     """Return ``path`` if it is a file, else raise FileNotFoundError saying what and where."""
     if path.is_file():

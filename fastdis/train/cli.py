@@ -19,6 +19,17 @@ app = typer.Typer()
 _err = Console(stderr=True)
 
 
+class _WrappedHelp(typer.core.TyperCommand):
+    """Help laid out by click: it rewraps paragraphs and option help to the terminal width.
+    Rich's option table truncates long option names (--factor-vae-step-counting) at 80
+    columns and keeps the docstring's line breaks."""
+
+    def format_help(self, ctx, formatter):
+        import click
+
+        click.Command.format_help(self, ctx, formatter)
+
+
 def _fail(message: str, code: int = 2):
     _err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code=code)
@@ -31,6 +42,16 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _usable_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything is created."""
+    from .._device import check_device
+
+    try:
+        check_device(device)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _run(config: TrainConfig, out: Path, progress: bool) -> None:
@@ -49,7 +70,7 @@ def _run(config: TrainConfig, out: Path, progress: bool) -> None:
 _METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae also works)."
 
 
-@app.command()
+@app.command(cls=_WrappedHelp)
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory (resumed if it holds a "
                                       "checkpoint).")],
@@ -97,7 +118,8 @@ def train(
         method=method, beta=beta, gamma=gamma, c_max=c_max,
         iteration_threshold=iteration_threshold, lambda_od=lambda_od,
         lambda_d_factor=lambda_d_factor, dataset=dataset,
-        data_dir=str(data_dir) if data_dir is not None else None, seed=seed, steps=steps,
+        data_dir=str(data_dir.resolve()) if data_dir is not None else None, seed=seed,
+        steps=steps,
         batch_size=batch_size, num_latent=num_latent, compile=compile,
         compile_mode=compile_mode, device=device,
         checkpoint_every=checkpoint_every, log_every=log_every,
@@ -106,12 +128,13 @@ def train(
         config = config.resolved()
     except ValueError as exc:
         _fail(str(exc))
+    _usable_device(device)
     _set_threads(threads)
     _run(config, out, progress)
     _err.print(f"trained {config.method} to step {config.num_iterations()} in {out}")
 
 
-@app.command()
+@app.command(cls=_WrappedHelp)
 def sweep(
     study: Annotated[str, typer.Option(help="The study (dlib's name).")] =
         "unsupervised_study_v1",
@@ -157,6 +180,7 @@ def sweep(
               "them with --only-print.")
     if out is None:
         _fail("--out is required to train (each model goes to OUT/<model_num>/).")
+    _usable_device(device)
     overrides = {"data_dir": str(data_dir) if data_dir is not None else None,
                  "compile": compile, "compile_mode": compile_mode, "device": device,
                  "checkpoint_every": checkpoint_every}

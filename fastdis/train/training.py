@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .._progress import stderr_progress
+from ..data._files import same_data_folder
 from .checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -132,7 +133,10 @@ def check_resumable(saved: dict, config: TrainConfig, file: Path) -> None:
     saved_config = TrainConfig.from_dict(saved).resolved()
     differing = [name for name, value in config.to_dict().items()
                  if name not in TrainConfig.SYSTEM_FIELDS
-                 and value != saved_config.to_dict()[name]]
+                 and value != saved_config.to_dict()[name]
+                 # the data folder counts by what it holds, not by how it is spelled
+                 and not (name == "data_dir" and same_data_folder(
+                     value, saved_config.data_dir, config.dataset))]
     if differing:
         details = ", ".join(f"{name}: saved {saved_config.to_dict()[name]!r}, "
                             f"asked {config.to_dict()[name]!r}" for name in differing)
