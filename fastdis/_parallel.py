@@ -19,6 +19,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import numba
 
@@ -136,3 +137,27 @@ def process_pool(workers: int, *, initializer=None, initargs=()):
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=exit_with_parent,
                                initargs=(os.getpid(), initializer, initargs))
+
+
+@contextmanager
+def exclusive(lock_file: Path, busy_message: str):
+    """Hold an exclusive lock on ``lock_file`` (created if absent) for the block, or raise
+    RuntimeError(``busy_message``) at once if another process holds it.
+
+    A POSIX ``flock``: the OS drops it when the holder dies, kill -9 included, so a crashed
+    run never blocks the next. Without fcntl (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(busy_message) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -3,10 +3,15 @@ differently, untrusted data files, unavailable devices. Each test asserts that n
 is lost, no wrong value is recorded, no process is left behind and the message names the file.
 """
 
+import json
+import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,7 +171,6 @@ def test_journal_parts_deleted_during_a_run_are_scored_again_not_reported_done(
                 LosingJournal.lost += 1
 
     monkeypatch.setattr(engine, "Journal", LosingJournal)
-    monkeypatch.setattr(engine, "consolidate", engine.consolidate)
     table = score_store(path, tmp_path / "out", scheduler="synchronous")
     assert sorted(table["checkpoint"].unique()) == [f"m{i}" for i in range(4)]
     assert table["error"].isna().all()
@@ -248,3 +252,268 @@ def test_killing_score_leaves_no_worker_behind(tmp_path):
         for child in alive(descendants(process.pid)):
             child.kill()
         process.kill()
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """The small dSprites look-alike and three briefly trained runs on it."""
+    import torch
+
+    from fastdis.data import make_dsprites
+    from fastdis.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    make_dsprites(root / "data", small=True)
+    for seed in range(3):
+        train(TrainConfig(steps=2, batch_size=8, checkpoint_every=2, seed=seed,
+                          data_dir=str(root / "data")), root / "runs" / f"seed{seed}",
+              progress=False)
+    return root
+
+
+def encode_command(root, store):
+    return ["encode", str(root / "runs"), "--dataset", "dsprites_full", "--data-dir",
+            str(root / "data"), "--store", str(store), "--scale", "0.02", "--metrics", "mig"]
+
+
+def encoded_codes(store_path):
+    store = open_store(store_path)
+    return {name: store.codes(name) for name in store.names()}
+
+
+def test_encode_killed_at_a_random_moment_resumes_to_the_same_codes(trained_runs, tmp_path):
+    reference = tmp_path / "reference.zarr"
+    assert CliRunner().invoke(app, encode_command(trained_runs, reference)).exit_code == 0
+    store = tmp_path / "reps.zarr"
+    delay = random.Random().uniform(0.0, 1.5)
+    process = subprocess.Popen([*CLI, *encode_command(trained_runs, store)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (store / "zarr.json").is_file() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.kill()
+    process.wait()
+    if (store / "zarr.json").is_file():  # what a killed encode left is never a wrong code
+        for name, codes in encoded_codes(store).items():
+            assert np.array_equal(codes, encoded_codes(reference)[name]), delay
+    result = CliRunner().invoke(app, encode_command(trained_runs, store))
+    assert result.exit_code == 0, (delay, result.output)
+    again, expected = encoded_codes(store), encoded_codes(reference)
+    assert sorted(again) == sorted(expected) and len(expected) == 3
+    for name in expected:
+        assert np.array_equal(again[name], expected[name]), (delay, name)
+
+
+def test_damaged_metadata_of_one_checkpoint_does_not_stop_encode(trained_runs, tmp_path):
+    store = tmp_path / "reps.zarr"
+    first = [*encode_command(trained_runs, store)]
+    first[1] = str(trained_runs / "runs" / "seed0")
+    assert CliRunner().invoke(app, first).exit_code == 0
+    (name,) = open_store(store).names()
+    metadata = store / "checkpoints" / checkpoint_key(name) / "zarr.json"
+    metadata.write_text("{not json")
+    result = CliRunner().invoke(app, encode_command(trained_runs, store))
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert len(open_store(store).names()) == 3 and not open_store(store).damaged()
+
+
+def test_a_second_writer_of_a_store_is_refused(trained_runs, tmp_path):
+    from fastdis._parallel import exclusive
+    from fastdis.batch.store import WRITE_LOCK
+
+    store = tmp_path / "reps.zarr"
+    first = [*encode_command(trained_runs, store)]
+    first[1] = str(trained_runs / "runs" / "seed0")
+    assert CliRunner().invoke(app, first).exit_code == 0
+    with exclusive(store / WRITE_LOCK, "held by this test"):
+        result = CliRunner().invoke(app, encode_command(trained_runs, store))
+    assert result.exit_code == 1 and "another fastdis encode is writing to" in result.output
+    assert len(open_store(store).names()) == 1
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def test_train_killed_at_a_random_moment_resumes_bit_identical(trained_runs, tmp_path):
+    import torch
+
+    from fastdis.train import TrainConfig, train
+
+    data = str(trained_runs / "data")
+    config = TrainConfig(steps=30, batch_size=8, checkpoint_every=3, log_every=3, seed=5,
+                         data_dir=data)
+    straight = train(config, tmp_path / "straight", progress=False)
+    run = tmp_path / "killed"
+    delay = random.Random().uniform(0.0, 2.0)
+    process = subprocess.Popen(
+        [*CLI, "train", "--out", str(run), "--data-dir", data, "--steps", "30",
+         "--batch-size", "8", "--checkpoint-every", "3", "--log-every", "3", "--seed", "5",
+         "--threads", "1", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").is_file() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.kill()
+    process.wait()
+    train(config, run, progress=False)  # resumes from the last checkpoint
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(run / "checkpoint.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), (delay, key)
+    logged = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert logged == list(range(3, 31, 3)), delay
+    assert not list(run.glob(".*.tmp-*")), delay
+
+
+def test_a_stale_temporary_of_a_killed_checkpoint_write_is_removed(trained_runs, tmp_path):
+    from fastdis.train import TrainConfig, train
+
+    config = TrainConfig(steps=2, batch_size=8, checkpoint_every=1,
+                         data_dir=str(trained_runs / "data"))
+    train(config, tmp_path / "run", progress=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "run" / f".checkpoint.pt.tmp-{dead.pid}"
+    stale.write_bytes(b"half a checkpoint")
+    train(TrainConfig(**{**config.to_dict(), "steps": 3, "adam_betas": (0.9, 0.999),
+                         "discriminator_adam_betas": (0.5, 0.9)}), tmp_path / "run",
+          progress=False)
+    assert not stale.exists()
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_advice_to_allow_it(tmp_path):
+    import torch
+
+    from fastdis.train import load_checkpoint
+
+    marker = tmp_path / "ran"
+    torch.save({"format": "x", "payload": RunsCode(marker)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint.pt is corrupt") as error:
+        load_checkpoint(tmp_path)
+    assert "weights_only" not in str(error.value) and "system" in str(error.value)
+    assert not marker.exists()
+
+
+class RunsCode:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_resumed_run_accepts_its_data_folder_however_spelled(trained_runs, tmp_path,
+                                                               monkeypatch):
+    from fastdis.train import TrainConfig, train
+
+    data = trained_runs / "data"
+    run = tmp_path / "run"
+
+    def resume(steps, data_dir):
+        train(TrainConfig(steps=steps, batch_size=8, checkpoint_every=1, data_dir=data_dir),
+              run, progress=False)
+
+    resume(1, str(data))
+    monkeypatch.chdir(trained_runs / "runs")
+    resume(2, "../data")  # relative, from another working directory
+    monkeypatch.setenv("FASTDIS_DATA", str(data))
+    resume(3, None)  # through $FASTDIS_DATA
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    resume(4, str(copy))  # the same files elsewhere
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    npz = next(other.rglob("*.npz"))
+    npz.write_bytes(npz.read_bytes()[:-1] + bytes([npz.read_bytes()[-1] ^ 1]))
+    with pytest.raises(ValueError, match="data_dir"):
+        resume(5, str(other))  # other data under the same file name
+
+
+# -- data files -------------------------------------------------------------------------------
+
+
+def write_dsprites(folder, metadata):
+    from fastdis.data._files import write_npz_stored
+    from fastdis.data.dsprites import DSPRITES_FILE
+
+    sizes = [1, 3, 2, 2, 2, 2]
+    path = folder / DSPRITES_FILE
+    write_npz_stored(path, {"imgs": np.zeros((int(np.prod(sizes)), 64, 64), np.uint8),
+                            "metadata": np.array(metadata, dtype=object)})
+    return path
+
+
+def test_a_data_file_whose_pickle_would_run_code_is_refused(tmp_path):
+    from fastdis.data import load_dataset
+
+    marker = tmp_path / "ran"
+    path = write_dsprites(tmp_path, {"latents_sizes": RunsCode(marker)})
+    with pytest.raises(ValueError, match=f"{path}: .*refused: a data file must not run code"):
+        load_dataset("dsprites_full", data_dir=tmp_path)
+    listed = CliRunner().invoke(app, ["data", "list", "--data-dir", str(tmp_path)],
+                                env={"COLUMNS": "400"})
+    assert listed.exit_code == 0 and "refused" in listed.stdout
+    assert not marker.exists()
+    write_dsprites(tmp_path, {"latents_sizes": np.array([1, 3, 2, 2, 2, 2]), "title": "ok"})
+    assert load_dataset("dsprites_full", data_dir=tmp_path).factors_num_values == [3, 2, 2, 2, 2]
+
+
+def test_data_list_checks_the_files_it_lists(tmp_path):
+    from fastdis.data import make_dsprites
+
+    path = make_dsprites(tmp_path, small=True)
+    Path(path).write_bytes(Path(path).read_bytes()[:-1000])
+    listed = CliRunner().invoke(app, ["data", "list", "--data-dir", str(tmp_path)],
+                                env={"COLUMNS": "400"})
+    row = next(line for line in listed.stdout.splitlines() if "dsprites_full" in line)
+    assert "unusable" in row and "yes" not in row
+    unchecked = CliRunner().invoke(app, ["data", "list", "--data-dir", str(tmp_path),
+                                         "--no-check"], env={"COLUMNS": "400"})
+    assert "present (not checked)" in unchecked.stdout
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def test_an_unavailable_device_is_refused_before_anything_is_created(trained_runs, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    runner = CliRunner()
+    train = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--device", "cuda",
+                                "--data-dir", str(trained_runs / "data"), "--steps", "1"])
+    sweep = runner.invoke(app, ["sweep", "--models", "0", "--out", str(tmp_path / "sweep"),
+                                "--device", "cuda:1"])
+    encode = runner.invoke(app, [*encode_command(trained_runs, tmp_path / "reps.zarr"),
+                                 "--device", "cuda"])
+    for result in (train, sweep, encode):
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert "no cuda device is available" in result.output, result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_help_reads_well_at_80_columns():
+    import inspect
+
+    from fastdis.train.cli import train
+
+    for width in (80, 200):
+        result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": str(width)},
+                                    terminal_width=width)
+        assert result.exit_code == 0 and "…" not in result.output
+        assert max(map(len, result.output.splitlines())) <= width
+        for name in inspect.signature(train).parameters:
+            assert f"--{name.replace('_', '-')}" in result.output, (width, name)
+        text = " ".join(result.output.split())
+        assert "config.json and log.jsonl (one line per logging step)." in text
+        assert "log.jsonl (one\n" not in result.output

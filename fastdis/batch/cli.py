@@ -76,7 +76,7 @@ def encode(
             summary = encode_checkpoints(
                 store, paths, data, plan=plan, dataset=dataset, on_checkpoint=advance,
                 encode_options={"device": device, "batch_size": batch_size})
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: FileNotFoundError, ...
         _fail(str(exc))
     _err.print(f"{len(summary.written)} encoded, {len(summary.skipped)} already stored, "
                f"{len(summary.failed)} failed -> {store}")

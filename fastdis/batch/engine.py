@@ -23,14 +23,13 @@ refused instead of merging and deleting journal parts under the first one's feet
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._parallel import single_threaded_blas
+from .._parallel import exclusive, single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
@@ -238,31 +237,11 @@ def score_store(
         raise ValueError(f"--out {out} exists and is not a directory (scores are a Parquet "
                          "dataset directory).")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    # A second run on out would merge and delete journal parts under the first one's feet.
+    with exclusive(out / _LOCK, f"another fastdis score is writing to {out}; wait for it to "
+                   "finish (or stop it), then rerun to resume."):
         return _score_tasks(store, store_path, entries, names, representations, out, scheduler,
                             workers, retry_failed, progress)
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """Hold ``out/.lock`` for the run: a second run on ``out`` would merge and delete journal
-    parts under the first one's feet. The OS drops the lock when the process dies (kill -9
-    included). Without fcntl (Windows) runs are not guarded."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out / _LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another fastdis score is writing to {out}; wait for it to "
-                               "finish (or stop it), then rerun to resume.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _listed_tasks(entries, names, representations) -> list[ScoreTask]:

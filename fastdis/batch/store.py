@@ -50,6 +50,8 @@ __all__ = ["StoreError", "RepresentationStore", "create_store", "open_store", "w
 
 _FORMAT = "fastdis-representation-store"
 _VERSION = 1
+#: The file ``fastdis encode`` holds locked while it writes a store (one writer at a time).
+WRITE_LOCK = ".write.lock"
 #: Attributes every complete checkpoint group has.
 _REQUIRED_ATTRIBUTES = ("name", "encoding_id", "representations")
 
