@@ -182,9 +182,9 @@ def load_npz_object(path: Path, member: str):
                 raise bad_file(path, f"an entry named {member!r}", f"keys {_npz_keys(archive)}")
             with archive.open(member + ".npy") as stream:
                 _, _, dtype = _npy_header(stream, path, member)
-                if not dtype.hasobject:
-                    return np.lib.format.read_array(stream, allow_pickle=False)[()]
-                return _PlainDataUnpickler(stream, encoding="latin1").load()[()]
+                if dtype.hasobject:
+                    return _PlainDataUnpickler(stream, encoding="latin1").load()[()]
+        return load_npz_member(path, member, mmap=False)[()]  # a plain array
     except UnsafePickleError as exc:
         raise bad_file(path, f"plain data in the pickled entry {member!r}",
                        f"a reference to {exc} (refused: a data file must not run code)"

@@ -62,7 +62,7 @@ def _run(config: TrainConfig, out: Path, progress: bool) -> None:
         train(config, out, progress=progress)
     except (ValueError, TypeError) as exc:  # bad config, data or checkpoint
         _fail(str(exc))
-    except (FileNotFoundError, RuntimeError, ImportError,  # missing data, kernels, ...
+    except (OSError, RuntimeError, ImportError,  # missing data, --out a file, kernels, ...
             FloatingPointError) as exc:  # a diverged run (non-finite loss)
         _fail(str(exc), code=1)
 
