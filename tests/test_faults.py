@@ -83,7 +83,8 @@ def test_a_damaged_plan_chunk_stops_the_run_naming_the_file(tmp_path, how):
     damage(chunk, how)
     result = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "out"),
                                       "--scheduler", "synchronous"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 1
+    assert_message_not_traceback(result)
     assert f"{path}/plan/factors" in result.output.replace("\n", "")
     assert not (tmp_path / "out" / "scores.parquet").exists()
 
@@ -136,7 +137,8 @@ def test_damaged_metadata_of_one_checkpoint_is_confined_to_it(tmp_path, how):
 
     result = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "out"),
                                       "--scheduler", "synchronous"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 1
+    assert_message_not_traceback(result)
     table = pd.read_parquet(tmp_path / "out")
     failed = table[table["error"].notna()]
     assert list(failed["checkpoint"]) == ["b"] and str(metadata) in failed["error"].item()
@@ -202,7 +204,7 @@ def test_score_exits_non_zero_when_evaluations_failed(tmp_path):
     result = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "out"),
                                       "--scheduler", "synchronous"])
     assert result.exit_code == 1 and "1 failed evaluations" in result.output
-    assert "Traceback" not in result.output
+    assert_message_not_traceback(result)
     ok = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "out2"),
                                   "--scheduler", "synchronous", "--metrics", "mig",
                                   "--representations", "mean"])
@@ -275,6 +277,21 @@ def trained_runs(tmp_path_factory):
     return root
 
 
+def kill_at_random(command, started: Path, longest: float) -> float:
+    """Run ``command``, SIGKILL it a random 0 to ``longest`` seconds after the file ``started``
+    appears (or when it ends by itself first); return the delay, for failure messages."""
+    delay = random.Random().uniform(0.0, longest)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not started.is_file() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.kill()
+    process.wait()
+    return delay
+
+
 def encode_command(root, store):
     return ["encode", str(root / "runs"), "--dataset", "dsprites_full", "--data-dir",
             str(root / "data"), "--store", str(store), "--scale", "0.02", "--metrics", "mig"]
@@ -289,16 +306,8 @@ def test_encode_killed_at_a_random_moment_resumes_to_the_same_codes(trained_runs
     reference = tmp_path / "reference.zarr"
     assert CliRunner().invoke(app, encode_command(trained_runs, reference)).exit_code == 0
     store = tmp_path / "reps.zarr"
-    delay = random.Random().uniform(0.0, 1.5)
-    process = subprocess.Popen([*CLI, *encode_command(trained_runs, store)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (store / "zarr.json").is_file() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(delay)
-    process.kill()
-    process.wait()
+    delay = kill_at_random([*CLI, *encode_command(trained_runs, store)], store / "zarr.json",
+                           1.5)
     if (store / "zarr.json").is_file():  # what a killed encode left is never a wrong code
         for name, codes in encoded_codes(store).items():
             assert np.array_equal(codes, encoded_codes(reference)[name]), delay
@@ -350,18 +359,10 @@ def test_train_killed_at_a_random_moment_resumes_bit_identical(trained_runs, tmp
                          data_dir=data)
     straight = train(config, tmp_path / "straight", progress=False)
     run = tmp_path / "killed"
-    delay = random.Random().uniform(0.0, 2.0)
-    process = subprocess.Popen(
+    delay = kill_at_random(
         [*CLI, "train", "--out", str(run), "--data-dir", data, "--steps", "30",
          "--batch-size", "8", "--checkpoint-every", "3", "--log-every", "3", "--seed", "5",
-         "--threads", "1", "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").is_file() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(delay)
-    process.kill()
-    process.wait()
+         "--threads", "1", "--no-progress"], run / "checkpoint.pt", 2.0)
     train(config, run, progress=False)  # resumes from the last checkpoint
     a = torch.load(straight / "checkpoint.pt", weights_only=True)
     b = torch.load(run / "checkpoint.pt", weights_only=True)
@@ -497,9 +498,23 @@ def test_an_unavailable_device_is_refused_before_anything_is_created(trained_run
     encode = runner.invoke(app, [*encode_command(trained_runs, tmp_path / "reps.zarr"),
                                  "--device", "cuda"])
     for result in (train, sweep, encode):
-        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert_message_not_traceback(result)
         assert "no cuda device is available" in result.output, result.output
     assert not any(tmp_path.iterdir())
+
+
+def assert_message_not_traceback(result):
+    """A command that failed on a user error: a message and a non-zero exit, no exception."""
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exception
+
+
+def test_train_into_a_file_is_a_message_not_a_traceback(trained_runs, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "a-file"), "--data-dir",
+                                      str(trained_runs / "data"), "--steps", "1",
+                                      "--no-progress"])
+    assert_message_not_traceback(result)
+    assert "a-file" in result.output
 
 
 def test_train_help_reads_well_at_80_columns():
