@@ -444,7 +444,7 @@ def write_codes(
 
     checkpoints = store._checkpoints_group()
     if (store.path / "checkpoints" / key).is_dir():
-        if name in store.names() and not replace:
+        if not replace and _is_complete(checkpoints, key):
             return False
         _remove_checkpoint(store, key)
     group = checkpoints.create_group(key)
@@ -466,6 +466,15 @@ def seal_checkpoint(group) -> None:
     mark the group complete: the last write of a checkpoint."""
     checksums = {array_name: array_checksum(array[...]) for array_name, array in group.arrays()}
     group.attrs.update({"checksums": checksums, "complete": True})
+
+
+def _is_complete(checkpoints, key: str) -> bool:
+    """Whether group ``key`` is a complete checkpoint (False when its metadata is unreadable:
+    then it is written again)."""
+    try:
+        return bool(checkpoints[key].attrs.get("complete"))
+    except Exception:  # noqa: BLE001 - garbled or missing metadata
+        return False
 
 
 def _remove_checkpoint(store: RepresentationStore, key: str) -> None:
