@@ -112,11 +112,7 @@ def load_npz_member(path: Path, member: str, *, mmap: bool = True) -> np.ndarray
     ``np.load(mmap_mode=...)`` ignores the mode for .npz files, so an uncompressed member is
     mapped directly: its bytes sit contiguously after the zip local header and the .npy header.
     """
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise bad_file(path, "an .npz (zip) archive", f"an unreadable file ({exc})") from None
-    with archive:
+    with _open_npz(path) as archive:
         name = member + ".npy"
         if name not in archive.namelist():
             raise bad_file(path, f"an array named {member!r}", f"keys {_npz_keys(archive)}")
@@ -175,26 +171,39 @@ class _PlainDataUnpickler(pickle.Unpickler):
 def load_npz_object(path: Path, member: str):
     """A pickled object member (dSprites' ``metadata`` dict), read by an unpickler that admits
     only plain data (containers, strings, numbers, numpy arrays): a data file runs no code.
-    py2 pickles need latin1."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if member + ".npy" not in archive.namelist():
-                raise bad_file(path, f"an entry named {member!r}", f"keys {_npz_keys(archive)}")
+    py2 pickles need latin1. A member that is a plain array is returned as such."""
+    with _open_npz(path) as archive:
+        if member + ".npy" not in archive.namelist():
+            raise bad_file(path, f"an entry named {member!r}", f"keys {_npz_keys(archive)}")
+        try:
             with archive.open(member + ".npy") as stream:
                 _, _, dtype = _npy_header(stream, path, member)
                 if dtype.hasobject:
-                    return _PlainDataUnpickler(stream, encoding="latin1").load()[()]
-        return load_npz_member(path, member, mmap=False)[()]  # a plain array
+                    value = _unpickle_plain_data(stream, path, member)
+                    return value[()] if isinstance(value, np.ndarray) else value
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise bad_file(path, f"a readable entry {member!r}", f"a read error ({exc})") from None
+    return load_npz_member(path, member, mmap=False)[()]
+
+
+def _unpickle_plain_data(stream, path: Path, member: str):
+    try:
+        return _PlainDataUnpickler(stream, encoding="latin1").load()
     except UnsafePickleError as exc:
         raise bad_file(path, f"plain data in the pickled entry {member!r}",
                        f"a reference to {exc} (refused: a data file must not run code)"
                        ) from None
     except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
-            IndexError, TypeError, AttributeError) as exc:
-        if isinstance(exc, ValueError) and str(path) in str(exc):
-            raise  # bad_file's own message
+            IndexError, TypeError, AttributeError) as exc:  # what a garbled pickle raises
         raise bad_file(path, f"a readable entry {member!r}",
                        f"a read error ({type(exc).__name__}: {exc})") from None
+
+
+def _open_npz(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise bad_file(path, "an .npz (zip) archive", f"an unreadable file ({exc})") from None
 
 
 def _npz_keys(archive: zipfile.ZipFile) -> list[str]:
