@@ -54,13 +54,16 @@ def damage(path, how):
 # -- the store --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated", "garbled"])
+@pytest.mark.parametrize("how", ["deleted", "truncated", "garbled", "metadata garbled"])
 def test_a_damaged_code_chunk_fails_its_checkpoint_only_and_names_the_file(tmp_path, how):
     path = tmp_path / "reps.zarr"
     plan = store_of(path)
     array = path / "checkpoints" / checkpoint_key("b") / "mean"
-    (chunk,) = chunk_files(array)
-    damage(chunk, how)
+    if how == "metadata garbled":
+        (array / "zarr.json").write_text("{not json")
+    else:
+        (chunk,) = chunk_files(array)
+        damage(chunk, how)
 
     with pytest.raises(StoreError, match=str(array)):
         open_store(path).codes("b")
@@ -195,6 +198,19 @@ def test_journal_parts_that_keep_vanishing_fail_the_run_clearly(tmp_path, monkey
         score_store(path, tmp_path / "out", scheduler="synchronous")
 
 
+def test_a_damaged_journal_part_is_named_and_nothing_else_is_lost(tmp_path):
+    path = tmp_path / "reps.zarr"
+    store_of(path, names=["a"])
+    out = tmp_path / "out"
+    score_store(path, out, scheduler="synchronous")
+    part = out / ".journal" / "0123.parquet"
+    part.write_bytes(b"PAR1 not really")
+    result = CliRunner().invoke(app, ["score", str(path), "--out", str(out)])
+    assert_message_not_traceback(result)
+    assert str(part) in "".join(result.output.split())  # rich wraps long paths
+    assert (out / "scores.parquet").is_file() and part.exists()
+
+
 def test_score_exits_non_zero_when_evaluations_failed(tmp_path):
     path = tmp_path / "reps.zarr"
     plan = store_of(path, names=["a"])
@@ -250,6 +266,11 @@ def test_killing_score_leaves_no_worker_behind(tmp_path):
         while alive(children) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not alive(children), [p.cmdline()[-3:] for p in alive(children)]
+        # A rerun completes the table: nothing lost, nothing twice, every value valid.
+        table = score_store(path, tmp_path / "out", scheduler="synchronous")
+        assert set(table["checkpoint"]) == {f"m{i}" for i in range(40)}
+        assert table["error"].isna().all()
+        assert not table.duplicated(["checkpoint", "representation", "metric", "key"]).any()
     finally:
         for child in alive(descendants(process.pid)):
             child.kill()
