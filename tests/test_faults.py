@@ -198,6 +198,29 @@ def test_journal_parts_that_keep_vanishing_fail_the_run_clearly(tmp_path, monkey
         score_store(path, tmp_path / "out", scheduler="synchronous")
 
 
+def test_a_checkpoint_re_encoded_during_a_run_is_not_taken_for_lost_results(
+        tmp_path, monkeypatch):
+    import fastdis.batch.engine as engine
+
+    path = tmp_path / "reps.zarr"
+    plan = store_of(path, names=["a", "b"])
+    score = engine.score_task
+
+    def re_encoding_first(store_path, task):
+        if task.checkpoint == "a" and open_store(path).encoding_id("a") == task.encoding_id:
+            write_codes(path, "a", {"mean": codes_of(plan, "noise")}, {}, replace=True)
+        return score(store_path, task)
+
+    monkeypatch.setattr(engine, "score_task", re_encoding_first)
+    table = score_store(path, tmp_path / "out", scheduler="synchronous")
+    assert list(table["checkpoint"].unique()) == ["b"]  # a's old codes' rows are stale
+    monkeypatch.undo()
+    table = score_store(path, tmp_path / "out", scheduler="synchronous")
+    rows = table[table["checkpoint"] == "a"]
+    assert dict(zip(rows["key"], rows["value"], strict=True)) == plan.score(
+        "mig", codes_of(plan, "noise"))
+
+
 def test_a_damaged_journal_part_is_named_and_nothing_else_is_lost(tmp_path):
     path = tmp_path / "reps.zarr"
     store_of(path, names=["a"])

@@ -284,7 +284,7 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
         _run_tasks(store_path, tasks, scheduler, workers, progress, Journal(out),
                    _damaged_rows(store.damaged(), names))
         table = consolidate(out, store)
-        missing = [task for task in listed if _key(task) not in _task_keys(table)]
+        missing = _missing_tasks(listed, table, store)
         if not missing:
             return table
     raise RuntimeError(
@@ -292,6 +292,15 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
         f"the table (e.g. {missing[0].checkpoint} / {missing[0].representation} / "
         f"{missing[0].metric}): something deletes files under {out / '.journal'} during the "
         "run. Stop it, then rerun to complete the table.")
+
+
+def _missing_tasks(listed, table, store) -> list[ScoreTask]:
+    """The listed tasks without rows in ``table``, except those of checkpoints re-encoded
+    since they were listed (consolidation drops their rows as stale; a rerun scores them)."""
+    current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
+    recorded = _task_keys(table)
+    return [task for task in listed
+            if current.get(task.checkpoint) == task.encoding_id and _key(task) not in recorded]
 
 
 def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_rows):
