@@ -104,8 +104,12 @@ def test_a_store_without_checksums_is_still_read_and_missing_chunks_are_caught(t
         group = root["checkpoints"][checkpoint_key(name)]
         group.attrs.put({k: v for k, v in group.attrs.asdict().items() if k != "checksums"})
     store = open_store(path)
+    assert store.unverified() == ["the evaluation plan", "a", "b", "c"]
     assert plan.score("mig", store.codes("a")) == plan.score(
         "mig", codes_of(plan, "entangled", seed=0))
+    result = CliRunner().invoke(app, ["score", str(path), "--out", str(tmp_path / "out"),
+                                      "--scheduler", "synchronous"])
+    assert result.exit_code == 0 and "written without checksums" in result.output
     array = path / "checkpoints" / checkpoint_key("b") / "mean"
     chunk_files(array)[0].unlink()
     with pytest.raises(StoreError, match=f"{array}: 1 of its 1 chunk file"):

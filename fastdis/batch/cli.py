@@ -108,8 +108,10 @@ def score(
     status is then 1 (0: every evaluation in --out succeeded).
     """
     from .engine import score_store
+    from .store import open_store
 
     try:
+        _note_unverified(open_store(store))
         table = score_store(
             store, out, metrics=metrics,
             representations=None if representations is None else [
@@ -125,6 +127,16 @@ def score(
                    f"{row.error}[/yellow]", highlight=False)
     if len(failed):
         raise typer.Exit(code=1)
+
+
+def _note_unverified(store):
+    unverified = store.unverified()
+    if unverified:
+        _err.print(f"[yellow]note: {', '.join(unverified[:3])}"
+                   f"{f' and {len(unverified) - 3} more' if len(unverified) > 3 else ''} of "
+                   f"{store.path} were written without checksums (an older fastdis): missing "
+                   "chunk files are detected, damaged content is not. `fastdis encode "
+                   "--replace` rewrites checkpoints with checksums.[/yellow]", highlight=False)
 
 
 @app.command()

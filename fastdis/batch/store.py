@@ -166,6 +166,13 @@ class RepresentationStore:
         names the file); they are left out of :meth:`names` and :meth:`checkpoints`."""
         return self._scan()[1]
 
+    def unverified(self) -> list[str]:
+        """What was written before checksums existed: "the evaluation plan" and/or checkpoint
+        names. Their chunk files are checked on read, their content cannot be."""
+        plan = [] if "checksums" in self._root.attrs["fastdis"] else ["the evaluation plan"]
+        return plan + [name for name, entry in self._entries().items()
+                       if "checksums" not in entry]
+
     def names(self) -> list[str]:
         """Names of the complete checkpoints."""
         return list(self._entries())
