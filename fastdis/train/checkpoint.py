@@ -10,7 +10,7 @@ A run directory holds
 - ``stopped.json``, only if the model's loss turned non-finite: at which update, which terms.
 
 :func:`load_checkpoint` gives a :class:`Checkpoint`, whose ``encode`` and
-``representation_function`` are what scoring needs (research/training.md §2.1-2.2).
+``representation_function`` are what scoring needs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
-    a kill at any moment leaves either the old file or the new one, never half of one."""
+    a kill at any moment leaves either the old file or the new one, never half of one (and a
+    temporary file, which the next write removes)."""
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as file:
@@ -62,6 +64,27 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of :func:`atomic_write` for ``path`` whose writer is dead
+    (killed mid-write); one of a live process is its write in progress and stays."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes one file at a time: a leftover of a dead writer
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def random_state_to_tensors(random_state: np.random.RandomState) -> dict:
@@ -144,8 +167,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise ValueError(f"checkpoint {file} is corrupt or not a fastdis checkpoint "
-                         f"({type(exc).__name__}: {exc}). Delete it to start the run afresh, "
-                         f"or restore it from a copy.") from exc
+                         f"({type(exc).__name__}: {_load_failure(exc)}). Delete it to start "
+                         f"the run afresh, or restore it from a copy.") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{file} is not a fastdis training checkpoint (no {FORMAT!r} marker).")
     if state.get("format_version") != FORMAT_VERSION:
@@ -161,6 +184,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {file} holds an unusable config: {exc}") from exc
     return json_config, state
+
+
+def _load_failure(exc: Exception) -> str:
+    """What torch.load found wrong, without its advice to load with ``weights_only=False``:
+    that would let the file run code, and a fastdis checkpoint never needs it."""
+    paragraphs = [paragraph.strip() for paragraph in str(exc).split("\n\n")]
+    kept = [paragraph for paragraph in paragraphs if paragraph
+            and "weights_only" not in paragraph and "torch.load" not in paragraph]
+    return " ".join(kept) or "unreadable"
 
 
 def build_model(json_config: dict) -> GaussianVAE:

@@ -20,6 +20,17 @@ app = typer.Typer()
 _err = Console(stderr=True)
 
 
+class _WrappedHelp(typer.core.TyperCommand):
+    """Help laid out by click: it rewraps paragraphs and option help to the terminal width.
+    Rich's option table truncates long option names (--factor-vae-step-counting) at 80
+    columns and keeps the docstring's line breaks."""
+
+    def format_help(self, ctx, formatter):
+        import click
+
+        click.Command.format_help(self, ctx, formatter)
+
+
 def _fail(message: str, code: int = 2):
     _err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code=code)
@@ -34,13 +45,23 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _usable_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything is created."""
+    from .._device import check_device
+
+    try:
+        check_device(device)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def _guarded(work):
     """Run ``work()`` with the library's errors turned into messages and exit codes."""
     try:
         return work()
     except (ValueError, TypeError) as exc:  # bad config, data or checkpoint
         _fail(str(exc))
-    except (FileNotFoundError, RuntimeError, ImportError, MemoryError,  # missing data, ...
+    except (OSError, RuntimeError, ImportError, MemoryError,  # missing data, --out a file, ...
             FloatingPointError) as exc:  # a diverged run (non-finite loss)
         _fail(str(exc), code=1)
 
@@ -65,7 +86,7 @@ def _report_stopped(stopped: dict) -> None:
 _METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae also works)."
 
 
-@app.command()
+@app.command(cls=_WrappedHelp)
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory (resumed if it holds a "
                                       "checkpoint).")],
@@ -119,7 +140,8 @@ def train(
         method=method, beta=beta, gamma=gamma, c_max=c_max,
         iteration_threshold=iteration_threshold, lambda_od=lambda_od,
         lambda_d_factor=lambda_d_factor, dataset=dataset,
-        data_dir=str(data_dir) if data_dir is not None else None, seed=seed, steps=steps,
+        data_dir=str(data_dir.resolve()) if data_dir is not None else None, seed=seed,
+        steps=steps,
         batch_size=batch_size, num_latent=num_latent, compile=compile,
         compile_mode=compile_mode, device=device,
         checkpoint_every=checkpoint_every, log_every=log_every,
@@ -128,6 +150,7 @@ def train(
         config = config.resolved()
     except ValueError as exc:
         _fail(str(exc))
+    _usable_device(device)
     _set_threads(threads)
     if seeds is None:
         _run(config, out, progress)
@@ -163,7 +186,7 @@ def _train_seeds(config: TrainConfig, seeds: str, pack: int | None, out: Path,
     _report_stopped(stopped)
 
 
-@app.command()
+@app.command(cls=_WrappedHelp)
 def sweep(
     study: Annotated[str, typer.Option(help="The study (dlib's name).")] =
         "unsupervised_study_v1",
@@ -219,6 +242,7 @@ def sweep(
               "them with --only-print.")
     if out is None:
         _fail("--out is required to train (each model goes to OUT/<model_num>/).")
+    _usable_device(device)
     overrides = {"data_dir": str(data_dir) if data_dir is not None else None,
                  "compile": compile, "compile_mode": compile_mode, "device": device,
                  "checkpoint_every": checkpoint_every, "data_sampling": data_sampling}

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+from .._device import check_device
 from .._progress import stderr_progress
+from ..data._files import same_data_folder
 from .checkpoint import (
     CHECKPOINT_FILE,
     LOG_FILE,
@@ -80,7 +82,10 @@ def check_resumable(saved: dict, config: TrainConfig, file: Path) -> None:
     saved_config = TrainConfig.from_dict(saved).resolved()
     differing = [name for name, value in config.to_dict().items()
                  if name not in TrainConfig.SYSTEM_FIELDS
-                 and value != saved_config.to_dict()[name]]
+                 and value != saved_config.to_dict()[name]
+                 # the data folder counts by what it holds, not by how it is spelled
+                 and not (name == "data_dir" and same_data_folder(
+                     value, saved_config.data_dir, config.dataset))]
     if differing:
         details = ", ".join(f"{name}: saved {saved_config.to_dict()[name]!r}, "
                             f"asked {config.to_dict()[name]!r}" for name in differing)
@@ -128,17 +133,6 @@ def read_run(config: TrainConfig, out_dir: Path, observation_shape) -> tuple[int
             f"{config.steps} asks for; ask for at least steps={saved['steps']}, or choose "
             f"another output directory.")
     return step, state
-
-
-def check_device(name: str) -> None:
-    """Refuse a device this torch cannot use, naming it, before any work."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device {name!r} is not a torch device ({exc}).") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available to this torch "
-                         f"({torch.__version__}); train on 'cpu' or install a CUDA build.")
 
 
 def make_sampler(dataset, configs, generators, device):
@@ -221,7 +215,7 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
     for out_dir in out_dirs:
         out_dir.mkdir(parents=True, exist_ok=True)
     first = configs[0]
-    check_device(first.device)
+    check_device(first.device, name="device")
     if dataset is None:
         dataset = load_named_dataset(first.dataset, first.data_dir)
     observation_shape = check_dataset(dataset)
