@@ -71,17 +71,18 @@ def write_checkpoints(root: Path, count: int) -> list[Path]:
     import torch
 
     from fastdis.train import TrainConfig
-    from fastdis.train.checkpoint import save_checkpoint
+    from fastdis.train.checkpoint import random_state_to_tensors, save_checkpoint
 
     runs = []
     for seed in range(count):
         model = random_study_model(seed)
-        generator = torch.Generator().manual_seed(seed)
+        streams = {"torch_generator": torch.Generator().manual_seed(seed).get_state(),
+                   "data_random_state": random_state_to_tensors(np.random.RandomState(seed))}
         run = root / f"run{seed:04d}"
         run.mkdir(parents=True)
         save_checkpoint(run, config=TrainConfig(method="beta_vae", seed=seed), step=1,
-                        model=model, optimizers=[], generator=generator,
-                        data_random_state=np.random.RandomState(seed))
+                        observation_shape=OBSERVATION_SHAPE, model_state=model.state_dict(),
+                        optimizer_states=[], streams=streams)
         runs.append(run)
     return runs
 

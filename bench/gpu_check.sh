@@ -65,8 +65,10 @@ if [ "$DEVICE" = "cpu" ]; then  # dry run: every step, tiny sizes
     MODELS=0-3; PACK=4; SWEEP_STEPS=2; BENCH_STEPS=2; PACK_SIZES="1 2"
     METHODS="beta_vae"; ENCODE_CKPTS=4; ENCODE_POINTS=300; ENCODE_PACKS=1,4
     BATCH_WORKERS="1 2"; BATCH_CKPTS=2; ENCODE_SCALE=0.02; KERNEL_TESTS="tests/test_kernels_api.py"
+    TIMEOUT_FACTOR=${GPU_CHECK_TIMEOUT_FACTOR:-4}  # a busy 2-core machine, the interpreter
     export TRITON_INTERPRET=1
 else
+    TIMEOUT_FACTOR=${GPU_CHECK_TIMEOUT_FACTOR:-1}
     MODELS=0-63; PACK=64; SWEEP_STEPS=200; BENCH_STEPS=20; PACK_SIZES="1 8 32 64 128 256"
     METHODS="beta_vae factor_vae dip_vae_i dip_vae_ii beta_tc_vae annealed_vae"
     ENCODE_CKPTS=64; ENCODE_POINTS=15000; ENCODE_PACKS=1,64
@@ -84,7 +86,7 @@ remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
 # step NAME SECONDS COMMAND...: run under timeout (capped by what is left of the budget),
 # output appended to steps.log; sets STEP_RC and STEP_S and writes the step's summary line.
 step() {
-    local name=$1 seconds=$2; shift 2
+    local name=$1 seconds=$(( $2 * TIMEOUT_FACTOR )); shift 2
     local left; left=$(remaining)
     [ "$seconds" -gt "$left" ] && seconds=$left
     if [ "$seconds" -lt 10 ]; then
@@ -192,7 +194,7 @@ sed 's/^/  /' "$OUT/bench_encode.md" >> "$SUMMARY"
 # budget still leaves its rows in steps.log (the JSON is written at the end only).
 if has_option "$PY bench/bench_training.py" --pack-sizes; then
     # shellcheck disable=SC2086
-    step training "$(( $(remaining) - 120 ))" $PY bench/bench_training.py --device "$DEVICE" \
+    step training "$(( ($(remaining) - 120 * TIMEOUT_FACTOR) / TIMEOUT_FACTOR ))" $PY bench/bench_training.py --device "$DEVICE" \
         --methods $METHODS --pack-sizes $PACK_SIZES --steps "$BENCH_STEPS" --sweep-steps 0 \
         --json "$OUT/bench_training.json"
     grep -E 'single model:|model-steps/s|out of memory' "$LOG" | grep -v '^  sweep' \
