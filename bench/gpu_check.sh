@@ -175,11 +175,11 @@ fi
 if [ -d "$WORK/runs" ] && has_option "$FASTDIS encode" --pack; then
     for pack in "$PACK" 1; do
         step "encode --pack $pack" 30 $FASTDIS encode "$WORK/runs" --dataset dsprites_full \
-            --data-dir "$WORK/data" --store "$WORK/reps.zarr" --device "$DEVICE" \
-            --pack "$pack" --scale "$ENCODE_SCALE" --replace
+            --data-dir "$WORK/data" --store "$WORK/reps_$pack.zarr" --device "$DEVICE" \
+            --pack "$pack" --scale "$ENCODE_SCALE"
         [ "$STEP_RC" = 0 ] && summary "  encode --pack $pack: $(find "$WORK/runs" -name \
-            checkpoint.pt | wc -l) checkpoints in ${STEP_S} s (process start and rendering" \
-            "the plan included)"
+            checkpoint.pt | wc -l) checkpoints in ${STEP_S} s (process start, drawing the plan" \
+            "and rendering its images included; a fresh store each)"
     done
 else
     skip encode "no sweep checkpoints, or fastdis encode has no --pack"
@@ -215,19 +215,25 @@ from bench_batch import build_store
 from fastdis.batch import score_store
 from fastdis.metrics import study_metrics
 
-store, checkpoints = Path(sys.argv[1]), int(sys.argv[2])
-if not store.exists():
-    build_store(store, checkpoints)
-metrics = [spec.name for spec in study_metrics() if not spec.boosted_trees
-           and spec.name != "downstream_task_logistic_regression"]
-for workers in map(int, sys.argv[3:]):
-    start = time.perf_counter()
-    table = score_store(store, store.with_name(f"scores_{workers}"), metrics=metrics,
-                        workers=workers)
-    seconds = time.perf_counter() - start
-    print(f"local, {workers} workers: {checkpoints} checkpoints x 2 representations x "
-          f"{len(metrics)} metrics in {seconds:.1f} s, {2 * checkpoints / seconds:.2f} "
-          f"representations/s, {table['error'].notna().sum()} failed", flush=True)
+
+
+def main(store, checkpoints, counts):
+    if not store.exists():
+        build_store(store, checkpoints)
+    metrics = [spec.name for spec in study_metrics() if not spec.boosted_trees
+               and spec.name != "downstream_task_logistic_regression"]
+    for workers in counts:
+        start = time.perf_counter()
+        table = score_store(store, store.with_name(f"scores_{workers}"), metrics=metrics,
+                            workers=workers)
+        seconds = time.perf_counter() - start
+        print(f"local, {workers} workers: {checkpoints} checkpoints x 2 representations x "
+              f"{len(metrics)} metrics in {seconds:.1f} s, {2 * checkpoints / seconds:.2f} "
+              f"representations/s, {table['error'].notna().sum()} failed", flush=True)
+
+
+if __name__ == "__main__":  # the scoring workers are spawned and re-import this file
+    main(Path(sys.argv[1]), int(sys.argv[2]), [int(w) for w in sys.argv[3:]])
 PYTHON
 step "batch store" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" "$BATCH_CKPTS"
 for workers in $BATCH_WORKERS; do
