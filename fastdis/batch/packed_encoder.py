@@ -1,17 +1,19 @@
 """Encode many checkpoints in one pass over the plan's observations (``fastdis encode --pack``).
 
 One encoder forward is ~11.5 MFLOP per image: a batch of one checkpoint leaves a GPU mostly
-idle, and encoding checkpoints one by one moves the same observations again for each. A *pack* stacks the encoder weights of up
-to ``P`` checkpoints (``torch.func.stack_module_state``) and runs ``vmap(functional_call)`` over
-the stack with the images shared (``in_dims=(0, 0, None)``). PyTorch's batching rule turns the
-first convolution into one convolution with ``P x 32`` output channels and the later ones into
-grouped convolutions, and the dense layers into batched matrix products, so each chunk of images
-is read and converted once for the whole pack.
+idle, and encoding checkpoints one by one moves the same observations again for each. A *pack*
+stacks the encoder weights of up to ``P`` checkpoints (``torch.func.stack_module_state``) and
+runs ``vmap(functional_call)`` over the stack with the images shared (``in_dims=(0, 0, None)``).
+PyTorch's batching rule turns the first convolution into one convolution with ``P x 32`` output
+channels and the later ones into grouped convolutions, and the dense layers into batched matrix
+products, so each chunk of images is read and converted once for the whole pack.
 
 Mean codes equal the single-checkpoint encoder's to float32 rounding, not bit for bit: grouped
 convolutions and batched matrix products with biases accumulate in another order than plain ones
 (measured on CPU: a few units in the last place; the first convolution alone is bit-identical).
-The tests assert ``|packed - single| <= 1e-6 + 1e-5 |single|``.
+The tests assert ``|packed - single| <= 1e-6 + 1e-5 |single|``. A checkpoint's packed codes do
+not depend on which checkpoints share its pack (bit for bit on a CPU, measured and tested), so
+an encode resumed after a kill, in other packs, writes the same codes.
 Sampled codes are drawn from each checkpoint's own mean and log-variance exactly as a single
 checkpoint's are (:func:`fastdis.batch.encode.codes_from_moments`).
 
