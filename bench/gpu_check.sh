@@ -218,10 +218,12 @@ from fastdis.metrics import study_metrics
 
 
 def main(store, checkpoints, counts):
-    if not store.exists():
-        build_store(store, checkpoints)
     metrics = [spec.name for spec in study_metrics() if not spec.boosted_trees
                and spec.name != "downstream_task_logistic_regression"]
+    if not store.exists():  # and compile numba's kernels into its cache, for every row alike
+        build_store(store, checkpoints)
+        score_store(store, store.with_name("scores_warm"), metrics=metrics,
+                    representations=["mean"], scheduler="synchronous")
     for workers in counts:
         start = time.perf_counter()
         table = score_store(store, store.with_name(f"scores_{workers}"), metrics=metrics,
@@ -235,7 +237,7 @@ def main(store, checkpoints, counts):
 if __name__ == "__main__":  # the scoring workers are spawned and re-import this file
     main(Path(sys.argv[1]), int(sys.argv[2]), [int(w) for w in sys.argv[3:]])
 PYTHON
-step "batch store" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" "$BATCH_CKPTS"
+step "batch store" 45 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" "$BATCH_CKPTS"
 for workers in $BATCH_WORKERS; do
     step "batch --workers $workers" 30 $PY "$WORK/batch_workers.py" "$WORK/batch/reps.zarr" \
         "$BATCH_CKPTS" "$workers"
