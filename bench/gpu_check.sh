@@ -38,8 +38,10 @@ dask==2026.8.0 distributed==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 zic
 tornado==6.6.1 lightgbm==4.7.0 gin-config==0.4.0"
 
 if [ "${1:-}" = "fetch-wheels" ]; then
-    exclude="$(git rev-parse --git-common-dir)/info/exclude"
-    grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
+    if common=$(git rev-parse --git-common-dir 2>/dev/null); then  # keep the wheels untracked
+        grep -qx '/.whl/' "$common/info/exclude" 2>/dev/null || \
+            echo '/.whl/' >> "$common/info/exclude"
+    fi
     for wheel in $WHEELS; do
         python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
             --implementation cp --platform manylinux_2_28_x86_64 \
