@@ -75,7 +75,7 @@ else
     METHODS="beta_vae factor_vae dip_vae_i dip_vae_ii beta_tc_vae annealed_vae"
     ENCODE_CKPTS=64; ENCODE_POINTS=15000; ENCODE_PACKS=1,64
     BATCH_WORKERS="1 2 4 8 16"; BATCH_CKPTS=4; ENCODE_SCALE=1
-    KERNEL_TESTS=$(ls tests/test_kernels_*.py tests/test_group_kernels.py 2>/dev/null)
+    KERNEL_TESTS=$(ls tests/test_kernels_*.py)
     export TRITON_INTERPRET=0
 fi
 
@@ -151,8 +151,34 @@ command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,dr
 
 # -- kernels: Triton against the torch twins --------------------------------------------------
 # shellcheck disable=SC2086
-step kernels 60 $PY -m pytest -q -x -p no:cacheprovider $KERNEL_TESTS
+step kernels 60 $PY -m pytest -q -x -m "not slow" -p no:cacheprovider $KERNEL_TESTS
 summary "  $(sed -n '/^===== kernels/,$p' "$LOG" | grep -E 'passed|failed|error' | tail -1)"
+# The pack variant: the kernels under torch.vmap over a pack of 8 (as packed training calls
+# them), forward and gradients, float32 on the device against float64 on the CPU, 1e-5 of the
+# values' scale (the kernel tests' tolerance).
+step "kernels in a pack" 60 $PY -c "
+import torch
+from fastdis import kernels
+device = '$DEVICE'
+generator = torch.Generator().manual_seed(0)
+inputs = [torch.randn(8, 64, 10, generator=generator, dtype=torch.float64) for _ in range(3)]
+def both(z, mean, logvar):
+    return (kernels.total_correlation(z, mean, logvar),
+            kernels.dip_covariance(mean, logvar, lambda_od=2.0, lambda_d=3.0, dip_type='ii')[0])
+def values_and_grads(tensors):
+    tensors = [t.detach().requires_grad_() for t in tensors]
+    out = torch.vmap(both)(*tensors)
+    grads = torch.autograd.grad(sum(t.sum() for t in out), tensors)
+    return [t.detach().double().cpu() for t in (*out, *grads)]
+got = values_and_grads([t.to(device, torch.float32) for t in inputs])
+want = values_and_grads(inputs)
+names = ['total_correlation', 'dip_covariance', 'd/dz', 'd/dmean', 'd/dlogvar']
+for name, a, b in zip(names, got, want):
+    error = (a - b).abs().max().item() / max(1.0, b.abs().max().item())
+    print(f'{name}: relative error {error:.2e}')
+    assert error <= 1e-5, name
+print('pack of 8 on', device, 'agrees with float64 to 1e-5')
+"
 
 # -- sweep: 64 models in one pack on a rendered dSprites look-alike ---------------------------
 step "data make" 40 $FASTDIS data make dsprites --small --out "$WORK/data"
