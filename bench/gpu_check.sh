@@ -8,9 +8,10 @@
 # recorded and the next one runs; a step whose command does not exist yet is skipped with a
 # line saying so):
 #   env       python, torch, triton, GPU, which of fastdis's dependencies are missing
-#   kernels   the Triton TC and DIP kernels (and pack variants, where tests hold them) compiled
-#             on CUDA against their torch twins, forward and gradients: the kernel tests, which
-#             run compiled wherever torch sees a GPU (float32 to 1e-5 relative, float64 1e-11)
+#   kernels   the Triton TC and DIP kernels compiled on CUDA against their torch twins, forward
+#             and gradients: the kernel tests, which run compiled wherever torch sees a GPU
+#             (float32 to 1e-5 relative, float64 1e-11); then the pack variant, both kernels
+#             under torch.vmap over a pack of 8, float32 on CUDA against float64, to 1e-5
 #   sweep     `fastdis sweep --models 0-63 --pack 64` on the small dSprites look-alike it renders,
 #             and its model-steps/s
 #   encode    `fastdis encode` of those checkpoints (--pack 64 and --pack 1), checkpoints/s;
