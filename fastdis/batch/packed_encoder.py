@@ -44,7 +44,7 @@ ACTIVATION_BYTES_PER_IMAGE = 4 * (32 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8 + 64 
 
 def default_pack(device: str) -> int:
     """Checkpoints per pack: 64 on a GPU, 32 on a CPU (bench/bench_encode.py on 2 cores: packs
-    of 8 and 32 encode 1.6x and 1.9x the checkpoints/s of one at a time)."""
+    of 8 and 32 encode 1.6x and 1.8x the checkpoints/s of one at a time)."""
     return 64 if str(device).startswith("cuda") else 32
 
 
