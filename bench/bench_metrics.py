@@ -20,6 +20,12 @@ With ``--trivial-representation`` the representation is the identity on the synt
 observations (the codes are the 5 factor values): encoding costs nothing, so the table measures
 the sampling protocol itself (BetaVAE and FactorVAE: 15,000 groups of 64 points).
 
+With ``--encoder`` the data are fastdis' dSprites look-alike (the CI-sized grid, rendered into a
+temporary folder) and the representation is the ``mean`` of a fastdis checkpoint (the study's
+conv encoder, trained for a few steps; ``--checkpoint RUN_DIR`` scores a run of yours): what a
+disentanglement_lib user with a trained model runs, where encoding dominates. Each table row
+then shows the cheap representation's times beside the encoder's, both sides in one run.
+
 Usage::
 
     python bench/bench_metrics.py                 # study sizes (the reference takes ~30 min)
@@ -27,6 +33,7 @@ Usage::
     python bench/bench_metrics.py -m mig -m dci   # some metrics only
     python bench/bench_metrics.py -m factor_vae_metric -m beta_vae_sklearn --trivial-representation
     python bench/bench_metrics.py --reference-blas-threads 1   # the reference on one BLAS thread
+    python bench/bench_metrics.py --encoder --scale 0.01        # a trained conv encoder
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -146,6 +155,40 @@ def max_abs_delta(reference, result):
     return max(deltas) if deltas else float("nan")
 
 
+def _time_both_sides(name, data, rep, args):
+    """(reference seconds, fastdis warm seconds (median), max |delta|, fastdis first call s)."""
+    replay = getattr(data, "reset", lambda: data)
+    cold_start = time.perf_counter()
+    _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load / chunk-size search
+    first = time.perf_counter() - cold_start
+    warm = []
+    for _ in range(max(1, args.repeat)):
+        result, seconds = _fastdis_call(name, replay(), rep, args.scale)
+        warm.append(seconds)
+    with threadpool_limits(args.reference_blas_threads, user_api="blas"):
+        reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
+    return ref_seconds, float(np.median(warm)), max_abs_delta(reference, result), first
+
+
+def trained_encoder(checkpoint_dir=None):
+    """(dSprites look-alike data, a checkpoint's mean representation) for ``--encoder``."""
+    import torch
+
+    from fastdis.data import load_dataset, make_dsprites
+    from fastdis.train import TrainConfig, load_checkpoint, train
+
+    folder = Path(tempfile.mkdtemp(prefix="fastdis-bench-"))
+    make_dsprites(folder, small=True)
+    data = load_dataset("dsprites_full", data_dir=folder)
+    if checkpoint_dir is None:
+        threads = torch.get_num_threads()
+        config = TrainConfig(batch_size=16, steps=8, log_every=8, checkpoint_every=8,
+                             data_dir=str(folder))
+        checkpoint_dir = train(config, folder / "run", progress=False)
+        torch.set_num_threads(threads)
+    return data, load_checkpoint(checkpoint_dir).representation_function("mean")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--metric", action="append", choices=BENCH_METRICS)
@@ -160,9 +203,15 @@ def main(argv=None):
     parser.add_argument("--trivial-representation", action="store_true",
                         help="identity representation: codes are the factor values (measures "
                              "sampling and scoring, no encoder)")
+    parser.add_argument("--encoder", action="store_true",
+                        help="also score a trained conv encoder on the dSprites look-alike "
+                             "(rows show both representations)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with --encoder: the run directory whose mean representation "
+                             "to score (default: train one for a few steps)")
     args = parser.parse_args(argv)
-    if args.same_arrays and args.trivial_representation:
-        parser.error("--same-arrays already replays fixed codes; pass one of the two")
+    if sum((args.same_arrays, args.trivial_representation, args.encoder)) > 1:
+        parser.error("--same-arrays, --trivial-representation and --encoder exclude each other")
     names = args.metric or BENCH_METRICS
     data = SyntheticFactors()
     rep = _identity if args.trivial_representation else representation("entangled")
@@ -171,6 +220,7 @@ def main(argv=None):
         rs = np.random.RandomState(0)
         factors = data.sample_factors(40_000, rs)
         data, rep = ReplayData(factors, rep(factors), data.factor_sizes), _identity
+    encoder = trained_encoder(args.checkpoint) if args.encoder else None
 
     import numba
 
@@ -180,28 +230,27 @@ def main(argv=None):
           f"{numba.get_num_threads()}, reference BLAS threads {blas}, numpy {np.__version__}, "
           f"scale {args.scale}"
           f"{', identity representation' if args.trivial_representation else ''}", flush=True)
-    header = ("metric", "dlib s", "fastdis s", "ratio", "max |delta|", "first call s")
+    header = ["metric", "dlib s", "fastdis s", "ratio", "max |delta|", "first call s"]
+    if encoder:
+        header += ["encoder: dlib s", "fastdis s", "ratio", "max |delta|", "first call s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    total_fast = total_ref = 0.0
-    replay = getattr(data, "reset", lambda: data)
+    totals = np.zeros(4)  # reference, fastdis; then the same with the encoder
     for name in names:
-        cold_start = time.perf_counter()
-        _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load
-        first = time.perf_counter() - cold_start
-        warm = []
-        for _ in range(max(1, args.repeat)):
-            result, seconds = _fastdis_call(name, replay(), rep, args.scale)
-            warm.append(seconds)
-        fast = float(np.median(warm))
-        with threadpool_limits(args.reference_blas_threads, user_api="blas"):
-            reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
-        total_fast += fast
-        total_ref += ref_seconds
-        print(f"| {name} | {ref_seconds:.3f} | {fast:.3f} | {ref_seconds / fast:.1f}x | "
-              f"{max_abs_delta(reference, result):.2e} | {first:.2f} |", flush=True)
-    print(f"| **total** | {total_ref:.1f} | {total_fast:.1f} | "
-          f"{total_ref / total_fast:.1f}x | | |")
+        runs = [(data, rep)] + ([encoder] if encoder else [])
+        cells = []
+        for k, (run_data, run_rep) in enumerate(runs):
+            ref_seconds, fast, delta, first = _time_both_sides(name, run_data, run_rep, args)
+            totals[2 * k : 2 * k + 2] += ref_seconds, fast
+            ratio = f"{ref_seconds / fast:.{2 if k else 1}f}x"  # encoder rows: near 1
+            cells += [f"{ref_seconds:.3f}", f"{fast:.3f}", ratio,
+                      f"{delta:.2e}", f"{first:.2f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    cells = [f"{totals[0]:.1f}", f"{totals[1]:.1f}", f"{totals[0] / totals[1]:.1f}x", "", ""]
+    if encoder:
+        cells += [f"{totals[2]:.1f}", f"{totals[3]:.1f}", f"{totals[2] / totals[3]:.2f}x", "",
+                  ""]
+    print("| **total** | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
