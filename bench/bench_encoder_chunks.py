@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 
 import numpy as np
@@ -54,12 +55,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     images = (np.random.RandomState(0).rand(args.images, 64, 64, 1) > 0.85).astype(np.float32)
     representation = study_encoder_representation()
-    for chunk in SIZES:  # warm-up: each input shape's first call sets up its kernels
+    sizes = [chunk for chunk in SIZES if chunk <= args.images]
+    for chunk in sizes:  # warm-up: each input shape's first call sets up its kernels
         representation(images[:chunk])
-    timings = {chunk: [] for chunk in SIZES}
-    for _ in range(args.rounds):
-        for chunk in SIZES:
+    timings = {chunk: [] for chunk in sizes}
+    for round_number in range(args.rounds):
+        for chunk in sizes:
             timings[chunk].append(seconds_per_image(representation, images, chunk))
+        print(f"# round {round_number + 1} done", file=sys.stderr, flush=True)
     medians = {chunk: float(np.median(times)) for chunk, times in timings.items()}
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.images} images x {args.rounds} rounds")

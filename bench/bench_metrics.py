@@ -156,7 +156,7 @@ def max_abs_delta(reference, result):
 
 
 def _time_both_sides(name, data, rep, args):
-    """(reference seconds, fastdis warm seconds (median), max |delta|, fastdis first call s)."""
+    """(reference seconds, fastdis warm seconds (medians), max |delta|, fastdis first call s)."""
     replay = getattr(data, "reset", lambda: data)
     cold_start = time.perf_counter()
     _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load / chunk-size search
@@ -165,9 +165,13 @@ def _time_both_sides(name, data, rep, args):
     for _ in range(max(1, args.repeat)):
         result, seconds = _fastdis_call(name, replay(), rep, args.scale)
         warm.append(seconds)
-    with threadpool_limits(args.reference_blas_threads, user_api="blas"):
-        reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
-    return ref_seconds, float(np.median(warm)), max_abs_delta(reference, result), first
+    ref_runs = []
+    for _ in range(max(1, args.reference_repeat)):
+        with threadpool_limits(args.reference_blas_threads, user_api="blas"):
+            reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
+        ref_runs.append(ref_seconds)
+    return float(np.median(ref_runs)), float(np.median(warm)), max_abs_delta(reference, result), \
+        first
 
 
 def trained_encoder(checkpoint_dir=None):
@@ -195,6 +199,8 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0,
                         help="scale the study's sample sizes (default 1: study sizes)")
     parser.add_argument("--repeat", type=int, default=1, help="warm fastdis runs (median)")
+    parser.add_argument("--reference-repeat", type=int, default=1,
+                        help="reference runs (median)")
     parser.add_argument("--same-arrays", action="store_true",
                         help="i.i.d. metrics replay one fixed array (measures the metric alone)")
     parser.add_argument("--reference-blas-threads", type=int, default=None,
@@ -240,7 +246,11 @@ def main(argv=None):
         runs = [(data, rep)] + ([encoder] if encoder else [])
         cells = []
         for k, (run_data, run_rep) in enumerate(runs):
-            ref_seconds, fast, delta, first = _time_both_sides(name, run_data, run_rep, args)
+            try:
+                ref_seconds, fast, delta, first = _time_both_sides(name, run_data, run_rep, args)
+            except ValueError as exc:  # e.g. too few points at a small --scale
+                cells += ["-"] * 4 + [f"cannot score: {str(exc).split(':')[0]}"]
+                continue
             totals[2 * k : 2 * k + 2] += ref_seconds, fast
             ratio = f"{ref_seconds / fast:.{2 if k else 1}f}x"  # encoder rows: near 1
             cells += [f"{ref_seconds:.3f}", f"{fast:.3f}", ratio,

@@ -57,8 +57,10 @@ ENCODE_BATCH_SIZE = None
 ENCODE_BATCH_SIZE_ENV = "FASTDIS_ENCODE_BATCH_SIZE"
 
 #: Sizes the automatic choice times, smallest first. 64 is the reference's own batch (BetaVAE,
-#: FactorVAE); per image, the study's conv encoder on CPU is about as fast from 64 to 1,024
-#: and slower at 2,048 (bench/RESULTS.md), a GPU encoder keeps getting faster up to the top.
+#: FactorVAE). Bigger calls pay the per-call overhead (Python, the framework's dispatch, a
+#: device transfer) less often; on CPU, activations of too many images stop fitting in cache.
+#: Which wins depends on the encoder and the machine (bench/bench_encoder_chunks.py), hence
+#: the measurement.
 TRIED_CHUNK_SIZES = (64, 128, 256, 512, 1024, 2048)
 _CALLS_PER_SIZE = 2  # the faster of two calls: a size's first call pays one-off set-up
 _SLOWER = 1.1  # a size this much slower per observation than the best one ends the search
