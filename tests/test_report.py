@@ -203,6 +203,48 @@ def test_the_report_leaves_matplotlib_global_state_alone(tmp_path):
     assert out.stdout.split() == ["False", "True"]
 
 
+def _chromium():
+    import shutil
+
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser",
+                                                 "google-chrome") if shutil.which(name)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="needs headless Chromium (Debian: apt-get "
+                    "install chromium)")
+def test_html_page_shows_every_figure_in_headless_chromium(report, tmp_path):
+    import json
+    import re
+
+    import matplotlib.image
+
+    # The page plus a script that records, once loaded, each image's natural size.
+    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute("
+             "'data-images', JSON.stringify([...document.images].map(i => [i.complete, "
+             "i.naturalWidth, i.naturalHeight]))));</script>")
+    page = (report / "index.html").read_text()
+    (tmp_path / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*command, "--virtual-time-budget=10000", "--dump-dom",
+                          (tmp_path / "probe.html").as_uri()], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    found = re.search(r'data-images="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    images = json.loads(found.group(1).replace("&quot;", '"'))
+    expected = [matplotlib.image.imread(report / f"{name}.png").shape[1::-1]
+                for name in re.findall(r"\]\(([^)]+)\.png\)", (report / "index.md").read_text())]
+    assert [(w, h) for _, w, h in images] == [tuple(size) for size in expected]
+    assert all(complete for complete, _, _ in images) and len(images) >= 15
+    # And a screenshot of the top of the page is not blank.
+    subprocess.run([*command, "--window-size=1400,2000", f"--screenshot={tmp_path / 'shot.png'}",
+                    (report / "index.html").as_uri()], capture_output=True, timeout=120,
+                   check=True)
+    shot = matplotlib.image.imread(tmp_path / "shot.png")
+    assert shot.shape[:2] == (2000, 1400) and shot[..., :3].std() > 0.05
+
+
 # -- degraded inputs --------------------------------------------------------------------------
 
 
