@@ -195,7 +195,8 @@ def test_the_report_leaves_matplotlib_global_state_alone(tmp_path):
             "import matplotlib; before = matplotlib.rcParams._get('backend')\n"
             "from report_helpers import synthetic_scores\n"
             "from fastdis.batch import write_report\n"
-            f"write_report(synthetic_scores(datasets=('d1',), seeds=(0, 1)), {str(tmp_path)!r})\n"
+            "table = synthetic_scores(datasets=('d1',), seeds=(0, 1))\n"
+            f"write_report(table[table['metric'] == 'mig'], {str(tmp_path)!r})\n"
             "print('matplotlib.pyplot' in sys.modules, "
             "matplotlib.rcParams._get('backend') == before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -306,14 +307,15 @@ def test_report_refuses_an_existing_file_as_out_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "columns", "representation",
-                                    "all_failed"])
+                                    "all_failed", "all_nan"])
 def test_report_refuses_bad_scores_with_a_message_and_writes_nothing(tmp_path, damage):
     scores = tmp_path / "scores.parquet"
     table = synthetic_scores(datasets=("d1",), seeds=(0, 1))
     expected = {"missing": "no such scores file", "garbage": "cannot read the scores table",
                 "columns": "lacks the column(s) ['metric']",
                 "representation": "representation 'logvar' is not in the scores",
-                "all_failed": "no successful evaluation"}[damage]
+                "all_failed": "no successful evaluation",
+                "all_nan": "the mean representation has no finite score"}[damage]
     options = []
     if damage == "garbage":
         scores.write_bytes(b"not a parquet file")
@@ -321,6 +323,8 @@ def test_report_refuses_bad_scores_with_a_message_and_writes_nothing(tmp_path, d
         table.drop(columns="metric").to_parquet(scores)
     elif damage == "all_failed":
         table.assign(error="ValueError: diverged").to_parquet(scores)
+    elif damage == "all_nan":
+        table.assign(value=np.nan).to_parquet(scores)
     elif damage == "representation":
         table.to_parquet(scores)
         options = ["--representation", "logvar"]
@@ -330,8 +334,8 @@ def test_report_refuses_bad_scores_with_a_message_and_writes_nothing(tmp_path, d
 
 
 def test_report_command_prints_both_pages(tmp_path):
-    synthetic_scores(datasets=("d1",), seeds=(0, 1),
-                     representations=("mean",)).to_parquet(tmp_path / "scores.parquet")
+    table = synthetic_scores(datasets=("d1",), seeds=(0, 1), representations=("mean",))
+    table[table["metric"] == "mig"].to_parquet(tmp_path / "scores.parquet")
     result = _invoke(tmp_path / "scores.parquet", "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     assert result.output.split() == [str(tmp_path / "report" / "index.md"),

@@ -29,6 +29,14 @@ def png(figure, *, dpi: int = 100, tight: bool = True) -> bytes:
     return buffer.getvalue()
 
 
+def stacked_axes(width: float, heights):
+    """A figure of panels stacked vertically, the i-th ``heights[i]`` inches tall."""
+    figure = new_figure(width, sum(heights) + 0.5)
+    axes = figure.subplots(len(heights), 1, squeeze=False,
+                           gridspec_kw={"height_ratios": heights})[:, 0]
+    return figure, axes
+
+
 def heatmap(axis, matrix, *, vmin: float, vmax: float, cmap: str, annotate: bool = False,
             fmt: str = "{:.2f}", fontsize: float = 7.0):
     """Draw the DataFrame ``matrix`` as a labelled heatmap (NaN cells blank); the image."""

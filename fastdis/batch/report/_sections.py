@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._analysis import rank_correlations, selection_transfer, variance_explained
-from ._draw import heatmap, new_figure, png, seeds_as_points, strength_grid
+from ._draw import heatmap, new_figure, png, seeds_as_points, stacked_axes, strength_grid
 from ._page import Heading, Picture, Section, Table
 from ._table import is_disentanglement_metric, per_size_keys
 
@@ -63,13 +63,12 @@ def rank_correlation_section(data) -> Section:
 def total_correlation_section(data) -> Section:
     """Total correlation of the sampled and the mean codes against strength (figure 1)."""
     metric, key = TOTAL_CORRELATION
-    section = Section("Total correlation of the sampled and the mean representation")
-    section.blocks.append(
+    section = Section("Total correlation of the sampled and the mean representation", [
         f"The Gaussian total correlation ({metric} metric, {key}) of each model's sampled and "
         "mean codes against the regularisation strength, per method; points are models "
         "(seeds), the line joins the medians. Locatello et al. (2019, figure 1) find that "
         "regularising the total correlation lowers it for the sampled representation while "
-        "that of the mean representation rises.")
+        "that of the mean representation rises."])
     rows = data.ok[(data.ok["metric"] == metric) & (data.ok["key"] == key)]
     if rows.empty:
         section.blocks.append(f"Not drawn: the table has no {metric}:{key} score (score the "
@@ -154,10 +153,9 @@ def _violins(rows, keys, metric):
 
 def seed_spread_section(data) -> Section:
     """Mean, spread and count over seeds per setting and score."""
-    section = Section("Spread over seeds")
-    section.blocks.append(
+    section = Section("Spread over seeds", [
         "Mean, standard deviation (ddof=1; empty with one model), range and number of models "
-        f"of each setting and data set ({data.shown} representation).")
+        f"of each setting and data set ({data.shown} representation)."])
     spread = (data.one.groupby(["metric", "key", "setting", "dataset"], sort=False)["value"]
               .agg(["mean", "std", "min", "max", "count"]).reset_index())
     section.blocks.append(Table(spread, csv="seed_spread"))
@@ -167,15 +165,14 @@ def seed_spread_section(data) -> Section:
 def variance_section(data) -> Section:
     """The share of each headline score's variance explained by method, strength and seed."""
     section = Section(f"Variance explained by the setting and by the seed ({data.shown} "
-                      "representation)")
-    section.blocks.append(
+                      "representation)", [
         "Per data set and headline score, a nested analysis of variance over the models: the "
         "sum of squared deviations from the mean splits exactly into the method's part (method "
         "means around the grand mean), the strength's part (setting means around their "
         "method's mean) and the seed's part (models around their setting's mean); each share "
         "is its part over the total. The setting's share (method + strength) is biased upwards "
         "with few seeds: a score that ignores the setting gets (settings - 1) / (models - 1) "
-        "on average.")
+        "on average."])
     rows = [{"dataset": dataset, "score": score,
              **variance_explained(group["value"], group["method"], group["setting"])}
             for (dataset, score), group in data.headline(data.one).groupby(
@@ -202,10 +199,8 @@ def variance_section(data) -> Section:
 
 def _variance_bars(table):
     datasets = list(dict.fromkeys(table["dataset"]))
-    heights = [0.28 * (table["dataset"] == d).sum() + 1.0 for d in datasets]
-    figure = new_figure(9.0, sum(heights) + 0.5)
-    axes = figure.subplots(len(datasets), 1, squeeze=False,
-                           gridspec_kw={"height_ratios": heights})[:, 0]
+    figure, axes = stacked_axes(9.0, [0.28 * (table["dataset"] == d).sum() + 1.0
+                                      for d in datasets])
     colors = {"method": "tab:blue", "strength": "tab:cyan", "seed": "tab:gray"}
     for axis, dataset in zip(axes, datasets, strict=True):
         part = table[table["dataset"] == dataset]
@@ -226,13 +221,12 @@ def _variance_bars(table):
 def downstream_section(data) -> Section:
     """Rank correlation of the downstream accuracies with each disentanglement score."""
     section = Section(f"Downstream accuracy against disentanglement ({data.shown} "
-                      "representation)")
-    section.blocks.append(
+                      "representation)", [
         "Spearman rank correlation across models, per data set, between each downstream "
         "accuracy (predictor, training size) and each disentanglement score (Locatello et al. "
         "2019, section 6). Efficiency is the accuracy at the second-smallest training size over "
         "that at the largest: with the study's sizes 10, 100, 1000 and 10000, the paper's "
-        "100 / 10000. Cells with fewer than 3 models or a constant score are empty.")
+        "100 / 10000. Cells with fewer than 3 models or a constant score are empty."])
     matrices, notes = {}, []
     for dataset, rows in data.one.groupby("dataset", sort=True):
         scores = _disentanglement_scores(data.headline(rows))["score"].unique()
@@ -250,11 +244,8 @@ def downstream_section(data) -> Section:
                       .join(counts.stack().rename("n_models")).reset_index(
                           names=["downstream", "score"]).assign(dataset=dataset)
                       for dataset, (correlation, counts) in matrices.items()])
-    heights = [1.6 + 0.35 * correlation.shape[0] for correlation, _ in matrices.values()]
-    figure = new_figure(4.5 + 0.6 * max(c.shape[1] for c, _ in matrices.values()),
-                        sum(heights))
-    axes = figure.subplots(len(matrices), 1, squeeze=False,
-                           gridspec_kw={"height_ratios": heights})[:, 0]
+    figure, axes = stacked_axes(4.5 + 0.6 * max(c.shape[1] for c, _ in matrices.values()),
+                                [1.6 + 0.35 * c.shape[0] for c, _ in matrices.values()])
     for axis, (dataset, (correlation, _)) in zip(axes, matrices.items(), strict=True):
         image = heatmap(axis, correlation, vmin=-1, vmax=1, cmap="RdBu_r", annotate=True)
         axis.set_title(dataset, fontsize=9)
@@ -293,15 +284,14 @@ def _downstream_matrix(rows, scores):
 def selection_section(data) -> Section:
     """How often a setting chosen on one seed matches or beats a random model elsewhere."""
     section = Section(f"Model selection across seeds, metrics and data sets ({data.shown} "
-                      "representation)")
-    section.blocks.append(
+                      "representation)", [
         "The transfer table of Locatello et al. (2019, section 5.4): a setting (method and "
         "strength) is chosen as the best by one disentanglement score on one seed of one data "
         "set; its models on the other seeds are compared with a random model (any setting and "
         "seed) by the same or another score, on the same or another data set. Shown: the "
         "probability that the chosen setting's model matches or beats the random one (beats "
         "alone in brackets), averaged exactly over every choice (source) and comparison "
-        "instead of over random draws; about 50 % means the choice carries no information.")
+        "instead of over random draws; about 50 % means the choice carries no information."])
     scores = _disentanglement_scores(data.headline(data.one))
     reason = _selection_missing(scores)
     if reason:

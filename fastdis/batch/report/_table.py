@@ -207,7 +207,8 @@ def prepare(table, representation: str | None) -> ReportData:
     Raises
     ------
     ValueError
-        If no evaluation succeeded, or ``representation`` is not among the scores.
+        If no evaluation succeeded, ``representation`` is not among the scores, or none of
+        its scores is finite.
     """
     import pandas as pd
 
@@ -227,6 +228,9 @@ def prepare(table, representation: str | None) -> ReportData:
     ok["value"] = pd.to_numeric(ok["value"], errors="coerce").astype("float64")
     finite = np.isfinite(ok["value"].to_numpy())
     ok = ok[finite]
+    if not (ok["representation"] == shown).any():
+        raise ValueError(f"the {shown} representation has no finite score to report on "
+                         f"({int((~finite).sum())} non-finite value(s)).")
     keep = {metric: summary_keys(group["key"]) for metric, group in ok.groupby("metric")}
     ok = ok[[key in keep[metric] for metric, key in zip(ok["metric"], ok["key"], strict=True)]]
     ok = ok.assign(score=ok["metric"] + ":" + ok["key"], **setting_columns(ok))
