@@ -26,6 +26,18 @@ class Picture:
     png: bytes
     data: object  # pandas.DataFrame
 
+    def write(self, out: Path) -> None:
+        (out / f"{self.name}.png").write_bytes(self.png)
+        self.data.to_csv(out / f"{self.name}.csv", index=False)
+
+    def markdown(self) -> str:
+        return f"![{self.alt}]({self.name}.png) ([data]({self.name}.csv))"
+
+    def html(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        return (f"<img alt='{html.escape(self.alt, quote=True)}' "
+                f"src='data:image/png;base64,{data}'>")
+
 
 @dataclass
 class Table:
@@ -34,6 +46,16 @@ class Table:
     frame: object  # pandas.DataFrame
     csv: str | None = None
 
+    def write(self, out: Path) -> None:
+        if self.csv:
+            self.frame.to_csv(out / f"{self.csv}.csv", index=False)
+
+    def markdown(self) -> str:
+        return markdown_table(self.frame)
+
+    def html(self) -> str:
+        return html_table(self.frame)
+
 
 @dataclass
 class Heading:
@@ -41,10 +63,38 @@ class Heading:
 
     text: str
 
+    def write(self, out: Path) -> None:
+        pass
+
+    def markdown(self) -> str:
+        return f"### {self.text}"
+
+    def html(self) -> str:
+        return f"<h3>{html.escape(self.text)}</h3>"
+
+
+@dataclass
+class Paragraph:
+    """Plain text (sections give it as a str)."""
+
+    text: str
+
+    def write(self, out: Path) -> None:
+        pass
+
+    def markdown(self) -> str:
+        return self.text
+
+    def html(self) -> str:
+        return f"<p>{html.escape(self.text)}</p>"
+
 
 @dataclass
 class Section:
-    """A titled part of the page: paragraphs (str), pictures, tables and sub-headings."""
+    """A titled part of the page: paragraphs (str), pictures, tables and sub-headings.
+
+    Every block but a str has ``write(out)`` (its files), ``markdown()`` and ``html()``.
+    """
 
     title: str
     blocks: list = field(default_factory=list)
@@ -75,21 +125,15 @@ def html_table(frame) -> str:
     return f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def _blocks(section):
+    return [Paragraph(b) if isinstance(b, str) else b for b in section.blocks]
+
+
 def _markdown(title: str, sections) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}"]
     for section in sections:
-        lines += [f"## {section.title}", ""]
-        for block in section.blocks:
-            if isinstance(block, Picture):
-                lines.append(f"![{block.alt}]({block.name}.png) ([data]({block.name}.csv))")
-            elif isinstance(block, Table):
-                lines.append(markdown_table(block.frame))
-            elif isinstance(block, Heading):
-                lines.append(f"### {block.text}")
-            else:
-                lines.append(block)
-            lines.append("")
-    return "\n".join(lines)
+        lines += [f"## {section.title}", *(block.markdown() for block in _blocks(section))]
+    return "\n\n".join(lines) + "\n"
 
 
 _STYLE = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
@@ -102,18 +146,8 @@ def _html(title: str, sections) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Picture):
-                data = base64.b64encode(block.png).decode("ascii")
-                parts.append(f"<img alt='{html.escape(block.alt, quote=True)}' "
-                             f"src='data:image/png;base64,{data}'>")
-            elif isinstance(block, Table):
-                parts.append(html_table(block.frame))
-            elif isinstance(block, Heading):
-                parts.append(f"<h3>{html.escape(block.text)}</h3>")
-            else:
-                parts.append(f"<p>{html.escape(block)}</p>")
+        parts += [f"<h2>{html.escape(section.title)}</h2>",
+                  *(block.html() for block in _blocks(section))]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -122,12 +156,8 @@ def write_page(out: Path, title: str, sections) -> Path:
     """Write the sections' figures, CSVs, ``index.md`` and ``index.html`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     for section in sections:
-        for block in section.blocks:
-            if isinstance(block, Picture):
-                (out / f"{block.name}.png").write_bytes(block.png)
-                block.data.to_csv(out / f"{block.name}.csv", index=False)
-            elif isinstance(block, Table) and block.csv:
-                block.frame.to_csv(out / f"{block.csv}.csv", index=False)
+        for block in _blocks(section):
+            block.write(out)
     (out / "index.html").write_text(_html(title, sections), encoding="utf-8")
     page = out / "index.md"
     page.write_text(_markdown(title, sections), encoding="utf-8")
