@@ -58,35 +58,29 @@ class Table:
 
 
 @dataclass
-class Heading:
-    """A sub-heading within a section."""
-
-    text: str
-
-    def write(self, out: Path) -> None:
-        pass
-
-    def markdown(self) -> str:
-        return f"### {self.text}"
-
-    def html(self) -> str:
-        return f"<h3>{html.escape(self.text)}</h3>"
-
-
-@dataclass
 class Paragraph:
     """Plain text (sections give it as a str)."""
 
     text: str
 
     def write(self, out: Path) -> None:
-        pass
+        pass  # text lives on the page only
 
     def markdown(self) -> str:
         return self.text
 
     def html(self) -> str:
         return f"<p>{html.escape(self.text)}</p>"
+
+
+class Heading(Paragraph):
+    """A sub-heading within a section."""
+
+    def markdown(self) -> str:
+        return f"### {self.text}"
+
+    def html(self) -> str:
+        return f"<h3>{html.escape(self.text)}</h3>"
 
 
 @dataclass
