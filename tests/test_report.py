@@ -109,6 +109,51 @@ def test_model_selection_cells_need_another_data_set_and_a_random_score_gives_ab
                                                                                      abs=0.1)
 
 
+def _selection_by_enumeration(frame):
+    """The transfer table by plain loops over every source, target and seed (the twin)."""
+    models = frame.groupby(["dataset", "score", "setting", "seed"])["value"].mean()
+    pools = {key: models.loc[key] for key in dict.fromkeys(
+        (d, m) for d, m, _, _ in models.index)}
+    cells = {}
+    for (dataset, metric), pool in pools.items():
+        for seed in sorted({s for _, s in pool.index}):
+            at_seed = {g: v for (g, s), v in pool.items() if s == seed}
+            if len(at_seed) < 2:
+                continue
+            best = max(at_seed.values())
+            chosen = min(g for g, v in at_seed.items() if v == best)
+            per_cell = {}
+            for (target_dataset, target_metric), target in pools.items():
+                everyone = list(target.values)
+                for (g, s), v in target.items():
+                    if g == chosen and s != seed:
+                        cell = (target_metric == metric, target_dataset == dataset)
+                        per_cell.setdefault(cell, {}).setdefault(
+                            (target_dataset, target_metric), []).append(
+                            (np.mean([v >= r for r in everyone]),
+                             np.mean([v > r for r in everyone])))
+            for cell, targets in per_cell.items():
+                cells.setdefault(cell, []).append(np.mean(
+                    [np.mean(outcomes, axis=0) for outcomes in targets.values()], axis=0))
+    return {cell: np.mean(outcomes, axis=0) for cell, outcomes in cells.items()}
+
+
+def test_model_selection_transfer_equals_its_enumeration_with_ties_and_missing_models():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame([{"dataset": d, "score": m, "setting": f"g{g}", "seed": s,
+                           "value": float(rng.integers(0, 4))}
+                          for d in ("d1", "d2") for m in ("A", "B", "C") for g in range(5)
+                          for s in range(4) if rng.uniform() > 0.2])
+    expected = _selection_by_enumeration(frame)
+    table = selection_transfer(frame).set_index(["metric", "data_set"])
+    assert len(table) == len(expected) == 4
+    for (same_metric, same_data), (at_most, below) in expected.items():
+        row = table.loc[("same" if same_metric else "different",
+                         "same" if same_data else "different")]
+        assert row["p_beats_or_matches"] == pytest.approx(at_most, abs=1e-12)
+        assert row["p_beats"] == pytest.approx(below, abs=1e-12)
+
+
 def test_the_total_correlation_score_is_a_headline_of_the_registry():
     from fastdis.batch.report._sections import TOTAL_CORRELATION
 

@@ -112,49 +112,61 @@ def selection_transfer(scores):
         ("same"/"different"), ``data_set`` ("same"/"different"), ``p_beats_or_matches``,
         ``p_beats``, ``n_sources``, ``n_comparisons``.
     """
-    import pandas as pd
+    models = _ranked_models(scores)
+    sources = _sources(models)
+    # Each source against every target pool that holds its chosen setting: that setting's
+    # totals there, minus its model at the source's own seed (not a different seed).
+    totals = models.groupby(["dataset", "score", "setting"], as_index=False).agg(
+        sum_at_most=("at_most", "sum"), sum_below=("below", "sum"), n=("at_most", "size"))
+    pairs = sources.merge(totals, left_on="chosen", right_on="setting")
+    own_seed = models.rename(columns={"seed": "source_seed", "at_most": "own_at_most",
+                                      "below": "own_below"})
+    pairs = pairs.merge(own_seed[["dataset", "score", "setting", "source_seed", "own_at_most",
+                                  "own_below"]],
+                        on=["dataset", "score", "setting", "source_seed"], how="left")
+    has_own = pairs["own_at_most"].notna()
+    pairs["n"] -= has_own
+    pairs = pairs[pairs["n"] > 0]
+    pairs["at_most"] = (pairs["sum_at_most"] - pairs["own_at_most"].fillna(0)) / pairs["n"]
+    pairs["below"] = (pairs["sum_below"] - pairs["own_below"].fillna(0)) / pairs["n"]
+    pairs["metric"] = np.where(pairs["score"] == pairs["source_score"], "same", "different")
+    pairs["data_set"] = np.where(pairs["dataset"] == pairs["source_dataset"], "same",
+                                 "different")
+    per_source = pairs.groupby(["metric", "data_set", "source_dataset", "source_score",
+                                "source_seed"]).agg(at_most=("at_most", "mean"),
+                                                    below=("below", "mean"), n=("n", "sum"))
+    cells = per_source.groupby(["metric", "data_set"]).agg(
+        p_beats_or_matches=("at_most", "mean"), p_beats=("below", "mean"),
+        n_sources=("n", "size"), n_comparisons=("n", "sum"))
+    order = [("same" if m else "different", "same" if d else "different")
+             for m, d in TRANSFER_CELLS]
+    return cells.reindex([cell for cell in order if cell in cells.index]).reset_index()
 
-    means = scores.groupby(["dataset", "score", "setting", "seed"])["value"].mean()
-    pools = {key: group.droplevel(["dataset", "score"])
-             for key, group in means.groupby(level=["dataset", "score"])}
-    per_source = {cell: [] for cell in TRANSFER_CELLS}
-    for (dataset, metric), source in pools.items():
-        for seed, at_seed in source.groupby(level="seed"):
-            if len(at_seed) < 2:
-                continue
-            chosen = at_seed.droplevel("seed").idxmax()
-            for cell, outcome in _targets_of(chosen, seed, dataset, metric, pools).items():
-                per_source[cell].append(outcome)
-    rows = []
-    for cell in TRANSFER_CELLS:
-        outcomes = np.array(per_source[cell]).reshape(-1, 3)
-        if len(outcomes):
-            rows.append({"metric": "same" if cell[0] else "different",
-                         "data_set": "same" if cell[1] else "different",
-                         "p_beats_or_matches": outcomes[:, 0].mean(),
-                         "p_beats": outcomes[:, 1].mean(), "n_sources": len(outcomes),
-                         "n_comparisons": int(outcomes[:, 2].sum())})
-    return pd.DataFrame(rows, columns=["metric", "data_set", "p_beats_or_matches", "p_beats",
-                                       "n_sources", "n_comparisons"])
+
+def _ranked_models(scores):
+    """One row per model (data set, score, setting, seed; duplicates averaged) with the
+    fraction of its pool (data set and score) it ties or exceeds, ``at_most``, and exceeds,
+    ``below``: the empirical CDF at its value, inclusive and exclusive."""
+    models = scores.groupby(["dataset", "score", "setting", "seed"], as_index=False)[
+        "value"].mean()
+    pool = models.groupby(["dataset", "score"])["value"]
+    size = pool.transform("size")
+    models["at_most"] = pool.rank(method="max") / size
+    models["below"] = (pool.rank(method="min") - 1) / size
+    return models
 
 
-def _targets_of(chosen, seed, dataset, metric, pools) -> dict:
-    """For one source, per cell: (P(>=), P(>), comparisons), averaged over its targets."""
-    found = {}
-    for (target_dataset, target_metric), pool in pools.items():
-        if chosen not in pool.index.get_level_values("setting"):
-            continue
-        picked = pool.xs(chosen, level="setting")
-        picked = picked[picked.index != seed].to_numpy()
-        if not len(picked):
-            continue
-        ranked = np.sort(pool.to_numpy())
-        at_most = np.searchsorted(ranked, picked, side="right") / len(ranked)
-        below = np.searchsorted(ranked, picked, side="left") / len(ranked)
-        cell = (target_metric == metric, target_dataset == dataset)
-        found.setdefault(cell, []).append((at_most.mean(), below.mean(), len(picked)))
-    return {cell: (np.mean([t[0] for t in targets]), np.mean([t[1] for t in targets]),
-                   sum(t[2] for t in targets)) for cell, targets in found.items()}
+def _sources(models):
+    """Each (data set, score, seed) with at least two settings and its best setting
+    (``chosen``; ties: the first setting by label)."""
+    keys = ["dataset", "score", "seed"]
+    ordered = models.sort_values([*keys, "setting"], kind="stable")
+    counts = ordered.groupby(keys)["setting"].transform("size")
+    ordered = ordered[counts >= 2]
+    best = ordered.loc[ordered.groupby(keys)["value"].idxmax()]
+    return best.rename(columns={"dataset": "source_dataset", "score": "source_score",
+                                "seed": "source_seed", "setting": "chosen"})[
+        ["source_dataset", "source_score", "source_seed", "chosen"]]
 
 
 def rank_correlations(wide, rows, columns, *, min_models: int = 3):
