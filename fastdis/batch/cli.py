@@ -131,13 +131,13 @@ def report(
     representation: Annotated[str | None, typer.Option(
         help="Representation of the per-setting plots (default: mean).")] = None,
 ):
-    """Draw the study's figures of SCORES, each with its CSV, into a markdown and an HTML page.
+    """Draw the study's figures of SCORES, each with its CSV, into index.md and index.html.
 
-    Rank correlation of the metrics, total correlation of the sampled and mean codes, scores
-    against regularisation strength, violins per setting, variance explained by the setting
-    and by the seed, downstream accuracy against disentanglement, and model selection across
-    seeds, metrics and data sets. index.html embeds every figure. Bad arguments are refused
-    before anything is written.
+    Metrics' rank correlation, total correlation, scores against strength, violins per setting.
+
+    Variance explained by setting and seed, downstream accuracy, model selection transfer.
+
+    index.html embeds every figure. Bad arguments are refused before anything is written.
     """
     from .report import write_report
 
