@@ -385,3 +385,16 @@ def test_report_command_prints_both_pages(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.split() == [str(tmp_path / "report" / "index.md"),
                                      str(tmp_path / "report" / "index.html")]
+
+
+def test_strengths_are_the_numeric_config_values_varying_within_a_method_in_numeric_order():
+    from fastdis.batch.report._table import setting_columns
+
+    table = pd.DataFrame({"train_config.method": ["a", "a", "a", "b", "b"],
+                          "train_config.beta": [16.0, 2.0, 2.0, 1.0, 1.0],
+                          "train_config.compile": [True, False, True, False, True],
+                          "train_config.seed": [0, 1, 2, 0, 1],
+                          "train_config.steps": [10, 20, 30, 10, 20]})
+    frame = setting_columns(table)
+    assert list(frame["strength"]) == ["beta=16", "beta=2", "beta=2", "", ""]
+    assert list(frame["strength_rank"]) == [1, 0, 0, 0, 0]  # 2 before 16, not as text

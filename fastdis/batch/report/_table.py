@@ -97,10 +97,12 @@ def summary_keys(keys) -> list[str]:
 
 
 def _strength_columns(part, config):
-    """Config columns that vary within one method's rows: its regularisation strength(s)."""
+    """Numeric config columns that vary within one method's rows: its regularisation
+    strength(s). Switches (bool columns such as ``compile``) are not strengths."""
     import pandas as pd
 
-    return [c for c in config if pd.api.types.is_numeric_dtype(part[c]) and part[c].nunique() > 1]
+    return [c for c in config if pd.api.types.is_numeric_dtype(part[c])
+            and not pd.api.types.is_bool_dtype(part[c]) and part[c].nunique() > 1]
 
 
 def setting_columns(table):
