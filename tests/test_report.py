@@ -398,3 +398,14 @@ def test_strengths_are_the_numeric_config_values_varying_within_a_method_in_nume
     frame = setting_columns(table)
     assert list(frame["strength"]) == ["beta=16", "beta=2", "beta=2", "", ""]
     assert list(frame["strength_rank"]) == [1, 0, 0, 0, 0]  # 2 before 16, not as text
+
+
+def test_the_disentanglement_scores_of_the_study_suite_are_the_papers_six():
+    from fastdis.batch.report._table import disentanglement_key
+    from fastdis.metrics import study_metrics
+
+    keys = {spec.name: disentanglement_key(spec.name) for spec in study_metrics()}
+    assert {name: key for name, key in keys.items() if key} == {
+        "beta_vae_sklearn": "eval_accuracy", "factor_vae_metric": "eval_accuracy",
+        "mig": "discrete_mig", "modularity_explicitness": "modularity_score",
+        "dci": "disentanglement", "sap_score": "SAP_score"}

@@ -13,7 +13,7 @@ import numpy as np
 from ._analysis import rank_correlations, selection_transfer, variance_explained
 from ._draw import heatmap, new_figure, png, seeds_as_points, stacked_axes, strength_grid
 from ._page import Heading, Picture, Section, Table
-from ._table import is_disentanglement_metric, per_size_keys
+from ._table import disentanglement_key, per_size_keys
 
 #: Most scores drawn per metric figure; the rest are in the tables.
 _MAX_PANELS = 8
@@ -32,7 +32,8 @@ def _row_labels(rows, what):
 
 
 def _disentanglement_scores(rows):
-    return rows[rows["metric"].map(is_disentanglement_metric)]
+    """The rows of each metric's disentanglement score (see :func:`disentanglement_key`)."""
+    return rows[rows["key"] == rows["metric"].map(disentanglement_key)]
 
 
 def rank_correlation_section(data) -> Section:
@@ -229,7 +230,7 @@ def downstream_section(data) -> Section:
         "100 / 10000. Cells with fewer than 3 models or a constant score are empty."])
     matrices, notes = {}, []
     for dataset, rows in data.one.groupby("dataset", sort=True):
-        scores = _disentanglement_scores(data.headline(rows))["score"].unique()
+        scores = _disentanglement_scores(rows)["score"].unique()
         found = _downstream_matrix(rows, list(scores))
         if isinstance(found, str):
             notes.append(f"{dataset}: {found}" if data.one["dataset"].nunique() > 1 else found)
@@ -291,8 +292,10 @@ def selection_section(data) -> Section:
         "seed) by the same or another score, on the same or another data set. Shown: the "
         "probability that the chosen setting's model matches or beats the random one (beats "
         "alone in brackets), averaged exactly over every choice (source) and comparison "
-        "instead of over random draws; about 50 % means the choice carries no information."])
-    scores = _disentanglement_scores(data.headline(data.one))
+        "instead of over random draws; about 50 % means the choice carries no information. "
+        "The scores are each metric's disentanglement score (BetaVAE and FactorVAE accuracy, "
+        "MIG, DCI disentanglement, modularity, SAP, ...)."])
+    scores = _disentanglement_scores(data.one)
     reason = _selection_missing(scores)
     if reason:
         section.blocks.append(f"Not drawn: {reason}.")
@@ -314,7 +317,7 @@ def selection_section(data) -> Section:
 def _selection_missing(scores) -> str:
     """Why the transfer table cannot be computed, or ""."""
     if scores.empty:
-        return "no disentanglement score (a registered metric's headline score) in the table"
+        return "no disentanglement score (BetaVAE, FactorVAE, MIG, DCI, modularity, SAP, ...)"
     if scores["seed"].isna().all():
         return "the table has no train_config.seed column to tell the seeds apart"
     seeds = scores.groupby(["dataset", "setting"])["seed"].nunique()

@@ -166,12 +166,19 @@ def per_size_keys(metric: str, keys) -> list[tuple[int, str]]:
     return sorted(set(sized))
 
 
-def is_disentanglement_metric(metric: str) -> bool:
-    """Whether ``metric``'s headline scores rate disentanglement: registered, with headline
-    scores, neither per training size (downstream accuracies) nor statistics of the codes."""
+def disentanglement_key(metric: str) -> str | None:
+    """The result key that rates ``metric``'s disentanglement, or None if it rates none.
+
+    That is the first headline key of a registered metric whose headline scores are neither
+    per training size (downstream accuracies) nor statistics of the codes: for the study's
+    suite the paper's six scores (BetaVAE and FactorVAE accuracy, MIG, DCI disentanglement,
+    modularity, SAP), not completeness, informativeness or explicitness.
+    """
     spec = METRICS.get(metric)
-    return (spec is not None and bool(spec.headline) and metric not in _CODE_STATISTICS
-            and not any(wanted.startswith("*:") for wanted in spec.headline))
+    if (spec is None or not spec.headline or metric in _CODE_STATISTICS
+            or any(wanted.startswith("*:") for wanted in spec.headline)):
+        return None
+    return spec.headline[0]
 
 
 @dataclass
