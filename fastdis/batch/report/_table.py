@@ -181,6 +181,14 @@ def disentanglement_key(metric: str) -> str | None:
     return spec.headline[0]
 
 
+def select_keys(rows, choose):
+    """The rows whose key is among ``choose(metric, that metric's keys)``."""
+    keep = {metric: set(choose(metric, group["key"].unique()))
+            for metric, group in rows.groupby("metric")}
+    return rows[[key in keep[metric]
+                 for metric, key in zip(rows["metric"], rows["key"], strict=True)]]
+
+
 @dataclass
 class ReportData:
     """What every section reads: the successful summary scores and the failures.
@@ -203,11 +211,7 @@ class ReportData:
 
     def headline(self, rows=None):
         """``rows`` (default: :attr:`ok`) restricted to the registry's headline scores."""
-        rows = self.ok if rows is None else rows
-        keep = {metric: set(headline_keys(metric, group["key"].unique()))
-                for metric, group in rows.groupby("metric")}
-        return rows[[key in keep[metric]
-                     for metric, key in zip(rows["metric"], rows["key"], strict=True)]]
+        return select_keys(self.ok if rows is None else rows, headline_keys)
 
 
 def prepare(table, representation: str | None) -> ReportData:
@@ -240,8 +244,7 @@ def prepare(table, representation: str | None) -> ReportData:
     if not (ok["representation"] == shown).any():
         raise ValueError(f"the {shown} representation has no finite score to report on "
                          f"({int((~finite).sum())} non-finite value(s)).")
-    keep = {metric: summary_keys(group["key"]) for metric, group in ok.groupby("metric")}
-    ok = ok[[key in keep[metric] for metric, key in zip(ok["metric"], ok["key"], strict=True)]]
+    ok = select_keys(ok, lambda metric, keys: summary_keys(keys))
     ok = ok.assign(score=ok["metric"] + ":" + ok["key"], **setting_columns(ok))
     ok["setting"] = _setting_label(ok)
     ok["dataset"] = (ok["train_config.dataset"].astype(str) if "train_config.dataset" in ok
