@@ -409,3 +409,15 @@ def test_the_disentanglement_scores_of_the_study_suite_are_the_papers_six():
         "beta_vae_sklearn": "eval_accuracy", "factor_vae_metric": "eval_accuracy",
         "mig": "discrete_mig", "modularity_explicitness": "modularity_score",
         "dci": "disentanglement", "sap_score": "SAP_score"}
+
+
+def test_a_single_strength_per_method_is_still_named_by_the_studys_swept_field():
+    from fastdis.batch.report import settings
+
+    table = pd.DataFrame({"train_config.method": ["beta_vae", "beta_vae", "factor_vae",
+                                                  "entangled"],
+                          "train_config.beta": [4.0, 4.0, np.nan, 1.0],
+                          "train_config.gamma": [np.nan, np.nan, 30.0, np.nan],
+                          "train_config.seed": [0, 1, 0, 0]})
+    assert list(settings(table)) == ["beta_vae (beta=4)", "beta_vae (beta=4)",
+                                     "factor_vae (gamma=30)", "entangled"]

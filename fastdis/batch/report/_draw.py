@@ -99,6 +99,7 @@ def _strength_panel(axis, part, rng) -> None:
     seeds_as_points(axis, x, part["value"].to_numpy(), rng)
     medians = part.groupby(x)["value"].median()
     axis.plot(medians.index, medians.to_numpy(), color="tab:blue", linewidth=1)
+    axis.set_xlim(-0.5, len(labels) - 0.5)  # one strength stays centred, not jitter-wide
     axis.set_xticks(range(len(labels)), [s or "-" for s in labels["strength"]], rotation=45,
                     ha="right", fontsize=7)
     axis.tick_params(axis="y", labelsize=7)

@@ -105,11 +105,30 @@ def _strength_columns(part, config):
             and not pd.api.types.is_bool_dtype(part[c]) and part[c].nunique() > 1]
 
 
+def _swept_column(method: str, part) -> list[str]:
+    """The column of the strength the study sweeps for ``method`` (beta for beta_vae, ...),
+    when every row has it: named even when constant, so one setting per method still says
+    its strength."""
+    import pandas as pd
+
+    from ...train.sweep import regularization_strengths
+
+    try:
+        field, _ = regularization_strengths(method)
+    except ValueError:  # not one of the study's methods
+        return []
+    column = f"train_config.{field}"
+    usable = (column in part and pd.api.types.is_numeric_dtype(part[column])
+              and part[column].notna().all())
+    return [column] if usable else []
+
+
 def setting_columns(table):
     """``method``, ``strength`` (label) and ``strength_rank`` (its order) per row.
 
     The strength is every numeric config value that varies within the row's method and is
-    not a seed, step or path (beta, gamma, lambda, ...); ranks sort it numerically.
+    not a seed, step or path (beta, gamma, lambda, ...), or, where none varies, the value the
+    study sweeps for that method; ranks sort it numerically.
     """
     import pandas as pd
 
@@ -120,9 +139,9 @@ def setting_columns(table):
                else pd.Series("all", index=table.index))
     frame = pd.DataFrame({"method": methods, "strength": "", "strength_rank": 0},
                          index=table.index)
-    for _, rows in table.groupby(methods, sort=True).groups.items():
+    for method, rows in table.groupby(methods, sort=True).groups.items():
         part = table.loc[rows]
-        varying = _strength_columns(part, config)
+        varying = _strength_columns(part, config) or _swept_column(method, part)
         if not varying:
             continue
         # A value missing in some runs sorts last (inf) and reads "?".
