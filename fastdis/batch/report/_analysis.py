@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 #: The four comparisons of the transfer table: (same metric?, same data set?).
 TRANSFER_CELLS = ((True, True), (False, True), (True, False), (False, False))
@@ -48,8 +49,6 @@ def variance_explained(values, methods, settings) -> dict:
         ``method``, ``strength``, ``seed`` (shares in [0, 1], NaN when undefined) and
         ``setting`` (method + strength), and ``note``: why the shares are undefined, or "".
     """
-    import pandas as pd
-
     frame = pd.DataFrame({"y": np.asarray(values, dtype=np.float64),
                           "method": np.asarray(methods), "setting": np.asarray(settings)})
     n_settings = frame["setting"].nunique()

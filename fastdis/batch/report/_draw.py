@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 #: Points are spread this far around their x position so that equal scores stay visible.
 _JITTER = 0.08
@@ -14,9 +16,6 @@ _JITTER = 0.08
 
 def new_figure(width: float, height: float):
     """A figure of ``width`` x ``height`` inches on an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     return figure

@@ -9,6 +9,7 @@ saying why instead of a figure; none of them raises on a valid scores table.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ._analysis import rank_correlations, selection_transfer, variance_explained
 from ._draw import heatmap, new_figure, png, seeds_as_points, stacked_axes, strength_grid
@@ -181,8 +182,6 @@ def variance_section(data) -> Section:
     if not rows:
         section.blocks.append("Not drawn: no headline score of a registered metric.")
         return section
-    import pandas as pd
-
     table = pd.DataFrame(rows)
     drawn = table[table["note"] == ""]
     left_out = table[table["note"] != ""]
@@ -239,8 +238,6 @@ def downstream_section(data) -> Section:
     section.blocks += [f"Not drawn: {note}." for note in notes]
     if not matrices:
         return section
-    import pandas as pd
-
     long = pd.concat([correlation.stack(future_stack=True).rename("spearman").to_frame()
                       .join(counts.stack().rename("n_models")).reset_index(
                           names=["downstream", "score"]).assign(dataset=dataset)
@@ -329,8 +326,6 @@ def _selection_missing(scores) -> str:
 
 
 def _selection_grid(table):
-    import pandas as pd
-
     grid = pd.DataFrame(np.nan, index=["same metric", "different metric"],
                         columns=["same data set", "different data set"])
     text = {}

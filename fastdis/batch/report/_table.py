@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ...metrics import METRICS
+from ...train.sweep import regularization_strengths
 
 #: Columns of a scores table that the report reads (``fastdis score`` writes more).
 REQUIRED_COLUMNS = ("checkpoint", "representation", "metric", "key", "value", "error")
@@ -58,8 +60,6 @@ def load_scores(scores):
     ValueError
         If the file cannot be read as a Parquet table or lacks a required column.
     """
-    import pandas as pd
-
     from ..engine import read_scores
 
     if isinstance(scores, pd.DataFrame):
@@ -99,8 +99,6 @@ def summary_keys(keys) -> list[str]:
 def _strength_columns(part, config):
     """Numeric config columns that vary within one method's rows: its regularisation
     strength(s). Switches (bool columns such as ``compile``) are not strengths."""
-    import pandas as pd
-
     return [c for c in config if pd.api.types.is_numeric_dtype(part[c])
             and not pd.api.types.is_bool_dtype(part[c]) and part[c].nunique() > 1]
 
@@ -109,10 +107,6 @@ def _swept_column(method: str, part) -> list[str]:
     """The column of the strength the study sweeps for ``method`` (beta for beta_vae, ...),
     when every row has it: named even when constant, so one setting per method still says
     its strength."""
-    import pandas as pd
-
-    from ...train.sweep import regularization_strengths
-
     try:
         field, _ = regularization_strengths(method)
     except ValueError:  # not one of the study's methods
@@ -130,8 +124,6 @@ def setting_columns(table):
     not a seed, step or path (beta, gamma, lambda, ...), or, where none varies, the value the
     study sweeps for that method; ranks sort it numerically.
     """
-    import pandas as pd
-
     config = [c for c in table.columns if c.startswith("train_config.")
               and c != "train_config.method"
               and not any(word in c.rsplit(".", 1)[-1] for word in _RUN_IDENTITY)]
@@ -242,8 +234,6 @@ def prepare(table, representation: str | None) -> ReportData:
         If no evaluation succeeded, ``representation`` is not among the scores, or none of
         its scores is finite.
     """
-    import pandas as pd
-
     failed = table[table["error"].notna()]
     ok = table[table["error"].isna() & table["key"].notna()].copy()
     if ok.empty:
