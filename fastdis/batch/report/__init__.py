@@ -25,12 +25,12 @@ Written into the folder ``out``, each figure as ``<name>.png`` with the numbers 
 
 A *summary score* is a result key that is not a per-factor or per-code detail, a training-set
 score, a minimum or a count (:func:`summary_keys`); a *headline score* is one the registry
-names (:meth:`fastdis.metrics.MetricSpec.headline_keys`). A *setting* is the method
-(``train_config.method``) plus its *strength*: every numeric config value that varies within
-that method and is not a seed, step or path (beta, gamma, lambda, ...), or where none varies
-the value the study sweeps for that method (so one setting per method still names its
-strength). Models are grouped
-by data set with ``train_config.dataset`` and told apart as seeds by ``train_config.seed``.
+names (:meth:`fastdis.metrics.MetricSpec.headline_keys`); the report shows both. A *setting* is
+the method (``train_config.method``) plus its *strength*: every numeric config value that
+varies within that method and is not a seed, step or path (beta, gamma, lambda, ...), or where
+none varies the value the study sweeps for that method (so one setting per method still names
+its strength). Models are grouped by data set with ``train_config.dataset`` and told apart as
+seeds by ``train_config.seed``.
 A section whose data is missing says why on the page instead of failing.
 """
 

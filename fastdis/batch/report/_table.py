@@ -60,7 +60,7 @@ def load_scores(scores):
     ValueError
         If the file cannot be read as a Parquet table or lacks a required column.
     """
-    from ..engine import read_scores
+    from .. import read_scores  # the scoring engine's modules load only for a path
 
     if isinstance(scores, pd.DataFrame):
         table, source = scores, "the scores table"
@@ -204,9 +204,9 @@ def select_keys(rows, choose):
 class ReportData:
     """What every section reads: the successful summary scores and the failures.
 
-    ``ok`` has one row per checkpoint x representation x metric x summary key with a finite
-    value, plus ``score`` (``metric:key``), ``method``, ``strength``, ``strength_rank``,
-    ``setting``, ``dataset`` and ``seed`` (NaN where the table has no
+    ``ok`` has one row per checkpoint x representation x metric x summary or headline key with
+    a finite value, plus ``score`` (``metric:key``), ``method``, ``strength``,
+    ``strength_rank``, ``setting``, ``dataset`` and ``seed`` (NaN where the table has no
     ``train_config.seed``). ``shown`` is the representation of the per-setting sections.
     """
 
@@ -253,7 +253,8 @@ def prepare(table, representation: str | None) -> ReportData:
     if not (ok["representation"] == shown).any():
         raise ValueError(f"the {shown} representation has no finite score to report on "
                          f"({int((~finite).sum())} non-finite value(s)).")
-    ok = select_keys(ok, lambda metric, keys: summary_keys(keys))
+    # A key the registry names as headline stays even where the summary rule drops it.
+    ok = select_keys(ok, lambda metric, keys: summary_keys(keys) + headline_keys(metric, keys))
     ok = ok.assign(score=ok["metric"] + ":" + ok["key"], **setting_columns(ok))
     ok["setting"] = _setting_label(ok)
     ok["dataset"] = (ok["train_config.dataset"].astype(str) if "train_config.dataset" in ok
