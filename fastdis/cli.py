@@ -30,12 +30,14 @@ _err = Console(stderr=True)
 def _register_subcommands():
     """Each package owns its commands; this is the one place that mounts them."""
     from .batch.cli import app as batch_app  # encode, score, report
+    from .bench_cli import app as bench_app  # bench metrics | ... | compare
     from .data.cli import app as data_app  # data make | show | list
     from .train.cli import app as train_app  # train, sweep
 
     app.add_typer(data_app, name="data", help="Ground-truth data sets: list, make, show.")
     app.add_typer(train_app)
     app.add_typer(batch_app)
+    app.add_typer(bench_app, name="bench")
 
 
 _register_subcommands()
