@@ -54,16 +54,19 @@ def machine_description():
 class Table:
     """One markdown table: the header is printed with the first row, each row as it comes.
 
-    ``columns`` maps each row key to its format (``"{:.3f}"``, ``"{:.1f}x"``); the heading is the
-    key with underscores as spaces. ``key`` names the columns that identify a row (what
+    ``name`` identifies the table across runs (what :func:`compare` matches), ``heading`` is
+    printed above it (the name where not given) and may carry the run's details. ``columns``
+    maps each row key to its format (``"{:.3f}"``, ``"{:.1f}x"``); a column's heading
+    is its key with underscores as spaces. ``key`` names the columns that identify a row (what
     :func:`compare` matches on). A missing or ``None`` cell prints as a dash.
     """
 
-    def __init__(self, title, columns, key, stream=None):
+    def __init__(self, name, columns, key, heading=None, stream=None):
         unknown = [name for name in key if name not in columns]
         if unknown:
             raise ValueError(f"key columns {unknown} are not among the columns {list(columns)}")
-        self.title, self.columns, self.key = title, dict(columns), tuple(key)
+        self.name, self.heading = name, heading or name
+        self.columns, self.key = dict(columns), tuple(key)
         self.rows = []
         self._stream = stream
 
@@ -72,8 +75,8 @@ class Table:
         row = {**(row or {}), **cells}
         stream = self._stream or sys.stdout
         if not self.rows:
-            if self.title:
-                print(f"\n{self.title}\n", file=stream)
+            if self.heading:
+                print(f"\n{self.heading}\n", file=stream)
             print("| " + " | ".join(name.replace("_", " ") for name in self.columns) + " |",
                   file=stream)
             print("|" + "---|" * len(self.columns), file=stream)
@@ -83,8 +86,8 @@ class Table:
         return row
 
     def as_json(self):
-        return {"title": self.title, "key": list(self.key), "columns": list(self.columns),
-                "rows": self.rows}
+        return {"name": self.name, "heading": self.heading, "key": list(self.key),
+                "columns": list(self.columns), "rows": self.rows}
 
 
 def _format_cell(value, fmt):
@@ -113,8 +116,8 @@ class Recorder:
         }
         self.tables = []
 
-    def table(self, title, columns, key):
-        table = Table(title, columns, key)
+    def table(self, name, columns, key, heading=None):
+        table = Table(name, columns, key, heading)
         self.tables.append(table)
         return table
 
@@ -189,15 +192,15 @@ def compare(path_a, path_b, stream=None):
         print(f"{'A' if path == path_a else 'B'}: {path} — {run.get('bench', '?')}, "
               f"{setup.get('date', '?')}, {setup.get('machine', '?')}, fastdis "
               f"{setup.get('fastdis', '?')}", file=stream)
-    tables_a = {table["title"]: table for table in runs[path_a]["tables"]}
-    tables_b = {table["title"]: table for table in runs[path_b]["tables"]}
-    unmatched = [f"table only in {path}: {title!r}"
+    tables_a = {table["name"]: table for table in runs[path_a]["tables"]}
+    tables_b = {table["name"]: table for table in runs[path_b]["tables"]}
+    unmatched = [f"table only in {path}: {name!r}"
                  for path, mine, other in ((path_a, tables_a, tables_b),
                                            (path_b, tables_b, tables_a))
-                 for title in mine if title not in other]
-    for title, table_a in tables_a.items():
-        if title in tables_b:
-            unmatched += _compare_table(title, table_a, tables_b[title], path_a, path_b, stream)
+                 for name in mine if name not in other]
+    for name, table_a in tables_a.items():
+        if name in tables_b:
+            unmatched += _compare_table(name, table_a, tables_b[name], path_a, path_b, stream)
     if unmatched:
         print("", file=stream)
         for line in unmatched:
@@ -213,9 +216,9 @@ def _compare_table(title, table_a, table_b, path_a, path_b, stream):
     numeric = [name for name in table_a["columns"]
                if name not in key and name in table_b["columns"]
                and any(_is_number(row.get(name)) for row in table_a["rows"])]
-    ratios = Table(f"{title} — B / A" if title else "B / A",
-                   {**{name: "{}" for name in key}, **{name: "{:.2f}x" for name in numeric}},
-                   key, stream=stream)
+    ratios = Table(title, {**{name: "{}" for name in key},
+                           **{name: "{:.2f}x" for name in numeric}},
+                   key, heading=f"{title}: B / A", stream=stream)
     only = []
     for row_a in table_a["rows"]:
         row_key = _row_key(row_a, key)
@@ -238,4 +241,4 @@ def _ratio(a, b):
 
 def _describe(title, key, row_key):
     cells = ", ".join(f"{name}={value}" for name, value in zip(key, row_key, strict=True))
-    return f"{title!r}: {cells}" if title else cells
+    return f"{title!r}: {cells}"

@@ -19,9 +19,9 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
+from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 
 from fastdis import metrics
-from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 from fastdis.demo import SyntheticFactors, representation
 
 
@@ -141,11 +141,12 @@ def main(argv=None):
 
     recorder = Recorder("arrays", numba_threads=numba.get_num_threads(), repeat=args.repeat)
     table = recorder.table(
-        f"numba threads {numba.get_num_threads()}, numpy {np.__version__}, "
-        f"median of {args.repeat}",
+        "metrics on identical arrays",
         {"metric": "{}", "dlib_s": "{:.4f}", "fastdis_s": "{:.4f}", "ratio": "{:.1f}x",
          "max_abs_delta": "{:.1e}", "first_call_s": "{:.2f}"},
         key=["metric"],
+        heading=f"numba threads {numba.get_num_threads()}, numpy {np.__version__}, "
+        f"median of {args.repeat}",
     )
     for name, reference, fast in cases(*arrays):
         note(f"  {name}")
