@@ -23,14 +23,13 @@ refused instead of merging and deleting journal parts under the first one's feet
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._parallel import single_threaded_blas
+from .._parallel import exclusive, single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
@@ -51,6 +50,8 @@ __all__ = ["score_store", "score_task", "read_scores", "to_wide", "resolve_metri
            "ScoreTask", "RESULT_COLUMNS"]
 
 _LOCK = ".lock"
+#: The representation recorded for a checkpoint whose metadata cannot be read.
+ANY_REPRESENTATION = "*"
 
 
 @dataclass(frozen=True)
@@ -202,15 +203,19 @@ def score_store(
     Returns
     -------
     pandas.DataFrame
-        The whole table at ``out`` after the run (:func:`read_scores`).
+        The whole table at ``out`` after the run (:func:`read_scores`). A checkpoint whose
+        codes are damaged (a missing, truncated or garbled chunk file) gets failed rows naming
+        the file, as does one whose metadata cannot be read (representation ``*``, one row
+        per metric); the others are scored.
 
     Raises
     ------
     StoreError
-        If the store cannot be opened; ValueError on unknown or unplanned metrics, unknown
-        representations or a bad ``workers``.
+        If the store cannot be opened or its evaluation plan is damaged; ValueError on
+        unknown or unplanned metrics, unknown representations or a bad ``workers``.
     RuntimeError
-        If another ``score_store`` is writing to ``out`` (POSIX systems).
+        If another ``score_store`` is writing to ``out`` (POSIX systems), or results of
+        finished tasks vanished from ``out`` during the run twice in a row.
     """
     store = store if isinstance(store, RepresentationStore) else open_store(store)
     store_path = str(store.path.resolve())
@@ -232,52 +237,76 @@ def score_store(
         raise ValueError(f"--out {out} exists and is not a directory (scores are a Parquet "
                          "dataset directory).")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    # A second run on out would merge and delete journal parts under the first one's feet.
+    with exclusive(out / _LOCK, f"another fastdis score is writing to {out}; wait for it to "
+                   "finish (or stop it), then rerun to resume."):
         return _score_tasks(store, store_path, entries, names, representations, out, scheduler,
                             workers, retry_failed, progress)
 
 
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """Hold ``out/.lock`` for the run: a second run on ``out`` would merge and delete journal
-    parts under the first one's feet. The OS drops the lock when the process dies (kill -9
-    included). Without fcntl (Windows) runs are not guarded."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out / _LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another fastdis score is writing to {out}; wait for it to "
-                               "finish (or stop it), then rerun to resume.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _listed_tasks(entries, names, representations) -> list[ScoreTask]:
+    """Every task of the store's complete checkpoints, in store order."""
+    return [ScoreTask(name, representation, metric, entry["encoding_id"])
+            for name, entry in entries.items()
+            for representation in entry["representations"]
+            if representations is None or representation in representations
+            for metric in names]
+
+
+def _damaged_rows(damaged: dict, names) -> list[dict]:
+    """Failed rows, one per metric, of each ``{checkpoint: problem}`` whose metadata cannot be
+    read. Their ``encoding_id`` is empty, so once the checkpoint is written again they are
+    stale and dropped at consolidation."""
+    return [row for name, problem in damaged.items() for metric in names
+            for row in failed_rows(ScoreTask(name, ANY_REPRESENTATION, metric, ""), problem)]
+
+
+def _task_keys(table) -> set[tuple]:
+    return set(map(tuple, table[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
+
+
+def _key(task: ScoreTask) -> tuple:
+    return (task.checkpoint, task.representation, task.metric, task.encoding_id)
 
 
 def _score_tasks(store, store_path, entries, names, representations, out, scheduler, workers,
                  retry_failed, progress):
+    """Run the tasks not yet recorded, consolidate, and check that the table holds every
+    listed task: journal parts deleted under a run (by hand, or a sync tool) are scored
+    again once, and if rows are still missing the run fails instead of reporting success."""
+    listed = _listed_tasks(entries, names, representations)
+    for attempt in range(2):
+        recorded, _ = read_raw(out)
+        if retry_failed and attempt == 0:
+            recorded = recorded[recorded["error"].isna()]
+        done = _task_keys(recorded)
+        tasks = [task for task in listed if _key(task) not in done]
+        _run_tasks(store_path, tasks, scheduler, workers, progress, Journal(out),
+                   _damaged_rows(store.damaged(), names))
+        table = consolidate(out, store)
+        missing = _missing_tasks(listed, table, store)
+        if not missing:
+            return table
+    raise RuntimeError(
+        f"{out}: {len(missing)} evaluation(s) finished but their results are missing from "
+        f"the table (e.g. {missing[0].checkpoint} / {missing[0].representation} / "
+        f"{missing[0].metric}): something deletes files under {out / '.journal'} during the "
+        "run. Stop it, then rerun to complete the table.")
+
+
+def _missing_tasks(listed, table, store) -> list[ScoreTask]:
+    """The listed tasks without rows in ``table``, except those of checkpoints re-encoded
+    since they were listed (consolidation drops their rows as stale; a rerun scores them)."""
+    current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
+    recorded = _task_keys(table)
+    return [task for task in listed
+            if current.get(task.checkpoint) == task.encoding_id and _key(task) not in recorded]
+
+
+def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_rows):
+    """Run ``tasks`` where ``scheduler`` says, journaling each result (and ``extra_rows``)."""
     from .._parallel import default_workers
 
-    recorded, _ = read_raw(out)
-    if retry_failed:
-        recorded = recorded[recorded["error"].isna()]
-    done = set(map(tuple, recorded[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
-    tasks = []
-    for name, entry in entries.items():
-        for representation in entry["representations"]:
-            if representations is not None and representation not in representations:
-                continue
-            for metric in names:
-                task = ScoreTask(name, representation, metric, entry["encoding_id"])
-                if (name, representation, metric, entry["encoding_id"]) not in done:
-                    tasks.append(task)
-
-    journal = Journal(out)
     failures = 0
     bar = stderr_progress() if progress else None
 
@@ -289,6 +318,7 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
             bar.update(bar_task, advance=1,
                        description=f"scoring ({failures} failed)" if failures else "scoring")
 
+    journal.add(extra_rows)
     try:
         if bar is not None:
             bar.start()
@@ -306,4 +336,3 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
         journal.flush()
         if bar is not None:
             bar.stop()
-    return consolidate(out, store)

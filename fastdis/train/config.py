@@ -54,8 +54,10 @@ FACTOR_VAE_STEP_COUNTING = ("dlib", "updates")
 
 #: How a batch is drawn from the ground-truth data. "dlib" draws one observation per call with
 #: the data RandomState, exactly like dlib's tf.data generator, so the stream of images is the
-#: reference's; "batched" draws the whole batch in one call (faster, a different stream).
-DATA_SAMPLING = ("dlib", "batched")
+#: reference's; "batched" draws the whole batch in one call (faster, a different stream);
+#: "counter" draws images, noise and shuffle keys on the device as a function of (seed, step)
+#: only (Philox4x32-10), so a model's numbers do not depend on the pack it trains in.
+DATA_SAMPLING = ("dlib", "batched", "counter")
 
 #: torch.compile's modes (None: its default).
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
