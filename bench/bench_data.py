@@ -31,8 +31,10 @@ import time  # noqa: E402
 import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from fastdis.bench._table import Recorder, add_json_argument, load_reference  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fastdis.data import load_dataset, make_dsprites, make_shapes3d  # noqa: E402
 
@@ -134,6 +136,10 @@ def main(argv=None):
                         help="also render the full Shapes3D grid (5.9 GB) and time that")
     add_json_argument(parser)
     args = parser.parse_args(argv)
+    # The environment set above only takes where numba and BLAS load after it, not under
+    # `fastdis bench data`, whose command line has loaded them already.
+    numba.set_num_threads(1)
+    threadpool_limits(1)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="fastdis-bench-data-"))
     small_dir = data_dir / "small"
     recorder = Recorder("data", batch=args.batch, repeat=args.repeat)
