@@ -124,8 +124,10 @@ def run(args):
     per_rep_fast = results["local"] / n_rep
     full_1000 = 1000 * 2 * (per_rep_fast + gbt_s)
     fast_1000 = 1000 * 2 * per_rep_fast
-    table.add(stage="projected 1,000 checkpoints x 2, study suite", seconds=full_1000)
-    table.add(stage="projected 1,000 checkpoints x 2, without boosted trees", seconds=fast_1000)
+    table.add(stage="projected 1,000 checkpoints x 2, study suite", seconds=full_1000,
+              detail=f"{full_1000 / 60:.0f} min")
+    table.add(stage="projected 1,000 checkpoints x 2, without boosted trees", seconds=fast_1000,
+              detail=f"{fast_1000 / 60:.1f} min")
 
     if args.reference_checkpoints and load_reference() is not None:
         from fastdis.bench.bench_metrics import _reference_call
