@@ -20,12 +20,6 @@ With ``--trivial-representation`` the representation is the identity on the synt
 observations (the codes are the 5 factor values): encoding costs nothing, so the table measures
 the sampling protocol itself (BetaVAE and FactorVAE: 15,000 groups of 64 points).
 
-With ``--encoder`` the data are fastdis' dSprites look-alike (the CI-sized grid, rendered into a
-temporary folder) and the representation is the ``mean`` of a fastdis checkpoint (the study's
-conv encoder, trained for a few steps; ``--checkpoint RUN_DIR`` scores a run of yours): what a
-disentanglement_lib user with a trained model runs, where encoding dominates. Each table row
-then shows the cheap representation's times beside the encoder's, both sides in one run.
-
 Usage::
 
     python bench/bench_metrics.py                 # study sizes (the reference takes ~30 min)
@@ -33,28 +27,18 @@ Usage::
     python bench/bench_metrics.py -m mig -m dci   # some metrics only
     python bench/bench_metrics.py -m factor_vae_metric -m beta_vae_sklearn --trivial-representation
     python bench/bench_metrics.py --reference-blas-threads 1   # the reference on one BLAS thread
-    python bench/bench_metrics.py --encoder --scale 0.01        # a trained conv encoder
+    fastdis bench metrics --json run.json -- -m mig --scale 0.1  # installed; tables saved
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 from threadpoolctl import threadpool_info, threadpool_limits
-
-try:  # the reference imports gin.tf (TensorFlow); its metrics only need gin
-    import gin
-
-    sys.modules.setdefault("gin.tf", gin)
-    gin.tf = gin
-except ImportError:  # pragma: no cover
-    sys.exit("bench needs gin-config and disentanglement-lib: see the README's test command")
 
 from fastdis.compat.disentanglement_lib.study import _scaled_sizes, evaluate_metric
 from fastdis.demo import SyntheticFactors, representation
@@ -105,9 +89,13 @@ def _identity(observations):
 
 
 def _reference_call(name, data, rep, scale):
-    """Run the reference with the study's gin bindings; returns (result, seconds)."""
+    """Run the reference with the study's gin bindings; returns (result, seconds).
+
+    Needs :func:`fastdis.bench._table.load_reference` first (gin standing in for ``gin.tf``).
+    """
     import importlib
 
+    import gin
     from disentanglement_lib.evaluation.metrics import utils
 
     registry_name = "sap_score" if name == "sap_score_continuous" else name
@@ -155,52 +143,12 @@ def max_abs_delta(reference, result):
     return max(deltas) if deltas else float("nan")
 
 
-def _time_both_sides(name, data, rep, args):
-    """(reference seconds, fastdis warm seconds (medians), max |delta|, fastdis first call s)."""
-    replay = getattr(data, "reset", lambda: data)
-    cold_start = time.perf_counter()
-    _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load / chunk-size search
-    first = time.perf_counter() - cold_start
-    warm = []
-    for _ in range(max(1, args.repeat)):
-        result, seconds = _fastdis_call(name, replay(), rep, args.scale)
-        warm.append(seconds)
-    ref_runs = []
-    for _ in range(max(1, args.reference_repeat)):
-        with threadpool_limits(args.reference_blas_threads, user_api="blas"):
-            reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
-        ref_runs.append(ref_seconds)
-    return float(np.median(ref_runs)), float(np.median(warm)), max_abs_delta(reference, result), \
-        first
-
-
-def trained_encoder(checkpoint_dir=None):
-    """(dSprites look-alike data, a checkpoint's mean representation) for ``--encoder``."""
-    import torch
-
-    from fastdis.data import load_dataset, make_dsprites
-    from fastdis.train import TrainConfig, load_checkpoint, train
-
-    folder = Path(tempfile.mkdtemp(prefix="fastdis-bench-"))
-    make_dsprites(folder, small=True)
-    data = load_dataset("dsprites_full", data_dir=folder)
-    if checkpoint_dir is None:
-        threads = torch.get_num_threads()
-        config = TrainConfig(batch_size=16, steps=8, log_every=8, checkpoint_every=8,
-                             data_dir=str(folder))
-        checkpoint_dir = train(config, folder / "run", progress=False)
-        torch.set_num_threads(threads)
-    return data, load_checkpoint(checkpoint_dir).representation_function("mean")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-m", "--metric", action="append", choices=BENCH_METRICS)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="scale the study's sample sizes (default 1: study sizes)")
     parser.add_argument("--repeat", type=int, default=1, help="warm fastdis runs (median)")
-    parser.add_argument("--reference-repeat", type=int, default=1,
-                        help="reference runs (median)")
     parser.add_argument("--same-arrays", action="store_true",
                         help="i.i.d. metrics replay one fixed array (measures the metric alone)")
     parser.add_argument("--reference-blas-threads", type=int, default=None,
@@ -209,15 +157,10 @@ def main(argv=None):
     parser.add_argument("--trivial-representation", action="store_true",
                         help="identity representation: codes are the factor values (measures "
                              "sampling and scoring, no encoder)")
-    parser.add_argument("--encoder", action="store_true",
-                        help="also score a trained conv encoder on the dSprites look-alike "
-                             "(rows show both representations)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="with --encoder: the run directory whose mean representation "
-                             "to score (default: train one for a few steps)")
+    add_json_argument(parser)
     args = parser.parse_args(argv)
-    if sum((args.same_arrays, args.trivial_representation, args.encoder)) > 1:
-        parser.error("--same-arrays, --trivial-representation and --encoder exclude each other")
+    if args.same_arrays and args.trivial_representation:
+        parser.error("--same-arrays already replays fixed codes; pass one of the two")
     names = args.metric or BENCH_METRICS
     data = SyntheticFactors()
     rep = _identity if args.trivial_representation else representation("entangled")
@@ -226,42 +169,45 @@ def main(argv=None):
         rs = np.random.RandomState(0)
         factors = data.sample_factors(40_000, rs)
         data, rep = ReplayData(factors, rep(factors), data.factor_sizes), _identity
-    encoder = trained_encoder(args.checkpoint) if args.encoder else None
 
     import numba
 
     with threadpool_limits(args.reference_blas_threads, user_api="blas"):
         blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-    print(f"# {platform.processor() or platform.machine()}, numba threads "
-          f"{numba.get_num_threads()}, reference BLAS threads {blas}, numpy {np.__version__}, "
-          f"scale {args.scale}"
-          f"{', identity representation' if args.trivial_representation else ''}", flush=True)
-    header = ["metric", "dlib s", "fastdis s", "ratio", "max |delta|", "first call s"]
-    if encoder:
-        header += ["encoder: dlib s", "fastdis s", "ratio", "max |delta|", "first call s"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    totals = np.zeros(4)  # reference, fastdis; then the same with the encoder
+    heading = (f"# {platform.processor() or platform.machine()}, numba threads "
+               f"{numba.get_num_threads()}, reference BLAS threads {blas}, numpy "
+               f"{np.__version__}, scale {args.scale}"
+               f"{', identity representation' if args.trivial_representation else ''}")
+    recorder = Recorder("metrics", numba_threads=numba.get_num_threads(), reference_blas=blas,
+                        scale=args.scale, same_arrays=args.same_arrays,
+                        trivial_representation=args.trivial_representation)
+    table = recorder.table("metrics", {
+        "metric": "{}", "dlib_s": "{:.3f}", "fastdis_s": "{:.3f}", "ratio": "{:.1f}x",
+        "max_abs_delta": "{:.2e}", "first_call_s": "{:.2f}"}, ["metric"], heading)
+    with_reference = load_reference() is not None
+    replay = getattr(data, "reset", lambda: data)
     for name in names:
-        runs = [(data, rep)] + ([encoder] if encoder else [])
-        cells = []
-        for k, (run_data, run_rep) in enumerate(runs):
-            try:
-                ref_seconds, fast, delta, first = _time_both_sides(name, run_data, run_rep, args)
-            except ValueError as exc:  # e.g. too few points at a small --scale
-                cells += ["-"] * 4 + [f"cannot score: {str(exc).split(':')[0]}"]
-                continue
-            totals[2 * k : 2 * k + 2] += ref_seconds, fast
-            ratio = f"{ref_seconds / fast:.{2 if k else 1}f}x"  # encoder rows: near 1
-            cells += [f"{ref_seconds:.3f}", f"{fast:.3f}", ratio,
-                      f"{delta:.2e}", f"{first:.2f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    cells = [f"{totals[0]:.1f}", f"{totals[1]:.1f}", f"{totals[0] / totals[1]:.1f}x", "", ""]
-    if encoder:
-        cells += [f"{totals[2]:.1f}", f"{totals[3]:.1f}", f"{totals[2] / totals[3]:.2f}x", "",
-                  ""]
-    print("| **total** | " + " | ".join(cells) + " |")
-
+        note(f"  {name}")
+        cold_start = time.perf_counter()
+        _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load
+        first = time.perf_counter() - cold_start
+        warm = []
+        for _ in range(max(1, args.repeat)):
+            result, seconds = _fastdis_call(name, replay(), rep, args.scale)
+            warm.append(seconds)
+        fast = float(np.median(warm))
+        row = {"metric": name, "fastdis_s": fast, "first_call_s": first}
+        if with_reference:
+            with threadpool_limits(args.reference_blas_threads, user_api="blas"):
+                reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
+            row.update(dlib_s=ref_seconds, ratio=ref_seconds / fast,
+                       max_abs_delta=max_abs_delta(reference, result))
+        table.add(row)
+    total_fast = sum(row["fastdis_s"] for row in table.rows)
+    total_ref = sum(row["dlib_s"] for row in table.rows) if with_reference else None
+    table.add(metric="**total**", fastdis_s=total_fast, dlib_s=total_ref,
+              ratio=total_ref / total_fast if with_reference else None)
+    recorder.write_json(args.json)
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ from test_batch_plan_store import codes_of, small_plan
 from typer.testing import CliRunner
 
 from fastdis.batch import open_store, read_scores, score_store, to_wide, write_codes
-from fastdis.batch.store import checkpoint_key
+from fastdis.batch.store import checkpoint_key, seal_checkpoint
 from fastdis.cli import app
 
 SCORED = ["factor_vae_metric", "mig", "sap_score", "unsupervised"]
@@ -34,9 +34,11 @@ def make_store(path, metrics=SCORED, kinds=("disentangled", "entangled", "noise"
         write_codes(path, "truncated", {"mean": codes_of(plan, "noise")}, {"method": "noise"})
         import zarr
 
-        # Codes of the wrong shape, as a store written by another tool could hold them.
+        # Codes of the wrong shape, as a store written by another tool could hold them (with
+        # checksums of what it wrote).
         group = zarr.open_group(path / "checkpoints" / checkpoint_key("truncated"), mode="a")
         group.create_array(name="mean", data=codes_of(plan, "noise")[:-5], overwrite=True)
+        seal_checkpoint(group)
     return plan
 
 
@@ -146,7 +148,7 @@ def test_cli_scores_with_boosted_trees_and_writes_a_report(tmp_path):
     assert result.exit_code == 1 and "not 'beta_vae_sklearn'" in result.output
     result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
                                  "--metrics", "all", "--scheduler", "synchronous"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # evaluations failed: scripts can tell
     assert "4 failed evaluations" in result.output
     scores = read_scores(tmp_path / "scores")
     dci = scores[(scores["metric"] == "dci") & scores["error"].isna()]
@@ -313,7 +315,8 @@ def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path
     # suspects alone, records the one that dies again, and scores everything else once.
     from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
 
-    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_local, score_task
+    from fastdis.batch.engine import ScoreTask, score_task
+    from fastdis.batch.executors import WORKER_DIED, run_local
 
     plan = make_store(tmp_path / "reps.zarr", metrics=["mig", "sap_score"], broken=False)
     write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
@@ -323,8 +326,8 @@ def test_a_task_that_kills_its_worker_is_recorded_and_the_batch_goes_on(tmp_path
              for name, entry in store.checkpoints().items()
              for representation in entry["representations"] for metric in ("mig", "sap_score")]
     recorded = []
-    _run_local(str(tmp_path / "reps.zarr"), tasks, 2, recorded.append,
-               task_function=score_task_or_die)
+    run_local(str(tmp_path / "reps.zarr"), tasks, 2, recorded.append,
+              task_function=score_task_or_die)
 
     by_task = {}
     for rows in recorded:
@@ -374,7 +377,8 @@ def test_on_dask_a_task_that_kills_its_workers_is_recorded_and_the_batch_goes_on
     from batch_crash_helpers import CRASHING_CHECKPOINT, score_task_or_die
     from distributed import Client, LocalCluster
 
-    from fastdis.batch.engine import WORKER_DIED, ScoreTask, _run_dask
+    from fastdis.batch.engine import ScoreTask
+    from fastdis.batch.executors import WORKER_DIED, run_dask
 
     plan = make_store(tmp_path / "reps.zarr", metrics=["mig"], kinds=("noise",), broken=False)
     write_codes(tmp_path / "reps.zarr", CRASHING_CHECKPOINT,
@@ -389,7 +393,7 @@ def test_on_dask_a_task_that_kills_its_workers_is_recorded_and_the_batch_goes_on
                           "distributed.scheduler.worker-saturation": 1.0}), LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            _run_dask(str(tmp_path / "reps.zarr"), tasks, client, recorded.append,
-                      task_function=score_task_or_die)
+            run_dask(str(tmp_path / "reps.zarr"), tasks, client, recorded.append,
+                     task_function=score_task_or_die)
     errors = {rows[0]["checkpoint"]: rows[0]["error"] for rows in recorded}
     assert errors == {CRASHING_CHECKPOINT: WORKER_DIED, "noise-0": None}

@@ -1,4 +1,4 @@
-"""Batch scoring of many checkpoints (issue 5): plan, Zarr store, scoring engine, report.
+"""Batch scoring of many checkpoints: plan, Zarr store, scoring engine, report.
 
 Encode every checkpoint once on a fixed evaluation plan, store the codes, score every
 (checkpoint, representation, metric) in parallel into one tidy Parquet table, and report::
@@ -26,7 +26,7 @@ _LAZY = {
     "EvaluationPlan": "plan", "make_plan": "plan", "plannable_metrics": "plan",
     "RepresentationStore": "store", "StoreError": "store", "create_store": "store",
     "open_store": "store", "write_codes": "store", "encode_checkpoints": "encode",
-    "score_store": "engine", "read_scores": "engine", "to_wide": "engine",
+    "score_store": "engine", "read_scores": "results", "to_wide": "results",
     "write_report": "report",
 }
 

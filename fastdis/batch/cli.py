@@ -47,12 +47,14 @@ def encode(
     """
     from rich.progress import Progress
 
+    from .._device import check_device
     from ..data import load_dataset
     from .encode import encode_checkpoints, expand_checkpoint_paths
     from .plan import make_plan
     from .store import open_store
 
     try:
+        check_device(device)
         paths = expand_checkpoint_paths(checkpoints)
         data = load_dataset(dataset, data_dir=data_dir)
         plan = None
@@ -74,7 +76,7 @@ def encode(
             summary = encode_checkpoints(
                 store, paths, data, plan=plan, dataset=dataset, on_checkpoint=advance,
                 encode_options={"device": device, "batch_size": batch_size})
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: FileNotFoundError, ...
         _fail(str(exc))
     _err.print(f"{len(summary.written)} encoded, {len(summary.skipped)} already stored, "
                f"{len(summary.failed)} failed -> {store}")
@@ -102,11 +104,14 @@ def score(
     """Score every checkpoint, representation and metric of STORE into a Parquet table.
 
     Resumable: evaluations already in --out are skipped, so rerun the same command after a
-    crash. Failed evaluations are recorded with their reason and the others go on.
+    crash. Failed evaluations are recorded with their reason and the others go on; the exit
+    status is then 1 (0: every evaluation in --out succeeded).
     """
     from .engine import score_store
+    from .store import open_store
 
     try:
+        _note_unverified(open_store(store))
         table = score_store(
             store, out, metrics=metrics,
             representations=None if representations is None else [
@@ -120,20 +125,42 @@ def score(
     for row in failed.drop_duplicates("error").head(5).itertuples():
         _err.print(f"[yellow]  {row.checkpoint} / {row.representation} / {row.metric}: "
                    f"{row.error}[/yellow]", highlight=False)
+    if len(failed):
+        raise typer.Exit(code=1)
+
+
+def _note_unverified(store):
+    unverified = store.unverified()
+    if unverified:
+        _err.print(f"[yellow]note: {', '.join(unverified[:3])}"
+                   f"{f' and {len(unverified) - 3} more' if len(unverified) > 3 else ''} of "
+                   f"{store.path} were written without checksums (an older fastdis): missing "
+                   "chunk files are detected, damaged content is not. `fastdis encode "
+                   "--replace` rewrites checkpoints with checksums.[/yellow]", highlight=False)
 
 
 @app.command()
 def report(
-    scores: Annotated[Path, typer.Argument(help="Scores (fastdis score --out).")],
-    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("report"),
+    scores: Annotated[Path, typer.Argument(
+        help="Scores: a fastdis score --out folder or a Parquet file.")],
+    out: Annotated[Path, typer.Option(help="Report folder (created; a previous report there "
+                                           "is overwritten).")] = Path("report"),
     representation: Annotated[str | None, typer.Option(
         help="Representation of the per-setting plots (default: mean).")] = None,
 ):
-    """Write rank-correlation and per-setting plots of SCORES plus a markdown page."""
+    """Draw the study's figures of SCORES, each with its CSV, into index.md and index.html.
+
+    Metrics' rank correlation, total correlation, scores against strength, violins per setting.
+
+    Variance explained by setting and seed, downstream accuracy, model selection transfer.
+
+    index.html embeds every figure. Bad arguments are refused before anything is written.
+    """
     from .report import write_report
 
     try:
         page = write_report(scores, out, representation=representation)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a disk full or a folder gone mid-write
         _fail(str(exc))
     typer.echo(str(page))
+    typer.echo(str(page.with_name("index.html")))

@@ -14,67 +14,44 @@ tasks, skips the ones already in the output, and hands the rest to one of
 Every task runs numba single-threaded, so the numbers do not depend on where it ran: local
 and Dask results are identical, bit for bit.
 
-Output: ``out`` is a directory, a Parquet dataset that ``pandas.read_parquet(out)`` reads as one
-table. Finished tasks are journaled as they arrive (small Parquet files written to a temporary
-name and ``os.replace``d into ``out/.journal/``, which Parquet readers skip); at the end of a
-run the journal is merged with the previous results into ``out/scores.parquet`` (again tmp +
-replace) and only then deleted. A crash or ``kill -9`` therefore loses at most the results of
-the last half second, and a rerun computes only what is missing. A run holds ``out/.lock``
+The results go to a Parquet dataset directory ``out``, journaled as tasks finish, so a crash
+or ``kill -9`` loses at most the last half second and a rerun computes only what is missing
+(:mod:`fastdis.batch.results` describes the table and the journal). A run holds ``out/.lock``
 (POSIX ``flock``, released by the OS even on kill -9), so a second run on the same ``out`` is
 refused instead of merging and deleting journal parts under the first one's feet.
-
-The table is **long**: one row per checkpoint x representation x metric x result key,
-
-==================  ===========================================================================
-column              meaning
-==================  ===========================================================================
-checkpoint          the checkpoint's name in the store
-representation      ``mean``, ``sampled``, ... (the reference's ``postprocess.name``)
-metric              registry name (the reference's ``evaluation.name``)
-key                 result key (the reference's ``evaluation_results.<key>``)
-value               float64
-error               null, or why the task failed (then one row with null key and value)
-warnings            null, or the distinct warnings the metric raised (e.g. scikit-learn's
-                    ConvergenceWarning, which the reference's settings produce by design)
-elapsed_time        seconds the task took (all keys of a task share it)
-encoding_id         which encoding of the checkpoint was scored (changes on re-encoding)
-train_config.*      the checkpoint's config, nested keys joined with dots
-==================  ===========================================================================
-
-so ``df.groupby(["train_config.method", "metric", "key"])["value"].mean()`` works directly;
-:func:`to_wide` gives the reference's namespaced one-row-per-evaluation layout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .._parallel import single_threaded_blas
+from .._parallel import exclusive, single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
+from .executors import run_dask, run_local
+from .results import (
+    RESULT_COLUMNS,
+    TASK_COLUMNS,
+    Journal,
+    consolidate,
+    failed_rows,
+    read_raw,
+    read_scores,
+    to_wide,
+)
 from .store import RepresentationStore, StoreError, open_store
 
 __all__ = ["score_store", "score_task", "read_scores", "to_wide", "resolve_metrics",
            "ScoreTask", "RESULT_COLUMNS"]
 
-RESULT_COLUMNS = ["checkpoint", "representation", "metric", "key", "value", "error",
-                  "warnings", "elapsed_time", "encoding_id"]
-_TASK_COLUMNS = ["checkpoint", "representation", "metric", "encoding_id"]
-_JOURNAL = ".journal"
-_TABLE = "scores.parquet"
 _LOCK = ".lock"
-#: Journal flushes at most this often (seconds), so thousands of fast tasks do not become
-#: thousands of files; it is all that a kill -9 can lose.
-_FLUSH_SECONDS = 0.5
+#: The representation recorded for a checkpoint whose metadata cannot be read.
+ANY_REPRESENTATION = "*"
 
 
 @dataclass(frozen=True)
@@ -122,11 +99,6 @@ def resolve_metrics(metrics, plan) -> list[str]:
                              f"{list(plan.metrics)}.")
         plan.check_metric(name)  # metrics the plan was not built for
     return [name for name in METRICS if name in names]
-
-
-# ---------------------------------------------------------------------------------------------
-# The task function (runs in a worker process, a Dask worker, or here)
-# ---------------------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=4)
@@ -194,278 +166,6 @@ def _check_encoding(store, task):
                          "listed; rerun fastdis score to score its new codes.")
 
 
-# ---------------------------------------------------------------------------------------------
-# Journal and table
-# ---------------------------------------------------------------------------------------------
-
-
-def _frame(rows):
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    frame["value"] = frame["value"].astype("float64")
-    frame["elapsed_time"] = frame["elapsed_time"].astype("float64")
-    for column in ("checkpoint", "representation", "metric", "key", "error", "warnings",
-                   "encoding_id"):
-        frame[column] = frame[column].astype("object")
-    return frame
-
-
-def _write_atomic(frame, path: Path):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-class _Journal:
-    """Finished rows, buffered briefly and flushed as small Parquet parts."""
-
-    def __init__(self, out: Path):
-        self.directory = out / _JOURNAL
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.pending = []
-        self.last_flush = time.monotonic()
-
-    def add(self, rows):
-        self.pending.extend(rows)
-        if time.monotonic() - self.last_flush >= _FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self):
-        if self.pending:
-            _write_atomic(_frame(self.pending), self.directory / f"{uuid.uuid4().hex}.parquet")
-            self.pending = []
-        self.last_flush = time.monotonic()
-
-
-def _journal_parts(out: Path) -> list[Path]:
-    """Journal parts, oldest first."""
-    directory = out / _JOURNAL
-    if not directory.is_dir():
-        return []
-    return sorted(directory.glob("*.parquet"), key=lambda part: part.stat().st_mtime_ns)
-
-
-def _read_raw(out: Path):
-    """(every recorded row, the journal parts read): the merged table plus the journal.
-
-    A task can be recorded twice (a run killed between writing the merged table and deleting
-    the journal, or a failed task retried); the newest source wins.
-    """
-    import pandas as pd
-
-    parts = _journal_parts(out)
-    sources = ([out / _TABLE] if (out / _TABLE).is_file() else []) + parts
-    if not sources:
-        return _frame([]), parts
-    frames = [pd.read_parquet(source).assign(_source=number)
-              for number, source in enumerate(sources)]
-    table = pd.concat(frames, ignore_index=True)
-    for column in RESULT_COLUMNS:  # a table written before the column existed
-        if column not in table:
-            table[column] = None
-    newest = table.groupby(_TASK_COLUMNS, dropna=False)["_source"].transform("max")
-    table = table[table["_source"] == newest].drop(columns="_source")
-    # Within one source a task appears twice only when it was rerun after its worker pool
-    # broke (its result had not been collected yet): the same numbers, kept once.
-    table = table.drop_duplicates([*_TASK_COLUMNS, "key"], keep="last")
-    return table.reset_index(drop=True), parts
-
-
-def read_scores(out):
-    """The scores table at ``out`` (a ``fastdis score`` output), including an unmerged journal.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``out`` holds no scores.
-    """
-    out = Path(out)
-    if not (out / _TABLE).is_file() and not _journal_parts(out):
-        raise FileNotFoundError(f"{out}: no scores here (run fastdis score ... --out {out}).")
-    return _read_raw(out)[0]
-
-
-def _flatten(config, prefix="train_config."):
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _config_columns(store: RepresentationStore, names):
-    """One row per checkpoint: its flattened config, typed so Parquet accepts each column."""
-    import json
-
-    import pandas as pd
-
-    entries = store.checkpoints()
-    rows = [{"checkpoint": name, **_flatten(entries[name]["config"])} for name in names
-            if name in entries]
-    frame = pd.DataFrame(rows, columns=None if rows else ["checkpoint"])
-    for column in frame.columns[1:]:
-        values = frame[column]
-        if values.map(lambda v: isinstance(v, (list, tuple))).any():
-            values = values.map(lambda v: json.dumps(v) if isinstance(v, (list, tuple)) else v)
-        numeric = values.map(lambda v: v is None or (isinstance(v, (int, float, np.number))
-                                                    and not isinstance(v, bool)))
-        if numeric.all():
-            frame[column] = pd.to_numeric(values)
-        elif values.map(lambda v: v is None or isinstance(v, bool)).all():
-            frame[column] = values.astype("boolean")
-        else:
-            frame[column] = values.map(lambda v: None if v is None else str(v)).astype(object)
-    return frame
-
-
-def _consolidate(out: Path, store: RepresentationStore):
-    """Merge the journal into ``scores.parquet`` with config columns; then drop the journal."""
-    import pandas as pd
-
-    table, parts = _read_raw(out)
-    current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
-    encoding = table["checkpoint"].map(current)
-    stale = encoding.notna() & (encoding != table["encoding_id"])
-    kept = table.loc[~stale]
-    table = kept[RESULT_COLUMNS]
-    configs = _config_columns(store, table["checkpoint"].unique())
-    # Checkpoints not in this store (another store scored into the same out, or removed)
-    # keep the config columns they were merged with before.
-    gone = kept[~kept["checkpoint"].isin(current)]
-    old = [c for c in gone.columns if c.startswith("train_config.")]
-    if len(gone) and old:
-        previous = gone[["checkpoint", *old]].drop_duplicates("checkpoint")
-        configs = pd.concat([configs, previous], ignore_index=True)
-    table = table.merge(configs, on="checkpoint", how="left")
-    _write_atomic(table, out / _TABLE)
-    for part in parts:  # only after the merged table is safely in place
-        part.unlink(missing_ok=True)
-    return pd.read_parquet(out / _TABLE)  # exactly what readers of the file see
-
-
-# ---------------------------------------------------------------------------------------------
-# Execution
-# ---------------------------------------------------------------------------------------------
-
-
-def failed_rows(task: ScoreTask, reason: str) -> list[dict]:
-    """The one row that records ``task`` as failed, with ``reason``."""
-    return [{"checkpoint": task.checkpoint, "representation": task.representation,
-             "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
-             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}]
-
-
-#: Recorded for a task whose worker process died while running it alone.
-WORKER_DIED = ("the worker process died while scoring this (killed by the operating system, "
-               "e.g. out of memory, or crashed in native code)")
-
-
-#: Raised when no worker process can start at all (then no task is to blame).
-WORKERS_CANNOT_START = (
-    "scoring worker processes cannot start. The local scheduler scores in spawned processes, "
-    "which re-import the main script: call score_store from a script file under "
-    "`if __name__ == \"__main__\":` (not from standard input), or pass "
-    "scheduler=\"synchronous\" to score in this process.")
-
-
-def _run_local(store_path, tasks, workers, on_result, task_function=None):
-    """Run ``tasks`` on a pool of ``workers`` spawned processes, surviving dead workers.
-
-    A process that dies (out-of-memory kill, segfault in native code) breaks the whole pool.
-    The tasks that may have been running then are suspects: each is rerun alone in a
-    one-process pool, so the one that kills its worker again is recorded as failed
-    (:data:`WORKER_DIED`) and the innocent ones are scored; the tasks never started go to a
-    fresh pool. A batch of thousands therefore finishes whatever one checkpoint does to its
-    worker. If a worker cannot even start (a script spawned workers cannot re-import), no
-    task is blamed: RuntimeError(:data:`WORKERS_CANNOT_START`).
-    """
-    from concurrent.futures.process import BrokenProcessPool
-
-    task_function = task_function or score_task
-    pending = list(tasks)
-    while pending:
-        try:
-            _run_pool(store_path, pending, workers, on_result, task_function)
-            return
-        except BrokenProcessPool:
-            pass  # _run_pool left the unfinished tasks in `pending`, in submission order
-        # The pool hands tasks to its processes in submission order through a queue of
-        # workers + 1 calls, so the ones in flight are the first unfinished ones.
-        suspects, pending = pending[:workers + 1], pending[workers + 1:]
-        for task in suspects:
-            try:
-                _run_pool(store_path, [task], 1, on_result, task_function)
-            except BrokenProcessPool:
-                if not _workers_can_start():
-                    raise RuntimeError(WORKERS_CANNOT_START) from None
-                on_result(failed_rows(task, WORKER_DIED))
-
-
-def _ready_task(store_path, task) -> bool:
-    """A task that does nothing: what a worker that started can always run."""
-    return True
-
-
-def _workers_can_start() -> bool:
-    """Whether a spawned process can run a task that does nothing."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    ready = []
-    try:
-        _run_pool(None, [None], 1, ready.append, _ready_task)
-    except BrokenProcessPool:
-        return False
-    return ready == [True]
-
-
-def _run_pool(store_path, tasks, workers, on_result, task_function):
-    """One pool over the list ``tasks``; if the pool breaks, ``tasks`` is left holding the
-    unfinished ones (in order) and BrokenProcessPool propagates."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # spawn, not fork: zarr runs an asyncio loop thread and numba an OpenMP pool, neither of
-    # which survives a fork.
-    context = multiprocessing.get_context("spawn")
-    done = set()
-    try:
-        # score_task sets numba and BLAS to one thread itself, so each process fills one core.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(task_function, store_path, task): i
-                       for i, task in enumerate(tasks)}
-            for future in as_completed(futures):
-                rows = future.result()
-                done.add(futures[future])
-                on_result(rows)
-    except BrokenProcessPool:
-        tasks[:] = [task for i, task in enumerate(tasks) if i not in done]
-        raise
-
-
-def _run_dask(store_path, tasks, scheduler, on_result, task_function=None):
-    from distributed import Client, KilledWorker, as_completed
-
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
-        futures = {client.submit(task_function or score_task, store_path, task,
-                                 key=task.token, pure=False): task
-                   for task in tasks}
-        for future in as_completed(futures):
-            try:
-                rows = future.result()
-            except KilledWorker:  # the task took down every worker the scheduler tried
-                rows = failed_rows(futures[future], WORKER_DIED)
-            on_result(rows)
-            future.release()
-    finally:
-        if client is not scheduler:
-            client.close()
-
-
 def score_store(
     store,
     out,
@@ -503,15 +203,19 @@ def score_store(
     Returns
     -------
     pandas.DataFrame
-        The whole table at ``out`` after the run (:func:`read_scores`).
+        The whole table at ``out`` after the run (:func:`read_scores`). A checkpoint whose
+        codes are damaged (a missing, truncated or garbled chunk file) gets failed rows naming
+        the file, as does one whose metadata cannot be read (representation ``*``, one row
+        per metric); the others are scored.
 
     Raises
     ------
     StoreError
-        If the store cannot be opened; ValueError on unknown or unplanned metrics, unknown
-        representations or a bad ``workers``.
+        If the store cannot be opened or its evaluation plan is damaged; ValueError on
+        unknown or unplanned metrics, unknown representations or a bad ``workers``.
     RuntimeError
-        If another ``score_store`` is writing to ``out`` (POSIX systems).
+        If another ``score_store`` is writing to ``out`` (POSIX systems), or results of
+        finished tasks vanished from ``out`` during the run twice in a row.
     """
     store = store if isinstance(store, RepresentationStore) else open_store(store)
     store_path = str(store.path.resolve())
@@ -533,52 +237,76 @@ def score_store(
         raise ValueError(f"--out {out} exists and is not a directory (scores are a Parquet "
                          "dataset directory).")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    # A second run on out would merge and delete journal parts under the first one's feet.
+    with exclusive(out / _LOCK, f"another fastdis score is writing to {out}; wait for it to "
+                   "finish (or stop it), then rerun to resume."):
         return _score_tasks(store, store_path, entries, names, representations, out, scheduler,
                             workers, retry_failed, progress)
 
 
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """Hold ``out/.lock`` for the run: a second run on ``out`` would merge and delete journal
-    parts under the first one's feet. The OS drops the lock when the process dies (kill -9
-    included). Without fcntl (Windows) runs are not guarded."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out / _LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another fastdis score is writing to {out}; wait for it to "
-                               "finish (or stop it), then rerun to resume.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _listed_tasks(entries, names, representations) -> list[ScoreTask]:
+    """Every task of the store's complete checkpoints, in store order."""
+    return [ScoreTask(name, representation, metric, entry["encoding_id"])
+            for name, entry in entries.items()
+            for representation in entry["representations"]
+            if representations is None or representation in representations
+            for metric in names]
+
+
+def _damaged_rows(damaged: dict, names) -> list[dict]:
+    """Failed rows, one per metric, of each ``{checkpoint: problem}`` whose metadata cannot be
+    read. Their ``encoding_id`` is empty, so once the checkpoint is written again they are
+    stale and dropped at consolidation."""
+    return [row for name, problem in damaged.items() for metric in names
+            for row in failed_rows(ScoreTask(name, ANY_REPRESENTATION, metric, ""), problem)]
+
+
+def _task_keys(table) -> set[tuple]:
+    return set(map(tuple, table[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
+
+
+def _key(task: ScoreTask) -> tuple:
+    return (task.checkpoint, task.representation, task.metric, task.encoding_id)
 
 
 def _score_tasks(store, store_path, entries, names, representations, out, scheduler, workers,
                  retry_failed, progress):
+    """Run the tasks not yet recorded, consolidate, and check that the table holds every
+    listed task: journal parts deleted under a run (by hand, or a sync tool) are scored
+    again once, and if rows are still missing the run fails instead of reporting success."""
+    listed = _listed_tasks(entries, names, representations)
+    for attempt in range(2):
+        recorded, _ = read_raw(out)
+        if retry_failed and attempt == 0:
+            recorded = recorded[recorded["error"].isna()]
+        done = _task_keys(recorded)
+        tasks = [task for task in listed if _key(task) not in done]
+        _run_tasks(store_path, tasks, scheduler, workers, progress, Journal(out),
+                   _damaged_rows(store.damaged(), names))
+        table = consolidate(out, store)
+        missing = _missing_tasks(listed, table, store)
+        if not missing:
+            return table
+    raise RuntimeError(
+        f"{out}: {len(missing)} evaluation(s) finished but their results are missing from "
+        f"the table (e.g. {missing[0].checkpoint} / {missing[0].representation} / "
+        f"{missing[0].metric}): something deletes files under {out / '.journal'} during the "
+        "run. Stop it, then rerun to complete the table.")
+
+
+def _missing_tasks(listed, table, store) -> list[ScoreTask]:
+    """The listed tasks without rows in ``table``, except those of checkpoints re-encoded
+    since they were listed (consolidation drops their rows as stale; a rerun scores them)."""
+    current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
+    recorded = _task_keys(table)
+    return [task for task in listed
+            if current.get(task.checkpoint) == task.encoding_id and _key(task) not in recorded]
+
+
+def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_rows):
+    """Run ``tasks`` where ``scheduler`` says, journaling each result (and ``extra_rows``)."""
     from .._parallel import default_workers
 
-    recorded, _ = _read_raw(out)
-    if retry_failed:
-        recorded = recorded[recorded["error"].isna()]
-    done = set(map(tuple, recorded[_TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
-    tasks = []
-    for name, entry in entries.items():
-        for representation in entry["representations"]:
-            if representations is not None and representation not in representations:
-                continue
-            for metric in names:
-                task = ScoreTask(name, representation, metric, entry["encoding_id"])
-                if (name, representation, metric, entry["encoding_id"]) not in done:
-                    tasks.append(task)
-
-    journal = _Journal(out)
     failures = 0
     bar = stderr_progress() if progress else None
 
@@ -590,6 +318,7 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
             bar.update(bar_task, advance=1,
                        description=f"scoring ({failures} failed)" if failures else "scoring")
 
+    journal.add(extra_rows)
     try:
         if bar is not None:
             bar.start()
@@ -600,36 +329,10 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
             for task in tasks:
                 on_result(score_task(store_path, task))
         elif scheduler is None or scheduler == "processes":
-            _run_local(store_path, tasks, workers or default_workers(), on_result)
+            run_local(store_path, tasks, workers or default_workers(), on_result, score_task)
         else:
-            _run_dask(store_path, tasks, scheduler, on_result)
+            run_dask(store_path, tasks, scheduler, on_result, score_task)
     finally:
         journal.flush()
         if bar is not None:
             bar.stop()
-    return _consolidate(out, store)
-
-
-def to_wide(table):
-    """The reference's layout: one row per (checkpoint, representation, metric).
-
-    Columns ``train_config.*``, ``postprocess_config.postprocess.name`` (the representation),
-    ``evaluation_config.evaluation.name`` (the metric), ``evaluation_results.<key>`` for every
-    result key (NaN where another metric's keys), ``evaluation_results.elapsed_time``, and
-    ``error``. Failed evaluations keep their row with every result NaN.
-    """
-    import pandas as pd
-
-    index = ["checkpoint", "representation", "metric"]
-    ok = table[table["key"].notna()]
-    results = ok.pivot_table(index=index, columns="key", values="value", aggfunc="first")
-    results.columns = [f"evaluation_results.{key}" for key in results.columns]
-    config_columns = [c for c in table.columns if c.startswith("train_config.")]
-    first = table.groupby(index, sort=False).first()
-    frame = first[config_columns + ["elapsed_time", "error"]].join(results)
-    frame = frame.rename(columns={"elapsed_time": "evaluation_results.elapsed_time"})
-    frame = frame.reset_index().rename(columns={
-        "representation": "postprocess_config.postprocess.name",
-        "metric": "evaluation_config.evaluation.name"})
-    return pd.DataFrame(frame)
-
