@@ -18,7 +18,6 @@ from conftest import dlib_module
 from test_data_interface import dlib_data  # noqa: F401 (a fixture)
 from test_unified import ref  # noqa: F401 (a fixture)
 
-from fastdis.compat.disentanglement_lib import utils as compat_utils
 from fastdis.data import make_dsprites
 from fastdis.train import TrainConfig, load_checkpoint, train
 
@@ -119,7 +118,6 @@ def _run_both(case, data, make_representation, reference):
     if "matrix_fns" in kwargs:
         kwargs = dict(kwargs, matrix_fns=[getattr(reference, kwargs["matrix_fns"])])
     _bind(bindings, reference)
-    compat_utils._use_reference_config(dlib_module("utils"))
     results, states = [], []
     try:
         for function in (getattr(reference, function_name), getattr(compat, function_name)):
@@ -132,7 +130,6 @@ def _run_both(case, data, make_representation, reference):
                 results.append(error)
             states.append((random_state.randint(1 << 30), np.random.randint(1 << 30)))
     finally:
-        compat_utils._use_reference_config(None)
         gin.clear_config()
     return results, states
 
