@@ -151,12 +151,11 @@ SLOW_CASES = ("dci", "downstream_task", "fairness", "reduced_downstream_task",
 #: Known deviations, not from the encoder path (the codes are bit-identical on both sides, and
 #: the sampled codes, which have no ties, match): on the mean codes, whose collapsed latents
 #: are constant, fastdis' boosted-tree replica differs from scikit-learn: DCI disentanglement
-#: by ~7e-5 relative, one fairness score (pred2:sens3) by 0.025.
-KNOWN_DEVIATIONS = {
-    ("dci", "mean"): "boosted-tree replica vs scikit-learn on float32 codes with constant ones",
-    ("fairness", "mean"): "boosted-tree replica vs scikit-learn on float32 codes with constant "
-                          "ones",
-}
+#: by ~7e-5 relative, one fairness score (pred2:sens3) by 0.025, one reduced-downstream test
+#: accuracy by one point of 40.
+_TREES = "boosted-tree replica vs scikit-learn on float32 codes with constant ones"
+KNOWN_DEVIATIONS = {("dci", "mean"): _TREES, ("fairness", "mean"): _TREES,
+                    ("reduced_downstream_task", "mean"): _TREES}
 
 
 def _params():
