@@ -124,10 +124,13 @@ if ls .whl/*.whl > /dev/null 2>&1; then
         --target "$WORK/site" .whl/*.whl >> "$LOG" 2>&1 && \
         export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# fastdis.kernels lives in kernels/ (setuptools' package-dir): a copy in the layout Python
-# imports replaces an install.
-mkdir -p "$WORK/src" && cp -r fastdis "$WORK/src/fastdis" && rm -rf "$WORK/src/fastdis/kernels" \
-    && cp -r kernels "$WORK/src/fastdis/kernels"
+# fastdis.kernels and fastdis.bench live in kernels/ and bench/ (setuptools' package-dir): a
+# copy in the layout Python imports replaces an install.
+mkdir -p "$WORK/src" && cp -r fastdis "$WORK/src/fastdis"
+for package in kernels bench; do
+    [ -f "$package/__init__.py" ] && rm -rf "$WORK/src/fastdis/$package" && \
+        cp -r "$package" "$WORK/src/fastdis/$package"
+done
 export PYTHONPATH="$WORK/src${PYTHONPATH:+:$PYTHONPATH}"
 FASTDIS="$PY -m fastdis.cli"
 step env 60 $PY -c "
