@@ -1571,18 +1571,11 @@ def gbt_importance_matrix(
     ValueError
         On invalid input or a factor with a single value in the training set.
     """
-    from .._validation import check_codes_factors, check_informative_factors
+    from .._validation import check_informative_factors, check_train_test
 
-    codes, factors = check_codes_factors(codes, factors)
-    test_codes, test_factors = check_codes_factors(
-        test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
+    codes, factors, test_codes, test_factors = check_train_test(
+        codes, factors, test_codes, test_factors
     )
-    if test_codes.shape[1] != codes.shape[1] or test_factors.shape[1] != factors.shape[1]:
-        raise ValueError(
-            "test_codes/test_factors must have the same columns as codes/factors; got "
-            f"{test_codes.shape[1]}/{test_factors.shape[1]} and "
-            f"{codes.shape[1]}/{factors.shape[1]}."
-        )
     check_informative_factors(factors)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
