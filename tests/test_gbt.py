@@ -85,17 +85,24 @@ def rand_int_twin(low, high, state):
     return low + (s % 2**31) % (high - low), s
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(2, 300),
-    n_distinct=st.integers(1, 400),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_best_split_matches_twin(n, n_distinct, seed):
-    rs = np.random.RandomState(seed)
+def _feature_segment(rs, n, n_distinct):
+    """A feature sorted on a random node [start, end) of n samples, with its gradient."""
     values = np.sort(rs.randint(n_distinct, size=n).astype(np.float32) / 7)
-    samples = rs.permutation(n).astype(np.int32)
-    gradient = rs.normal(size=n)
+    start = rs.randint(0, n - 1)
+    end = rs.randint(start + 2, n + 1)
+    return values, rs.permutation(n).astype(np.int32), rs.normal(size=n), start, end
+
+
+# a feature of n samples with n_distinct values at most, and the seed of its draw
+SORTED_FEATURES = given(
+    n=st.integers(2, 300), n_distinct=st.integers(1, 400), seed=st.integers(0, 2**31 - 1)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@SORTED_FEATURES
+def test_best_split_matches_twin(n, n_distinct, seed):
+    values, samples, gradient, _, _ = _feature_segment(np.random.RandomState(seed), n, n_distinct)
     inverse = inverse_counts(n)
     proxy, pos, threshold = _gbt._best_split_of_feature(
         values, samples, gradient, 0, n, float(np.sum(gradient[samples])), float(n), inverse,
@@ -110,20 +117,8 @@ def test_best_split_matches_twin(n, n_distinct, seed):
         assert proxy == -np.inf
 
 
-def _feature_segment(rs, n, n_distinct):
-    """A feature sorted on a random node [start, end) of n samples, with its gradient."""
-    values = np.sort(rs.randint(n_distinct, size=n).astype(np.float32) / 7)
-    start = rs.randint(0, n - 1)
-    end = rs.randint(start + 2, n + 1)
-    return values, rs.permutation(n).astype(np.int32), rs.normal(size=n), start, end
-
-
 @settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(2, 300),
-    n_distinct=st.integers(1, 400),
-    seed=st.integers(0, 2**31 - 1),
-)
+@SORTED_FEATURES
 def test_candidate_scans_match_twin(n, n_distinct, seed):
     """Every compiled scan (one feature, two features in one loop, K trees at the root) keeps
     exactly the twin's candidates: the one scan rule, wherever it is inlined."""

@@ -55,6 +55,15 @@ runs all trees of a stage in parallel. Their roots all hold every sample in pres
 the root scans of a model's K trees run together, one pass per feature (vectorised over the
 trees, one gathered gradient row serving all K) before the trees are grown.
 
+How the compiled code is laid out: the candidate scan of a sorted feature is one set of inlined
+helpers (:func:`_scan_position`, whose tie rule is :func:`_keep_candidate`), used by the
+one-feature, two-feature and root scans alike. A tree is grown by :func:`_build_tree` from small
+steps, each sklearn's counterpart: :func:`_draw_features`, :func:`_scan_visited` /
+:func:`_first_best` (the split), :func:`_partition`, :func:`_children_impurities` and
+:func:`_carry_segments_down`. The arrays they share travel as named tuples: the presorted codes
+(:data:`_Presorted`), the per-thread scratch (:data:`_Scratch`), the fitted trees
+(:data:`_Trees`) and the stage's root splits (:data:`_RootSplits`).
+
 Backends of :class:`GradientBoostingClassifier`: ``"numba"`` (this engine, the default: it
 matches scikit-learn to rounding), ``"lightgbm"`` (LightGBM set up as close to scikit-learn as it
 allows; it bins features and scores splits by gradient/hessian, so it only approximates), and
