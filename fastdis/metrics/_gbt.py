@@ -55,14 +55,15 @@ runs all trees of a stage in parallel. Their roots all hold every sample in pres
 the root scans of a model's K trees run together, one pass per feature (vectorised over the
 trees, one gathered gradient row serving all K) before the trees are grown.
 
-How the compiled code is laid out: the candidate scan of a sorted feature is one set of inlined
-helpers (:func:`_scan_position`, whose tie rule is :func:`_keep_candidate`), used by the
-one-feature, two-feature and root scans alike. A tree is grown by :func:`_build_tree` from small
-steps, each sklearn's counterpart: :func:`_draw_features`, :func:`_scan_visited` /
-:func:`_first_best` (the split), :func:`_partition`, :func:`_children_impurities` and
-:func:`_carry_segments_down`. The arrays they share travel as named tuples: the presorted codes
-(:data:`_Presorted`), the per-thread scratch (:data:`_Scratch`), the fitted trees
-(:data:`_Trees`) and the stage's root splits (:data:`_RootSplits`).
+How the compiled code is laid out: the rules of the candidate scan of a sorted feature are
+inlined helpers (:func:`_distinct`, :func:`_reverse_reset`, :func:`_approx_score` and the tie
+rule :func:`_candidate`), shared by the one-feature, two-feature and root scans. A tree is grown
+by :func:`_build_tree` from small steps, each sklearn's counterpart: :func:`_draw_features`,
+:func:`_scan_visited` / :func:`_first_best` (the split), :func:`_partition`,
+:func:`_children_impurities` and :func:`_carry_segments_down`. The arrays they share travel as
+named tuples: the presorted codes (:data:`_Presorted`), the per-thread scratch
+(:data:`_Scratch`), the fitted trees (:data:`_Trees`) and the stage's root splits
+(:data:`_RootSplits`).
 
 Backends of :class:`GradientBoostingClassifier`: ``"numba"`` (this engine, the default: it
 matches scikit-learn to rounding), ``"lightgbm"`` (LightGBM set up as close to scikit-learn as it
@@ -241,6 +242,10 @@ def _resolve_candidates(values, start, end, sum_total, weight_total, inverse, ca
 # ---------------------------------------------------------------------------------------------
 
 
+# The helpers take and return scalars only (the arrays stay in the callers' loops): numba would
+# otherwise count references to every array passed, on every position of the scan.
+
+
 @numba.njit(inline="always")
 def _distinct(low, high):
     """Whether sorted float32 values ``low <= high`` are distinct for a split: sklearn's
@@ -249,9 +254,16 @@ def _distinct(low, high):
 
 
 @numba.njit(inline="always")
+def _reverse_reset(p, pos, end):
+    """sklearn's ``MSE.update`` rule: the left sum at split position ``p`` (the last one was
+    ``pos``) is the total minus the tail [p, end) when the tail is shorter than the step."""
+    return (p - pos) > (end - p)
+
+
+@numba.njit(cache=True)
 def _tail_sum(sum_total, gradient, samples, p, end):
-    """sklearn's ``reverse_reset``: the left sum at ``p`` as the total minus the tail [p, end),
-    which the running sum switches to when the tail is shorter than the last step."""
+    """sklearn's ``reverse_reset``: ``sum_total`` minus the gradients of samples[p:end], from the
+    last one down."""
     sum_left = sum_total
     for r in range(end - 1, p - 1, -1):
         sum_left -= gradient[samples[r]]
@@ -267,61 +279,55 @@ def _approx_score(sum_left, sum_total, inv_left, inv_right):
 
 
 @numba.njit(inline="always")
-def _keep_candidate(p, sum_left, sum_total, inv_left, inv_right, top, cut, n_cand, cand_pos,
-                    cand_sum):
-    """The tie rule of a scan: split position ``p`` (left sum ``sum_left``) becomes a candidate
-    when its approximate score is within 1e-12 of the running maximum ``top``; ``cut`` is that
-    bound. Every candidate the exact rescoring could pick is kept (first best wins there).
-    Returns the updated (top, cut, n_cand)."""
-    approx = _approx_score(sum_left, sum_total, inv_left, inv_right)
+def _candidate(approx, top, cut):
+    """The tie rule of a scan: a split position whose approximate score ``approx`` is within
+    1e-12 of the running maximum ``top`` (``cut`` is that bound) is a candidate, so every
+    position the exact rescoring could pick is kept (the first best wins there).
+
+    Returns (is_candidate, top, cut), the running maximum and bound updated.
+    """
     if approx >= cut:  # rare: near the running maximum
         if approx > top:
             top = approx
             cut = approx - approx * 1e-12
-        cand_pos[n_cand] = p
-        cand_sum[n_cand] = sum_left
-        n_cand += 1
-    return top, cut, n_cand
-
-
-@numba.njit(inline="always")
-def _scan_position(values, samples, gradient, q, start, end, sum_total, inverse, scan, cand_pos,
-                   cand_sum):
-    """One step of a forward scan of a sorted feature: add sample ``q`` to the left side and,
-    if ``q + 1`` is a split position, score it.
-
-    scan = (sum_left, pos, top, cut, n_cand): the running left sum (sklearn's ``MSE.update``:
-    forward, or the total minus the tail when that is shorter), the last split position, and
-    the :func:`_keep_candidate` state. Returns the updated scan.
-    """
-    sum_left, pos, top, cut, n_cand = scan
-    qu = np.uintp(q)  # unsigned indices: no negative-index wrap-around in the hot loop
-    sum_left += gradient[np.uintp(samples[qu])]
-    p = q + 1
-    if not _distinct(values[qu], values[qu + np.uintp(1)]):
-        return sum_left, pos, top, cut, n_cand
-    if (p - pos) > (end - p):
-        sum_left = _tail_sum(sum_total, gradient, samples, p, end)
-    top, cut, n_cand = _keep_candidate(
-        p, sum_left, sum_total, inverse[np.uintp(p - start)], inverse[np.uintp(end - p)], top,
-        cut, n_cand, cand_pos, cand_sum,
-    )
-    return sum_left, p, top, cut, n_cand
+        return True, top, cut
+    return False, top, cut
 
 
 @numba.njit(cache=True)
 def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, cand_pos, cand_sum):
-    """Forward scan of one sorted feature (:func:`_scan_position` at every position).
+    """Forward scan of one sorted feature: approximate scores, candidates and their maximum.
 
     values[p], samples[p] for p in [start, end): the node's feature values (float32, ascending)
-    and sample ids; gradient: (n_samples,) regression target; inverse[n] = 1 / n. The candidates
-    go to ``cand_pos`` / ``cand_sum``. Returns (n_cand, top).
+    and sample ids; gradient: (n_samples,) regression target; inverse[n] = 1 / n. Running sums
+    follow sklearn's ``MSE.update`` (:func:`_reverse_reset`); every split position is scored by
+    :func:`_approx_score` and the :func:`_candidate` s go to ``cand_pos`` / ``cand_sum``.
+    Returns (n_cand, top).
     """
-    scan = (0.0, start, -np.inf, -np.inf, np.int64(0))
-    for q in range(start, end - 1):
-        scan = _scan_position(values, samples, gradient, q, start, end, sum_total, inverse, scan,
-                              cand_pos, cand_sum)
-    return scan[4], scan[2]
+    sum_left = 0.0
+    pos = start
+    top = -np.inf
+    cut = -np.inf
+    n_cand = 0
+    for q_int in range(start, end - 1):
+        q = np.uintp(q_int)  # unsigned indices: no negative-index wrap-around in the hot loop
+        sum_left += gradient[np.uintp(samples[q])]
+        p = q_int + 1
+        if not _distinct(values[q], values[q + np.uintp(1)]):
+            continue
+        if _reverse_reset(p, pos, end):
+            sum_left = _tail_sum(sum_total, gradient, samples, p, end)
+        pos = p
+        keep, top, cut = _candidate(
+            _approx_score(sum_left, sum_total, inverse[np.uintp(p - start)],
+                          inverse[np.uintp(end - p)]),
+            top, cut,
+        )
+        if keep:
+            cand_pos[n_cand] = p
+            cand_sum[n_cand] = sum_left
+            n_cand += 1
+    return n_cand, top
 
 
 @numba.njit(cache=True)
@@ -331,14 +337,47 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
 
     Returns (n_cand_a, top_a, n_cand_b, top_b).
     """
-    scan_a = (0.0, start, -np.inf, -np.inf, np.int64(0))
-    scan_b = scan_a
-    for q in range(start, end - 1):
-        scan_a = _scan_position(values_a, samples_a, gradient, q, start, end, sum_total, inverse,
-                                scan_a, cand_pos_a, cand_sum_a)
-        scan_b = _scan_position(values_b, samples_b, gradient, q, start, end, sum_total, inverse,
-                                scan_b, cand_pos_b, cand_sum_b)
-    return scan_a[4], scan_a[2], scan_b[4], scan_b[2]
+    sum_a = 0.0
+    sum_b = 0.0
+    pos_a = start
+    pos_b = start
+    top_a = -np.inf
+    top_b = -np.inf
+    cut_a = -np.inf
+    cut_b = -np.inf
+    n_a = 0
+    n_b = 0
+    for q_int in range(start, end - 1):
+        q = np.uintp(q_int)  # unsigned indices: no negative-index wrap-around in the hot loop
+        sum_a += gradient[np.uintp(samples_a[q])]
+        sum_b += gradient[np.uintp(samples_b[q])]
+        p = q_int + 1
+        pu = q + np.uintp(1)
+        inv_l = inverse[np.uintp(p - start)]
+        inv_r = inverse[np.uintp(end - p)]
+        if _distinct(values_a[q], values_a[pu]):
+            if _reverse_reset(p, pos_a, end):
+                sum_a = _tail_sum(sum_total, gradient, samples_a, p, end)
+            pos_a = p
+            keep, top_a, cut_a = _candidate(
+                _approx_score(sum_a, sum_total, inv_l, inv_r), top_a, cut_a
+            )
+            if keep:
+                cand_pos_a[n_a] = p
+                cand_sum_a[n_a] = sum_a
+                n_a += 1
+        if _distinct(values_b[q], values_b[pu]):
+            if _reverse_reset(p, pos_b, end):
+                sum_b = _tail_sum(sum_total, gradient, samples_b, p, end)
+            pos_b = p
+            keep, top_b, cut_b = _candidate(
+                _approx_score(sum_b, sum_total, inv_l, inv_r), top_b, cut_b
+            )
+            if keep:
+                cand_pos_b[n_b] = p
+                cand_sum_b[n_b] = sum_b
+                n_b += 1
+    return n_a, top_a, n_b, top_b
 
 
 @numba.njit(cache=True)
@@ -373,7 +412,7 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
     positions split and when the running sum resets depend on the values only, so the trees
     share the control flow; the running sums and the scores are inner loops over k (vectorised;
     one gathered gradient row serves all K trees), and the rare positions near a running maximum
-    go through :func:`_keep_candidate` tree by tree. Outputs per tree k: n_cand[k], top[k] and
+    go through :func:`_candidate` tree by tree. Outputs per tree k: n_cand[k], top[k] and
     cand_pos[k], cand_sum[k] as :func:`_scan_feature` returns them (a superset: candidates score
     >= 0, so the cut starts there). sums, approx, cut (K,) are scratch.
     """
@@ -391,7 +430,7 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
         p = q + 1
         if not _distinct(values[q], values[p]):
             continue
-        if (p - pos) > (n - p):
+        if _reverse_reset(p, pos, n):
             for k in range(n_k):
                 sums[k] = _tail_sum(sum_total[k], grad_t[:, c0 + k], samples, p, n)
         pos = p
@@ -404,10 +443,11 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
         if hits == 0:  # the common case: no tree is near its running maximum here
             continue
         for k in range(n_k):
-            top[k], cut[k], n_cand[k] = _keep_candidate(
-                p, sums[k], sum_total[k], inv_l, inv_r, top[k], cut[k], n_cand[k], cand_pos[k],
-                cand_sum[k],
-            )
+            keep, top[k], cut[k] = _candidate(approx[k], top[k], cut[k])
+            if keep:
+                cand_pos[k, n_cand[k]] = p
+                cand_sum[k, n_cand[k]] = sums[k]
+                n_cand[k] += 1
 
 
 @numba.njit(cache=True)
