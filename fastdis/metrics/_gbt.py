@@ -243,9 +243,7 @@ def _resolve_candidates(values, start, end, sum_total, weight_total, inverse, ca
 
 
 # The helpers take and return scalars only (the arrays stay in the callers' loops): numba would
-# otherwise count references to every array passed, on every position of the scan. Helpers
-# with a single caller are inlined by numba (``inline="always"``) rather than compiled on their
-# own, which keeps the first call's JIT time near the one-kernel builder's.
+# otherwise count references to every array passed, on every position of the scan.
 
 
 @numba.njit(inline="always")
@@ -262,7 +260,7 @@ def _reverse_reset(p, pos, end):
     return (p - pos) > (end - p)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _tail_sum(sum_total, gradient, samples, p, end):
     """sklearn's ``reverse_reset``: ``sum_total`` minus the gradients of samples[p:end], from the
     last one down."""
@@ -505,7 +503,7 @@ def _root_splits(data, grad_t, first_col, n_cols, cand_pos, cand_sum, roots):
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _segment_lists(data, scratch, worker, depth):
     """Sorted sample lists of the nodes at ``depth``: the presorted data at the root, else a
     per-worker buffer level."""
@@ -514,7 +512,7 @@ def _segment_lists(data, scratch, worker, depth):
     return scratch.work_idx[worker, depth - 1], scratch.work_val[worker, depth - 1]
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _node_totals(gradient, order, start, end):
     """sklearn's ``criterion.init``: the sum and sum of squares of the node's targets, in the
     order sklearn's ``samples`` array holds them."""
@@ -527,7 +525,7 @@ def _node_totals(gradient, order, start, end):
     return sum_total, sq_sum_total
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _draw_features(seg_val, start, end, features, constant_features, n_known_constants, rng,
                    visit):
     """sklearn's feature draw of ``node_split_best``: the Fisher-Yates visiting order.
@@ -613,7 +611,7 @@ def _scan_visited(seg_idx, seg_val, gradient, start, end, sum_total, inverse, ca
         )
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _gather_root_splits(roots, col, scans, n_visit):
     """The root's splits of the visited features, scanned for the whole stage by
     :func:`_root_splits` (row ``col`` of ``roots``)."""
@@ -624,7 +622,7 @@ def _gather_root_splits(roots, col, scans, n_visit):
         scans.threshold[v] = roots.threshold[col, feature]
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _first_best(scans, n_visit, end):
     """sklearn's choice among the visited features: the first best in visiting order (strict
     ``>``). Returns (feature, pos, threshold); pos == end when no feature splits."""
@@ -641,7 +639,7 @@ def _first_best(scans, n_visit, end):
     return best_feature, best_pos, best_threshold
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _partition(order, sorted_ids, column, start, end, threshold):
     """sklearn's ``partition_samples_final``: ``order[start:end]``, left sorted by the last
     feature sklearn sorted (``sorted_ids``), swapped in place around ``threshold``."""
@@ -659,7 +657,7 @@ def _partition(order, sorted_ids, column, start, end, threshold):
             order[hi] = tmp
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _children_impurities(gradient, order, start, split, end, sum_total, sq_sum_total):
     """sklearn's ``criterion.reset(); update(split); children_impurity()`` on the partitioned
     ``order``. Returns (impurity_left, impurity_right, weight_left, weight_right)."""
@@ -724,7 +722,7 @@ def _carry_segments_down(seg_idx, seg_val, child_idx, child_val, order, flag, st
             out_right += np.uintp(1) - go_left
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _new_stack(max_depth):
     """sklearn's node stack (depth first, left child on top), room for a depth-limited tree."""
     cap = 2 * max_depth + 4
@@ -736,7 +734,7 @@ def _new_stack(max_depth):
     )
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _push(stack, top, start, end, depth, parent, is_left, impurity, n_constants):
     """Push a node onto ``stack`` at height ``top``; returns the new height."""
     stack.start[top] = start
@@ -749,7 +747,7 @@ def _push(stack, top, start, end, depth, parent, is_left, impurity, n_constants)
     return top + 1
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _record_node(trees, j, node_id, parent, is_left, impurity, weight, feature, threshold):
     """Write node ``node_id`` of tree ``j`` (a leaf when ``feature`` is ``_TREE_UNDEFINED``)
     and link it to its parent."""
@@ -979,7 +977,7 @@ def _negative_gradient(labels, raw, first_col, n_cols, out, out_t, libm_equal):
                     out_t[lo + j, c0 + k] = gradient
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _class_target(labels, n_classes, klass, out):
     """The 0/1 target of one tree's class (the label itself for two classes) into ``out``."""
     if n_classes == 2:
@@ -990,7 +988,7 @@ def _class_target(labels, n_classes, klass, out):
     return out
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _add_leaf_values(raw_col, learning_rate, value, leaf_of):
     """raw_col[i] += learning_rate * value of sample i's leaf."""
     for i in range(raw_col.shape[0]):
