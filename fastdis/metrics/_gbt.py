@@ -82,6 +82,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .._validation import check_random_state
 from ._libm_exp import exp_into, reproduces_libm
 
 __all__ = [
@@ -1072,20 +1073,6 @@ def _float32_codes(codes, name: str = "codes") -> np.ndarray:
     return x32
 
 
-def _check_random_state(random_state):
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        if not 0 <= random_state < 2**32:
-            raise ValueError(f"random_state must be in [0, 2**32); got {random_state}.")
-        return np.random.RandomState(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    raise ValueError(
-        f"random_state must be None, an int or a numpy RandomState; got {random_state!r}."
-    )
-
-
 def _init_raw(counts: np.ndarray) -> np.ndarray:
     """Raw prediction of the prior (sklearn: DummyClassifier(prior) through the loss link)."""
     from scipy.special import logit
@@ -1210,9 +1197,9 @@ def fit_gbt(
                 f"random_state must be one RNG or a list of one per model ({n_models}); got "
                 f"{len(random_state)}."
             )
-        model_rngs = [_check_random_state(r) for r in random_state]
+        model_rngs = [check_random_state(r) for r in random_state]
     else:
-        model_rngs = [_check_random_state(random_state)] * n_models
+        model_rngs = [check_random_state(random_state)] * n_models
 
     data = _presort(_float32_codes(codes))
     classes, encoded, n_classes, n_cols, init_raw = _encode_labels(labels)
@@ -1639,7 +1626,7 @@ def gbt_importance_matrix(
             importance[:, k] = np.abs(models.feature_importances(k))
         train_acc, test_acc = model_accuracies(models, factors, test_codes, test_factors)
     else:
-        rs = _check_random_state(random_state)  # one RNG shared by the fits, as dlib's loop
+        rs = check_random_state(random_state)  # one RNG shared by the fits, as dlib's loop
         for k in range(n_factors):
             model = GradientBoostingClassifier(backend=backend, random_state=rs)
             model.fit(codes, factors[:, k])
