@@ -395,3 +395,17 @@ def test_a_killed_udr_run_resumes_with_the_rows_of_an_unbroken_run(tmp_path):
 @pytest.mark.slow
 def test_a_killed_run_over_1000_checkpoints_in_100_settings_resumes_exactly(tmp_path):
     check_resume_equals_an_unbroken_run(tmp_path, settings=100, seeds=10)
+
+
+def test_two_seeds_of_a_fastdis_training_config_form_one_setting():
+    from fastdis.train import TrainConfig
+
+    def checkpoint_config(seed, **system):
+        # What fastdis encode stores: the run's config, where it stands, and its path.
+        return {**TrainConfig(method="beta_vae", beta=4.0, seed=seed, **system).to_dict(),
+                "step": 150, "fastdis_version": "0", "path": f"/runs/beta_vae-seed{seed}"}
+
+    assert setting_of(checkpoint_config(0)) == setting_of(
+        checkpoint_config(1, device="cuda", data_dir="/elsewhere", log_every=7))
+    assert setting_of(checkpoint_config(0)) != setting_of(
+        {**checkpoint_config(1), "beta": 8.0})
