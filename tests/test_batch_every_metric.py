@@ -4,11 +4,11 @@ when a setting grows)."""
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from batch_crash_helpers import kill_at_first_journal_part
 from test_batch_plan_store import SMALL_FACTORS, codes_of, small_data
 
 import fastdis.batch.engine as engine_module
@@ -350,17 +350,7 @@ def killed_and_resumed(tmp_path, settings, seeds):
     argv = ["score", str(path), "--out", str(out), "--metrics", "udr,unsupervised",
             "--scheduler", "synchronous"]
     script = f"from fastdis.cli import app; app({argv!r})"
-    process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", script],
-                               stderr=subprocess.DEVNULL)
-    journal = out / ".journal"
-    deadline = time.monotonic() + 300
-    while not (journal.is_dir() and any(journal.glob("*.parquet"))):
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.kill()  # SIGKILL: no cleanup runs
-    assert process.wait() == -9
-    parts = [pd.read_parquet(p) for p in journal.glob("*.parquet")]
+    parts = kill_at_first_journal_part(script, out)
     resumed = subprocess.run([sys.executable, "-W", "ignore", "-c", script],
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

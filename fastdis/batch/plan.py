@@ -374,14 +374,15 @@ def make_plan(
         ``sample_factors(n, random_state)``; ``factors_to_index(factors)`` (or fastdis.data's
         ``flat_index``) gives ``plan.indices`` when present.
     metrics : str or sequence of str, default=None
-        Registered metric names (or one name); ``None`` means every metric a plan can serve
+        Registered metric names (or one name); ``None`` means every registered metric
         (:func:`plannable_metrics`).
     seed : int, default=0
     scale : float, default=1.0
         Multiplies the study's sample counts (at least :data:`MIN_SCALED_COUNT` each).
     sizes : mapping, default=None
         Per-metric overrides, e.g. ``{"factor_vae_metric": {"batch_size": 16}}``: positive
-        integers; downstream's ``num_train`` takes one size or a sequence of them.
+        integers; downstream's ``num_train`` takes one size or a sequence of them; a
+        ``posterior_grid`` metric's ``num_grid_points`` bounds its factor grid.
 
     Returns
     -------
@@ -391,7 +392,8 @@ def make_plan(
     ------
     ValueError
         On an unknown or unsupported metric, a non-positive scale, an unknown size key or a
-        size that is not a positive integer, or a data set with fewer than 2 factors.
+        size that is not a positive integer, a data set with fewer than 2 factors, or (strong
+        downstream) a factor with a single value to intervene on.
     """
     seed = check_positive_int(seed, name="seed", minimum=0)
     if not (isinstance(scale, (int, float)) and scale > 0):
