@@ -452,22 +452,7 @@ def make_plan(
     points = _Points(np.concatenate([pool] + [points for _, points in top_up]))
     candidates = _Candidates(points.factors, len(pool), factor_sizes, top_up)
 
-    groups, grids = {}, {}
-    for name in names:
-        inputs, spec_sizes, rs = get_metric(name).inputs, plan_sizes[name], _stream(seed, name)
-        if inputs in _GROUP_INPUTS:
-            groups[name] = _fixed_factor_groups(inputs, spec_sizes, candidates, rs)
-        elif inputs == "fairness":
-            groups[name] = _fairness_sets(data, spec_sizes["num_test_points_per_class"],
-                                          points, rs)
-        elif inputs == "strong_downstream":
-            groups[name] = _strong_downstream_sets(name, spec_sizes, factor_sizes, num_train,
-                                                   points, rs)
-        elif inputs == "posterior_grid":
-            budget = spec_sizes["num_grid_points"]
-            if budget not in grids:  # metrics with the same grid share its points
-                grids[budget] = points.append(factor_grid(factor_sizes, budget))
-            groups[name] = {"grid": grids[budget]}
+    groups = _metric_groups(data, plan_sizes, num_train, points, candidates, seed)
     factors = points.factors
 
     # dlib's StateSpaceAtomIndex calls it factors_to_index, fastdis.data flat_index.
@@ -475,6 +460,28 @@ def make_plan(
     indices = None if to_index is None else np.asarray(to_index(factors), np.int64).reshape(-1)
     return EvaluationPlan(seed, factor_sizes, tuple(names), plan_sizes, factors, num_train,
                           num_test, groups, indices)
+
+
+def _metric_groups(data, plan_sizes, num_train, points, candidates, seed) -> dict:
+    """``{metric: {name: indices}}`` of every metric that reads more than the pool's regions,
+    in registry order; intervention sets and grids are appended to ``points``."""
+    factor_sizes = tuple(int(c) for c in data.factors_num_values)
+    groups, grids = {}, {}
+    for name, sizes in plan_sizes.items():
+        inputs, rs = get_metric(name).inputs, _stream(seed, name)
+        if inputs in _GROUP_INPUTS:
+            groups[name] = _fixed_factor_groups(inputs, sizes, candidates, rs)
+        elif inputs == "fairness":
+            groups[name] = _fairness_sets(data, sizes["num_test_points_per_class"], points, rs)
+        elif inputs == "strong_downstream":
+            groups[name] = _strong_downstream_sets(name, sizes, factor_sizes, num_train, points,
+                                                   rs)
+        elif inputs == "posterior_grid":
+            budget = sizes["num_grid_points"]
+            if budget not in grids:  # metrics with the same grid share its points
+                grids[budget] = points.append(factor_grid(factor_sizes, budget))
+            groups[name] = {"grid": grids[budget]}
+    return groups
 
 
 def _stream(seed: int, purpose: str) -> np.random.RandomState:
