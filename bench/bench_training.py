@@ -1,18 +1,22 @@
-"""Training steps/s, eager against torch.compile, for the six methods; then a 1,000-step run.
+"""Training throughput: model-steps/s and memory per model of packs, per method; then a sweep.
 
-    python bench/bench_training.py                       # CPU, 1 thread, every method
+    python bench/bench_training.py --quick                 # CPU: packs of 1, 2 and 8
     python bench/bench_training.py --device cuda --json out.json
 
-Each method is timed side by side in one process on the study's settings (batch 64, 10
-latents, conv encoder / deconv decoder, 64x64x1 images): a fresh model and optimisers per
-mode, the same pre-drawn batches (data sampling is excluded from the timing; it is the same
-Python loop in both modes), ``warmup`` untimed steps, then ``steps`` timed steps of
-``fastdis.train.training.train_step`` (forward, backward, Adam), synchronised on CUDA. The
-compiled mode's first call (the compile) is timed on its own.
+For every method, in one process, side by side on the study's settings (batch 64, 10 latents,
+64x64x1 images):
 
-Then ``fastdis.train.train`` runs ``--run-steps`` beta-VAE steps on the small dSprites
-look-alike (``fastdis.data.make_dsprites(small=True)``, data sampling included, eager) and
-reports the loss at the first and last logging steps.
+1. today's single model: a pack of one, eager and torch.compile'd (the compile timed apart);
+2. packs of ``--pack-sizes`` (1, 8, 32, 64, 128, 256 by default; ``--quick``: 1, 2, 8) with the
+   device's default strategy (``loop`` on CPU, ``vmap`` elsewhere; ``--strategies`` adds
+   others). A timed step is what the training loop does per update: the counter sampler's
+   draw (images gathered from uint8 on the device, noise, shuffle keys) and
+   :meth:`fastdis.train.pack.Pack.step` (forward, backward, fused Adam), synchronised on CUDA.
+   Memory per model is the CUDA peak over the pack's steps divided by its size.
+
+Then ``fastdis sweep``'s end-to-end rate (:func:`fastdis.train.sweep.run_sweep`: data, logs
+and checkpoints included) on the small dSprites look-alike, counter sampling, in packs of
+``--sweep-pack``.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdis.train import METHODS, TrainConfig, train
-from fastdis.train.models import GaussianVAE
-from fastdis.train.objectives import Objective
-from fastdis.train.training import draw_step_noise, make_optimizers, train_step
+from fastdis.data._base import GridDataset
+from fastdis.train import METHODS, TrainConfig
+from fastdis.train.pack import Pack, default_strategy
+from fastdis.train.sampling import CounterSampler
 
 
 def synchronise(device):
@@ -39,74 +43,87 @@ def synchronise(device):
         torch.cuda.synchronize(device)
 
 
-def make_step(config, device, compiled, compile_mode):
-    """A fresh model, its optimisers and a callable running one training step on batch i."""
-    generator = torch.Generator().manual_seed(config.seed)
-    model = GaussianVAE((64, 64, 1), config.num_latent,
-                        discriminator=config.method == "factor_vae")
-    model.reset_parameters(generator)
-    model.to(device)
-    optimizers = make_optimizers(config, model)
-    objective = Objective(config, model)
-    if compiled:
-        objective = torch.compile(objective, mode=compile_mode)
-    capacity = torch.tensor(2.5, device=device) if config.method == "annealed_vae" else None
-
-    def step(images):
-        noise, shuffle_keys = draw_step_noise(config, generator, device)
-        return train_step(objective, optimizers, images, noise, shuffle_keys, capacity)
-
-    return step
+def random_grid(num_images=4096):
+    """A grid data set of random binary uint8 images (the sampler's cost does not depend on
+    what the pixels show)."""
+    rng = np.random.default_rng(0)
+    images = (rng.random((num_images, 64, 64)) > 0.8).astype(np.uint8)
+    return GridDataset("random", images, [num_images], [0], ["index"], [64, 64, 1], binary=True)
 
 
-def time_steps(step, batches, count, device):
-    synchronise(device)
-    start = time.perf_counter()
-    for i in range(count):
-        terms = step(batches[i % len(batches)])
-    terms["loss"].item()  # the last step's result: forces the work to finish
-    synchronise(device)
-    return (time.perf_counter() - start) / count
+def time_pack(method, size, strategy, compiled, args, device, dataset):
+    """Seconds per pack step (after warm-up), the first call's seconds, peak bytes per model."""
+    configs = [TrainConfig(method=method, seed=seed, batch_size=args.batch_size,
+                           data_sampling="counter", compile=compiled,
+                           compile_mode=args.compile_mode).resolved() for seed in range(size)]
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    pack = Pack(configs, (64, 64, 1), device, strategy)
+    sampler = CounterSampler(dataset, configs, pack.generators, device)
 
-
-def bench_method(method, batches, args, device):
-    config = TrainConfig(method=method, batch_size=args.batch_size,
-                         factor_vae_step_counting="updates").resolved()
-    result = {}
-    for mode in ("eager", "compiled"):
-        step = make_step(config, device, mode == "compiled", args.compile_mode)
-        start = time.perf_counter()
-        step(batches[0])  # eager: allocator warm-up; compiled: the compile itself
+    def run(first, count):
         synchronise(device)
-        first_call = time.perf_counter() - start
-        time_steps(step, batches, args.warmup, device)
-        seconds = time_steps(step, batches, args.steps, device)
-        result[f"{mode}_ms_per_step"] = 1000 * seconds
-        result[f"{mode}_steps_per_second"] = 1 / seconds
-        if mode == "compiled":
-            result["compile_seconds"] = first_call
-    result["speedup"] = result["eager_ms_per_step"] / result["compiled_ms_per_step"]
+        start = time.perf_counter()
+        for step in range(first, first + count):
+            terms = pack.step(*sampler.draw(step), pack.capacity(step))
+        terms["loss"].sum().item()
+        synchronise(device)
+        return time.perf_counter() - start
+
+    first_call = run(0, 1)
+    run(1, args.warmup)
+    seconds = run(1 + args.warmup, args.steps) / args.steps
+    memory = torch.cuda.max_memory_allocated(device) / size if device.type == "cuda" else None
+    return seconds, first_call, memory
+
+
+def bench_method(method, args, device, dataset):
+    eager, _, _ = time_pack(method, 1, "loop", False, args, device, dataset)
+    compiled, compile_seconds, _ = time_pack(method, 1, "loop", True, args, device, dataset)
+    result = {"single_eager_steps_per_second": 1 / eager,
+              "single_compiled_steps_per_second": 1 / compiled,
+              "compile_seconds": compile_seconds, "packs": []}
+    print(f"{method:13s} single model: eager {1 / eager:8.2f} steps/s, compiled "
+          f"{1 / compiled:8.2f} steps/s (compile {compile_seconds:.0f} s)", flush=True)
+    for strategy in args.strategies:
+        for size in args.pack_sizes:
+            try:
+                seconds, _, memory = time_pack(method, size, strategy, False, args, device,
+                                               dataset)
+            except torch.cuda.OutOfMemoryError:
+                print(f"{method:13s} {strategy:5s} pack {size:4d}: out of memory", flush=True)
+                break
+            row = {"strategy": strategy, "size": size,
+                   "model_steps_per_second": size / seconds, "bytes_per_model": memory}
+            result["packs"].append(row)
+            memory_text = "" if memory is None else f", {memory / 2**20:8.1f} MiB per model"
+            print(f"{method:13s} {strategy:5s} pack {size:4d}: {size / seconds:9.2f} "
+                  f"model-steps/s{memory_text}", flush=True)
     return result
 
 
-def loss_run(args, device):
-    """train() for --run-steps beta-VAE steps on the small dSprites look-alike."""
+def sweep_rate(args, device):
+    """run_sweep over beta-VAE models 0..n-1 (one pack of --sweep-pack), logs and
+    checkpoints included."""
     from fastdis.data import make_dsprites
+    from fastdis.train.sweep import plan_packs, run_sweep, study_models
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.data_dir or Path(tmp) / "data"
-        if args.data_dir is None:
-            make_dsprites(data_dir, small=True)
-        config = TrainConfig(method="beta_vae", dataset="dsprites_full", data_dir=str(data_dir),
-                             steps=args.run_steps, log_every=max(args.run_steps // 10, 1),
-                             checkpoint_every=args.run_steps, device=str(device))
+        make_dsprites(Path(tmp) / "data", small=True)
+        overrides = {"data_dir": str(Path(tmp) / "data"), "steps": args.sweep_steps,
+                     "batch_size": args.batch_size, "data_sampling": "counter",
+                     "device": str(device), "checkpoint_every": args.sweep_steps}
+        models = study_models(model_nums=range(args.sweep_pack))
         start = time.perf_counter()
-        run_dir = train(config, Path(tmp) / "run", progress=False)
+        run_sweep(plan_packs(models, args.sweep_pack), Path(tmp) / "runs", overrides,
+                  progress=False)
         seconds = time.perf_counter() - start
-        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return {"method": "beta_vae", "dataset": "dsprites_full (make_dsprites small look-alike)",
-            "steps": args.run_steps, "seconds": seconds, "steps_per_second":
-            args.run_steps / seconds, "losses": [(line["step"], line["loss"]) for line in log]}
+    rate = args.sweep_pack * args.sweep_steps / seconds
+    print(f"fastdis sweep: {args.sweep_pack} beta_vae models x {args.sweep_steps} steps in "
+          f"{seconds:.1f} s: {rate:.2f} model-steps/s end to end", flush=True)
+    return {"models": args.sweep_pack, "steps": args.sweep_steps, "seconds": seconds,
+            "model_steps_per_second": rate}
 
 
 def main():
@@ -115,50 +132,38 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--pack-sizes", type=int, nargs="*", default=None)
+    parser.add_argument("--strategies", nargs="*", default=None,
+                        help="pack strategies (default: the device's)")
+    parser.add_argument("--quick", action="store_true", help="packs of 1, 2, 8 only")
     parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per mode (default: 20 on CPU, 200 on CUDA)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--compile-mode", default=None,
-                        help="torch.compile mode (default: torch's default)")
-    parser.add_argument("--run-steps", type=int, default=1000,
-                        help="steps of the beta-VAE loss run; 0 skips it")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the dSprites file (default: render the look-alike)")
+                        help="timed steps per row (default: 5 on CPU, 50 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile-mode", default=None)
+    parser.add_argument("--sweep-pack", type=int, default=8)
+    parser.add_argument("--sweep-steps", type=int, default=20, help="0 skips the sweep")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.steps is None:
-        args.steps = 200 if device.type == "cuda" else 20
-
-    generator = torch.Generator().manual_seed(0)
-    batches = [(torch.rand(args.batch_size, 1, 64, 64, generator=generator) > 0.8).float()
-               .to(device) for _ in range(4)]
+        args.steps = 50 if device.type == "cuda" else 5
+    if args.pack_sizes is None:
+        args.pack_sizes = [1, 2, 8] if args.quick else [1, 8, 32, 64, 128, 256]
+    args.strategies = args.strategies or [default_strategy(device)]
     header = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
               else platform.processor() or platform.machine(),
               "torch": torch.__version__, "threads": torch.get_num_threads(),
               "batch_size": args.batch_size, "timed_steps": args.steps, "warmup": args.warmup,
               "compile_mode": args.compile_mode or "default"}
     print(json.dumps(header), file=sys.stderr)
-    results = {}
-    print(f"{'method':14s} {'eager ms':>9s} {'compiled ms':>11s} {'speed-up':>8s} "
-          f"{'compile s':>9s}")
-    for method in args.methods:
-        results[method] = bench_method(method, batches, args, device)
-        r = results[method]
-        print(f"{method:14s} {r['eager_ms_per_step']:9.2f} {r['compiled_ms_per_step']:11.2f} "
-              f"{r['speedup']:7.2f}x {r['compile_seconds']:9.1f}", flush=True)
-    run = loss_run(args, device) if args.run_steps > 0 else None
-    if run is not None:
-        first, last = run["losses"][0], run["losses"][-1]
-        print(f"beta_vae {run['steps']} steps on the small dSprites look-alike: "
-              f"{run['seconds']:.1f} s ({run['steps_per_second']:.1f} steps/s, data sampling "
-              f"included); loss {first[1]:.1f} at step {first[0]} -> {last[1]:.1f} at step "
-              f"{last[0]}")
+    dataset = random_grid()
+    results = {method: bench_method(method, args, device, dataset) for method in args.methods}
+    sweep = sweep_rate(args, device) if args.sweep_steps > 0 else None
     if args.json is not None:
-        args.json.write_text(json.dumps({**header, "methods": results, "run": run}, indent=1))
+        args.json.write_text(json.dumps({**header, "methods": results, "sweep": sweep},
+                                        indent=1))
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

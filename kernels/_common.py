@@ -151,3 +151,29 @@ def check_contiguous(**tensors: torch.Tensor) -> None:
             raise ValueError(
                 f"{name} must be contiguous for the Triton kernels; call .contiguous() first."
             )
+
+
+def register_slicewise_vmap(op) -> None:
+    """Let ``torch.vmap`` (a pack of models) map ``op`` by calling it once per slice.
+
+    Each slice is one model's (batch, latents) problem, so the op's checks, its Triton launch
+    and its autograd formula (recorded per slice) are those of a single model: on the same
+    inputs, each model gets bit for bit what it gets alone. The price is one launch per model
+    and per op, small beside the convolutions: in a ``torch.vmap`` pack of 8 at batch 64 on one
+    CPU thread, the TC ops took 65 ms of a 6.5 s β-TCVAE step and the DIP ops 7 ms of a 6.7 s
+    DIP-VAE-II step. On GPUs a pack axis in the Triton grid would save 2·P launches per step.
+    Non-tensor arguments and unbatched tensors are passed to every slice unchanged.
+    """
+
+    def slicewise(info, in_dims, *args):
+        def sliced(index):
+            return [arg.movedim(dim, 0)[index] if dim is not None else arg
+                    for arg, dim in zip(args, in_dims, strict=True)]
+
+        outputs = [op(*sliced(index)) for index in range(info.batch_size)]
+        if isinstance(outputs[0], torch.Tensor):
+            return torch.stack(outputs), 0
+        stacked = tuple(torch.stack(parts) for parts in zip(*outputs, strict=True))
+        return stacked, (0,) * len(stacked)
+
+    torch.library.register_vmap(op, slicewise)

@@ -35,7 +35,13 @@ time. The Triton path (``dip_triton.py``) is two launches forward and one backwa
 
 import torch
 
-from ._common import check_latents, check_weight, resolve_backend, run_backend
+from ._common import (
+    check_latents,
+    check_weight,
+    register_slicewise_vmap,
+    resolve_backend,
+    run_backend,
+)
 
 DIP_TYPES = ("i", "ii")
 
@@ -77,8 +83,10 @@ def _dip_forward_torch(z_mean, z_logvar, lambda_od, lambda_d, include_variance):
     if include_variance:
         covariance.diagonal().add_(torch.exp(z_logvar).mean(dim=0))
     diagonal = covariance.diagonal()
-    off_diagonal_squares = covariance.square().sum() - diagonal.square().sum()
-    penalty = lambda_od * off_diagonal_squares + lambda_d * (diagonal - 1.0).square().sum()
+    # The off-diagonal entries summed on their own: Σ C² − Σ C_ii² would cancel when C is near
+    # the identity (the off-diagonal part is then tiny beside d), in float32 to a few per cent.
+    off_diagonal = covariance - torch.diag(diagonal)
+    penalty = lambda_od * off_diagonal.square().sum() + lambda_d * (diagonal - 1.0).square().sum()
     return penalty, covariance, batch_mean
 
 
@@ -179,6 +187,8 @@ def _backward(ctx, grad_penalty, grad_covariance, grad_batch_mean):
 
 
 _dip_covariance_penalty.register_autograd(_backward, setup_context=_setup_context)
+register_slicewise_vmap(_dip_covariance_penalty)
+register_slicewise_vmap(_dip_covariance_penalty_backward)
 
 
 def dip_covariance(
@@ -193,7 +203,10 @@ def dip_covariance(
     """``(penalty, covariance, batch_mean)``: P, C (d, d) and μ̄ (d,) of the module docstring.
 
     All three are differentiable. Same arguments and errors as :func:`dip_regularizer`, which
-    returns the first.
+    returns the first. Under ``torch.compile`` the weights should be constants of the graph:
+    Dynamo's automatic dynamic turns a float that changed since the previous compile into a
+    symbolic one, which the weight check cannot test without a graph break
+    (``fastdis.train.objectives.compile_objective`` compiles with ``dynamic=False`` for this).
     """
     z_mean, z_logvar = check_latents(z_mean=z_mean, z_logvar=z_logvar)
     lambda_od = check_weight("lambda_od", lambda_od)

@@ -46,7 +46,7 @@ custom ops that make either backend one opaque node for autograd and torch.compi
 
 import torch
 
-from ._common import check_latents, resolve_backend, run_backend
+from ._common import check_latents, register_slicewise_vmap, resolve_backend, run_backend
 
 # Rows j per chunk in the torch implementation: chunk·B·d stays near 1 M elements (4 MB per
 # temporary in float32), which bounds memory and keeps each chunk large enough to run at speed.
@@ -193,6 +193,8 @@ def _backward(ctx, grad_log_qz, grad_log_qz_marginal):
 
 
 _tc_log_densities.register_autograd(_backward, setup_context=_setup_context)
+register_slicewise_vmap(_tc_log_densities)
+register_slicewise_vmap(_tc_log_densities_backward)
 
 
 def tc_log_densities(

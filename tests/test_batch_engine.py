@@ -11,7 +11,7 @@ from test_batch_plan_store import codes_of, small_plan
 from typer.testing import CliRunner
 
 from fastdis.batch import open_store, read_scores, score_store, to_wide, write_codes
-from fastdis.batch.store import checkpoint_key
+from fastdis.batch.store import checkpoint_key, seal_checkpoint
 from fastdis.cli import app
 
 SCORED = ["factor_vae_metric", "mig", "sap_score", "unsupervised"]
@@ -34,9 +34,11 @@ def make_store(path, metrics=SCORED, kinds=("disentangled", "entangled", "noise"
         write_codes(path, "truncated", {"mean": codes_of(plan, "noise")}, {"method": "noise"})
         import zarr
 
-        # Codes of the wrong shape, as a store written by another tool could hold them.
+        # Codes of the wrong shape, as a store written by another tool could hold them (with
+        # checksums of what it wrote).
         group = zarr.open_group(path / "checkpoints" / checkpoint_key("truncated"), mode="a")
         group.create_array(name="mean", data=codes_of(plan, "noise")[:-5], overwrite=True)
+        seal_checkpoint(group)
     return plan
 
 
@@ -140,9 +142,10 @@ def test_cli_scores_with_boosted_trees_and_writes_a_report(tmp_path):
     result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
                                  "--metrics", "all", "--scheduler", "synchronous"])
     assert result.exit_code == 1 and "--metrics plan" in " ".join(result.output.split())
+    assert not (tmp_path / "scores" / "scores.parquet").exists()  # refused before scoring
     result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
                                  "--metrics", "plan", "--scheduler", "synchronous"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # evaluations failed: scripts can tell
     assert "4 failed evaluations" in result.output
     scores = read_scores(tmp_path / "scores")
     dci = scores[(scores["metric"] == "dci") & scores["error"].isna()]

@@ -13,6 +13,10 @@ import torch
 from fastdis.kernels import dip_covariance, dip_regularizer
 from kernel_helpers import BACKENDS, check_against_twin, device_for
 
+from fastdis.train.config import TrainConfig
+from fastdis.train.models import GaussianVAE
+from fastdis.train.objectives import Objective, compile_objective
+
 
 def dlib_dip_regularizer(z_mean, z_logvar, lambda_od, lambda_d, dip_type):
     expectation_mean_mean_t = (z_mean.unsqueeze(2) * z_mean.unsqueeze(1)).mean(dim=0)
@@ -67,6 +71,42 @@ def test_means_far_from_zero_keep_float32_accuracy(backend):
     # |mean| = 30 with unit spread: dlib's E[μμᵀ] - E[μ]E[μ]ᵀ would cancel ~3 digits in float32;
     # the shifted/centred sums must not.
     check_against_dlib(make_encodings(64, 10, seed=4, offset=30.0), torch.float32, backend, "i")
+
+
+def encodings_with_covariance(target, batch_size, *, seed, variance=0.0):
+    """Float64 (z_mean, z_logvar) whose DIP covariance is exactly ``target`` (d, d): the means'
+    biased covariance is ``target − variance·I`` and every exp(z_logvar) is ``variance`` (0 for
+    DIP-I, whose z_logvar is unused)."""
+    generator = torch.Generator().manual_seed(seed)
+    num_latents = target.shape[0]
+    samples = torch.randn(batch_size, num_latents, generator=generator, dtype=torch.float64)
+    samples = samples - samples.mean(dim=0)
+    whitening = torch.linalg.cholesky(samples.T @ samples / batch_size)
+    white = torch.linalg.solve_triangular(whitening, samples.T, upper=False).T  # Cov = I
+    means_covariance = target - variance * torch.eye(num_latents, dtype=torch.float64)
+    z_mean = white @ torch.linalg.cholesky(means_covariance).T + 0.5
+    z_logvar = torch.full_like(z_mean, math.log(variance) if variance else 0.0)
+    return z_mean, z_logvar
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("dip_type", "variance"), [("i", 0.0), ("ii", 0.5)])
+def test_covariance_near_identity_keeps_float32_accuracy(backend, dip_type, variance):
+    # C = I + 0.003·(±1 off the diagonal): the off-diagonal squares sum to ~8e-4 beside
+    # Σ C_ii² ≈ 10, so Σ C² − Σ C_ii² in float32 would lose about 1e-3 of the penalty. Summed
+    # directly, as dlib does, the float32 penalty keeps 1e-5 of the float64 one.
+    num_latents = 10
+    generator = torch.Generator().manual_seed(12)
+    signs = torch.randint(0, 2, (num_latents, num_latents), generator=generator) * 2.0 - 1.0
+    off_diagonal = 0.003 * torch.triu(signs, diagonal=1).double()
+    target = torch.eye(num_latents, dtype=torch.float64) + off_diagonal + off_diagonal.T
+    inputs64 = encodings_with_covariance(target, 64, seed=13, variance=variance)
+    inputs = [x.to(device_for(backend), torch.float32) for x in inputs64]
+    kwargs = dict(lambda_od=1.0, lambda_d=1.0, dip_type=dip_type)
+    value = dip_regularizer(*inputs, backend=backend, **kwargs).item()
+    expected = dlib_dip_regularizer(*inputs64, 1.0, 1.0, dip_type).item()
+    assert expected == pytest.approx(2 * 45 * 0.003**2, rel=1e-6)  # the target's penalty
+    assert value == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -132,3 +172,24 @@ def test_float64_weights_keep_full_precision_on_triton():
     triton_value = dip_regularizer(*on_device, backend="triton", **kwargs)
     torch_value = dip_regularizer(*inputs, backend="torch", **kwargs)
     assert triton_value.item() == pytest.approx(torch_value.item(), rel=1e-13)
+
+
+def test_compiled_objectives_of_two_dip_settings_stay_whole_graphs():
+    # Two DIP objectives compiled in one process share Objective.forward's code: the second
+    # compile (a different lambda_d_factor) must not turn the weight symbolic and break the
+    # graph at the DIP weight check. Dynamo alone (backend="eager") shows it in seconds.
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps them
+    images = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(14))
+    noise = torch.randn(4, 10, generator=torch.Generator().manual_seed(15))
+    for method in ("dip_vae_i", "dip_vae_ii"):
+        model = GaussianVAE((64, 64, 1), 10)
+        model.reset_parameters(torch.Generator().manual_seed(0))
+        objective = Objective(TrainConfig(method=method).resolved(), model)
+        expected = objective(images, noise)["loss"]
+        compiled = compile_objective(objective, backend="eager")(images, noise)["loss"]
+        torch.testing.assert_close(compiled, expected)
+    counters = torch._dynamo.utils.counters
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 2
+

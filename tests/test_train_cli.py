@@ -203,3 +203,35 @@ def test_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+
+def test_train_command_trains_one_setting_over_seeds_in_packs(tiny_data, tmp_path):
+    result = runner.invoke(app, [
+        "train", "--method", "dip_vae_i", "--lambda-od", "5", "--seeds", "0-2", "--pack", "2",
+        "--steps", "2", "--batch-size", "8", "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed_0", "seed_1", "seed_2"]
+    for seed in range(3):
+        config = json.loads((tmp_path / f"seed_{seed}" / "config.json").read_text())
+        assert (config["seed"], config["lambda_od"], config["step"]) == (seed, 5.0, 2)
+    result = runner.invoke(app, ["train", "--seeds", "3-1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot read seeds '3-1'" in result.output
+
+
+def test_sweep_packs_models_of_one_method(tiny_data, tmp_path):
+    result = runner.invoke(app, ["sweep", "--models", "0-2,300", "--pack", "2", "--steps", "2",
+                                 "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "pack of 2: model 0: " in result.output and "pack of 1: model 2: " in result.output
+    assert "in 3 pack(s)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2", "300"]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_command_refuses_a_device_it_cannot_use(tiny_data, tmp_path):
+    result = runner.invoke(app, ["train", "--device", "cuda", "--steps", "1", "--out",
+                                 str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "no cuda device is available" in result.output
+    result = runner.invoke(app, ["train", "--device", "tpu9", "--steps", "1", "--out",
+                                 str(tmp_path), "--no-progress"])
+    assert result.exit_code == 2 and "'tpu9' is not a torch device" in result.output

@@ -47,12 +47,14 @@ def encode(
     """
     from rich.progress import Progress
 
+    from .._device import check_device
     from ..data import load_dataset
     from .encode import encode_checkpoints, expand_checkpoint_paths
     from .plan import make_plan
     from .store import open_store
 
     try:
+        check_device(device)
         paths = expand_checkpoint_paths(checkpoints)
         data = load_dataset(dataset, data_dir=data_dir)
         plan = None
@@ -74,7 +76,7 @@ def encode(
             summary = encode_checkpoints(
                 store, paths, data, plan=plan, dataset=dataset, on_checkpoint=advance,
                 encode_options={"device": device, "batch_size": batch_size})
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # OSError: FileNotFoundError, ...
         _fail(str(exc))
     _err.print(f"{len(summary.written)} encoded, {len(summary.skipped)} already stored, "
                f"{len(summary.failed)} failed -> {store}")
@@ -102,12 +104,15 @@ def score(
     """Score every checkpoint, representation and metric of STORE into a Parquet table.
 
     Resumable: evaluations already in --out are skipped, so rerun the same command after a
-    crash. Failed evaluations are recorded with their reason and the others go on. UDR
-    compares the checkpoints of each setting (the same config apart from the seed).
+    crash. Failed evaluations are recorded with their reason and the others go on; the exit
+    status is then 1 (0: every evaluation in --out succeeded). UDR compares the checkpoints of
+    each setting (the same config apart from the seed).
     """
     from .engine import score_store
+    from .store import open_store
 
     try:
+        _note_unverified(open_store(store))
         table = score_store(
             store, out, metrics=metrics,
             representations=None if representations is None else [
@@ -121,6 +126,18 @@ def score(
     for row in failed.drop_duplicates("error").head(5).itertuples():
         _err.print(f"[yellow]  {row.checkpoint} / {row.representation} / {row.metric}: "
                    f"{row.error}[/yellow]", highlight=False)
+    if len(failed):
+        raise typer.Exit(code=1)
+
+
+def _note_unverified(store):
+    unverified = store.unverified()
+    if unverified:
+        _err.print(f"[yellow]note: {', '.join(unverified[:3])}"
+                   f"{f' and {len(unverified) - 3} more' if len(unverified) > 3 else ''} of "
+                   f"{store.path} were written without checksums (an older fastdis): missing "
+                   "chunk files are detected, damaged content is not. `fastdis encode "
+                   "--replace` rewrites checkpoints with checksums.[/yellow]", highlight=False)
 
 
 @app.command()

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._parallel import exclusive
 from .plan import EvaluationPlan
-from .store import open_or_create_store, write_codes
+from .store import WRITE_LOCK, open_or_create_store, write_codes
 
 __all__ = ["encode_checkpoints", "expand_checkpoint_paths", "EncodeSummary", "codes_from_encoder"]
 
@@ -187,6 +188,11 @@ def encode_checkpoints(
     EncodeSummary
         Names written and skipped, and (path, reason) of checkpoints that failed to load or
         encode; the others are written regardless.
+
+    Raises
+    ------
+    RuntimeError
+        If another ``encode_checkpoints`` is writing to the store (POSIX systems).
     """
     if load is None:
         from ..train import load_checkpoint as load
@@ -194,6 +200,13 @@ def encode_checkpoints(
     if tuple(int(c) for c in data.factors_num_values) != store.plan.factor_sizes:
         raise ValueError(f"the data set's factor sizes {list(data.factors_num_values)} differ from"
                          f" the store's plan ({list(store.plan.factor_sizes)}): another data set?")
+    with exclusive(store.path / WRITE_LOCK, f"another fastdis encode is writing to "
+                   f"{store.path}; wait for it to finish, then rerun."):
+        return _encode_each(store, checkpoints, data, replace, load, encode_options,
+                            on_checkpoint)
+
+
+def _encode_each(store, checkpoints, data, replace, load, encode_options, on_checkpoint):
     existing = set(store.names())
     summary = EncodeSummary()
     observations = None

@@ -32,7 +32,6 @@ refused instead of merging and deleting journal parts under the first one's feet
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -42,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._parallel import single_threaded_blas
+from .._parallel import exclusive, single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, get_metric, study_metrics
@@ -64,6 +63,9 @@ __all__ = ["score_store", "score_task", "read_scores", "to_wide", "resolve_metri
            "ScoreTask", "ModelSetTask", "setting_of", "RESULT_COLUMNS"]
 
 _LOCK = ".lock"
+#: The representation recorded for a checkpoint whose metadata cannot be read.
+ANY_REPRESENTATION = "*"
+
 
 #: Config keys that tell runs of one setting apart without changing what is trained: the
 #: seed, where the run and its data lie, and fastdis.train's system fields (device, logging
@@ -289,15 +291,19 @@ def score_store(
     Returns
     -------
     pandas.DataFrame
-        The whole table at ``out`` after the run (:func:`read_scores`).
+        The whole table at ``out`` after the run (:func:`read_scores`). A checkpoint whose
+        codes are damaged (a missing, truncated or garbled chunk file) gets failed rows naming
+        the file, as does one whose metadata cannot be read (representation ``*``, one row
+        per metric); the others are scored.
 
     Raises
     ------
     StoreError
-        If the store cannot be opened; ValueError on unknown or unplanned metrics, unknown
-        representations or a bad ``workers``.
+        If the store cannot be opened or its evaluation plan is damaged; ValueError on
+        unknown or unplanned metrics, unknown representations or a bad ``workers``.
     RuntimeError
-        If another ``score_store`` is writing to ``out`` (POSIX systems).
+        If another ``score_store`` is writing to ``out`` (POSIX systems), or results of
+        finished tasks vanished from ``out`` during the run twice in a row.
     """
     store = store if isinstance(store, RepresentationStore) else open_store(store)
     store_path = str(store.path.resolve())
@@ -319,39 +325,32 @@ def score_store(
         raise ValueError(f"--out {out} exists and is not a directory (scores are a Parquet "
                          "dataset directory).")
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    # A second run on out would merge and delete journal parts under the first one's feet.
+    with exclusive(out / _LOCK, f"another fastdis score is writing to {out}; wait for it to "
+                   "finish (or stop it), then rerun to resume."):
         return _score_tasks(store, store_path, entries, names, representations, out, scheduler,
                             workers, retry_failed, progress)
 
 
-def _pending_tasks(entries, names, representations, recorded) -> list:
-    """The tasks of ``names`` on ``entries`` that ``recorded`` (the rows so far) lacks:
-    the model-set tasks (UDR) first, then each checkpoint's."""
-    done = set(map(tuple, recorded[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
-    sized = recorded[recorded["key"] == MODEL_SET_SIZE_KEY]
-    set_sizes = dict(zip(map(tuple, sized[TASK_COLUMNS].to_numpy().tolist()), sized["value"],
-                         strict=True))
-
+def _listed_tasks(entries, names, representations) -> list:
+    """Every task of the store's complete checkpoints: the model-set tasks (UDR) first, then
+    each checkpoint's, in store order."""
     def chosen(representation):
         return representations is None or representation in representations
 
     model_set = [m for m in names if get_metric(m).inputs in MODEL_SET_INPUTS]
-    tasks = []
-    for metric in model_set:
-        for representation in dict.fromkeys(r for e in entries.values()
-                                            for r in e["representations"]):
-            if chosen(representation):
-                tasks.extend(task for task in _model_set_tasks(entries, representation, metric)
-                             if not _model_set_done(task, done, set_sizes))
+    tasks = [task for metric in model_set
+             for representation in dict.fromkeys(r for e in entries.values()
+                                                 for r in e["representations"])
+             if chosen(representation)
+             for task in _model_set_tasks(entries, representation, metric)]
     for name, entry in entries.items():
         for representation in filter(chosen, entry["representations"]):
             for metric in names:
                 if metric in model_set or (get_metric(metric).inputs in POSTERIOR_INPUTS
                                            and representation != POSTERIOR_MEANS):
                     continue  # posterior metrics read the posterior means, not samples
-                if (name, representation, metric, entry["encoding_id"]) not in done:
-                    tasks.append(ScoreTask(name, representation, metric,
-                                           entry["encoding_id"]))
+                tasks.append(ScoreTask(name, representation, metric, entry["encoding_id"]))
     return tasks
 
 
@@ -366,47 +365,76 @@ def _model_set_tasks(entries, representation: str, metric: str) -> list[ModelSet
             for members in settings.values()]
 
 
-def _model_set_done(task: ModelSetTask, done: set, set_sizes: Mapping) -> bool:
-    """Whether every member has rows for its current encoding from a task over a set of this
-    size (a failed task records no size)."""
-    for checkpoint, encoding_id in task.members:
-        key = (checkpoint, task.representation, task.metric, encoding_id)
-        if key not in done or set_sizes.get(key, len(task.members)) != len(task.members):
-            return False
-    return True
+class _Recorded:
+    """Which tasks a table of rows holds: a model-set task counts when every member has rows
+    for its encoding from a task over a set of the same size (a failed task records none)."""
+
+    def __init__(self, table):
+        self.keys = _task_keys(table)
+        sized = table[table["key"] == MODEL_SET_SIZE_KEY]
+        self.set_sizes = dict(zip(map(tuple, sized[TASK_COLUMNS].to_numpy().tolist()),
+                                  sized["value"], strict=True))
+
+    def holds(self, task) -> bool:
+        size = len(task.members)
+        for checkpoint, encoding_id in task.members:
+            key = (checkpoint, task.representation, task.metric, encoding_id)
+            if key not in self.keys or self.set_sizes.get(key, size) != size:
+                return False
+        return True
 
 
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """Hold ``out/.lock`` for the run: a second run on ``out`` would merge and delete journal
-    parts under the first one's feet. The OS drops the lock when the process dies (kill -9
-    included). Without fcntl (Windows) runs are not guarded."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(out / _LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another fastdis score is writing to {out}; wait for it to "
-                               "finish (or stop it), then rerun to resume.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _damaged_rows(damaged: dict, names) -> list[dict]:
+    """Failed rows, one per metric, of each ``{checkpoint: problem}`` whose metadata cannot be
+    read. Their ``encoding_id`` is empty, so once the checkpoint is written again they are
+    stale and dropped at consolidation."""
+    return [row for name, problem in damaged.items() for metric in names
+            for row in failed_rows(ScoreTask(name, ANY_REPRESENTATION, metric, ""), problem)]
+
+
+def _task_keys(table) -> set[tuple]:
+    return set(map(tuple, table[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
 
 
 def _score_tasks(store, store_path, entries, names, representations, out, scheduler, workers,
                  retry_failed, progress):
+    """Run the tasks not yet recorded, consolidate, and check that the table holds every
+    listed task: journal parts deleted under a run (by hand, or a sync tool) are scored
+    again once, and if rows are still missing the run fails instead of reporting success."""
+    listed = _listed_tasks(entries, names, representations)
+    for attempt in range(2):
+        recorded, _ = read_raw(out)
+        if retry_failed and attempt == 0:
+            recorded = recorded[recorded["error"].isna()]
+        done = _Recorded(recorded)
+        tasks = [task for task in listed if not done.holds(task)]
+        _run_tasks(store_path, tasks, scheduler, workers, progress, Journal(out),
+                   _damaged_rows(store.damaged(), names))
+        table = consolidate(out, store)
+        missing = _missing_tasks(listed, table, store)
+        if not missing:
+            return table
+    raise RuntimeError(
+        f"{out}: {len(missing)} evaluation(s) finished but their results are missing from "
+        f"the table (e.g. {missing[0].members[0][0]} / {missing[0].representation} / "
+        f"{missing[0].metric}): something deletes files under {out / '.journal'} during the "
+        "run. Stop it, then rerun to complete the table.")
+
+
+def _missing_tasks(listed, table, store) -> list:
+    """The listed tasks without rows in ``table``, except those of checkpoints re-encoded
+    since they were listed (consolidation drops their rows as stale; a rerun scores them)."""
+    current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
+    recorded = _Recorded(table)
+    return [task for task in listed
+            if all(current.get(name) == encoding_id for name, encoding_id in task.members)
+            and not recorded.holds(task)]
+
+
+def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_rows):
+    """Run ``tasks`` where ``scheduler`` says, journaling each result (and ``extra_rows``)."""
     from .._parallel import default_workers
 
-    recorded, _ = read_raw(out)
-    if retry_failed:
-        recorded = recorded[recorded["error"].isna()]
-    tasks = _pending_tasks(entries, names, representations, recorded)
-    journal = Journal(out)
     failures = 0
     bar = stderr_progress() if progress else None
 
@@ -418,6 +446,7 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
             bar.update(bar_task, advance=1,
                        description=f"scoring ({failures} failed)" if failures else "scoring")
 
+    journal.add(extra_rows)
     try:
         if bar is not None:
             bar.start()
@@ -435,4 +464,3 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
         journal.flush()
         if bar is not None:
             bar.stop()
-    return consolidate(out, store)

@@ -7,7 +7,8 @@ rows to ``on_result`` as they arrive:
 * :func:`run_local`: a pool of spawned processes. Most numba kernels here hold the GIL (only the
   linear-model losses are ``nogil``) and scikit-learn / scipy's L-BFGS loop is Python, so
   threads would serialise; one single-threaded process per core runs the tasks truly in
-  parallel and is the fastest local choice. A worker that dies costs only its own task.
+  parallel and is the fastest local choice. A worker that dies costs only its own task; the
+  workers exit when the process that started them dies (kill -9 included).
 * :func:`run_dask`: the same task function on an existing Dask cluster (the workers must see
   the store's path). No cluster is ever started here.
 """
@@ -84,17 +85,16 @@ def _workers_can_start() -> bool:
 def _run_pool(store_path, tasks, workers, on_result, task_function):
     """One pool over the list ``tasks``; if the pool breaks, ``tasks`` is left holding the
     unfinished ones (in order) and BrokenProcessPool propagates."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn, not fork: zarr runs an asyncio loop thread and numba an OpenMP pool, neither of
-    # which survives a fork.
-    context = multiprocessing.get_context("spawn")
+    from .._parallel import process_pool
+
     done = set()
     try:
         # score_task sets numba and BLAS to one thread itself, so each process fills one core.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # The workers exit when this process dies, even by SIGKILL.
+        with process_pool(workers) as pool:
             futures = {pool.submit(task_function, store_path, task): i
                        for i, task in enumerate(tasks)}
             for future in as_completed(futures):

@@ -13,7 +13,8 @@ The table is **long**: one row per checkpoint x representation x metric x result
 column              meaning
 ==================  ===========================================================================
 checkpoint          the checkpoint's name in the store
-representation      ``mean``, ``sampled``, ... (the reference's ``postprocess.name``)
+representation      ``mean``, ``sampled``, ... (the reference's ``postprocess.name``); ``*`` on
+                    the failed rows of a checkpoint whose metadata cannot be read
 metric              registry name (the reference's ``evaluation.name``)
 key                 result key (the reference's ``evaluation_results.<key>``)
 value               float64
@@ -122,8 +123,7 @@ def read_raw(out: Path):
     sources = ([out / _TABLE] if (out / _TABLE).is_file() else []) + parts
     if not sources:
         return _frame([]), parts
-    frames = [pd.read_parquet(source).assign(_source=number)
-              for number, source in enumerate(sources)]
+    frames = [_read_part(source).assign(_source=number) for number, source in enumerate(sources)]
     table = pd.concat(frames, ignore_index=True)
     for column in RESULT_COLUMNS:  # a table written before the column existed
         if column not in table:
@@ -134,6 +134,19 @@ def read_raw(out: Path):
     # broke (its result had not been collected yet): the same numbers, kept once.
     table = table.drop_duplicates([*TASK_COLUMNS, "key"], keep="last")
     return table.reset_index(drop=True), parts
+
+
+def _read_part(path: Path):
+    """One Parquet file of ``out``, or ValueError naming it and what deleting it costs."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged file vary
+        cost = ("every evaluation is then computed again" if path.name == _TABLE else
+                "its evaluations are then computed again")
+        raise ValueError(f"{path} cannot be read ({type(exc).__name__}: {exc}); restore it "
+                         f"from a copy, or delete it and rerun ({cost}).") from exc
 
 
 def read_scores(out):

@@ -8,8 +8,8 @@ Layout (``LocalStore``, Blosc zstd, chunked by checkpoint)::
       plan/groups/<metric>/<name>    BetaVAE / FactorVAE index arrays
       checkpoints/<key>/             one group per checkpoint; attributes: name, config,
         mean, sampled, ...           encoding_id, representations, n_codes, kl (per code),
-        logvar                       complete; one array of (n_points, n_codes) per
-                                     representation, one chunk each, and the posterior
+        logvar                       checksums, complete; one array of (n_points, n_codes)
+                                     per representation, one chunk each, and the posterior
                                      log-variances of the ``mean`` codes when known
 
 A checkpoint group is written arrays first and ``complete: true`` last, so a crash mid-write
@@ -17,18 +17,30 @@ leaves an incomplete group that readers ignore and the next write replaces. ``en
 changes whenever a checkpoint is (re-)written, which is how scores know they are stale.
 One process writes a store at a time; any number read it.
 
+Integrity: Zarr reads a missing chunk file as its fill value, so a store copied incompletely
+would hand out zeros as codes. Every array is therefore read verified: its chunks must all be
+on disk, and its content must match the checksum recorded when it was written (``checksums``,
+``{array name: digest}`` of every array of a checkpoint's group, read back after writing; the
+plan's in the root's attributes). A damaged checkpoint raises :class:`StoreError` naming the
+file and the problem, and only for that checkpoint; a checkpoint whose group metadata cannot
+be read is listed in :meth:`RepresentationStore.damaged` and left out of the others. Stores
+written before checksums existed are read with the chunk check only (their content cannot be
+verified); re-encode a checkpoint to give it checksums.
+
 :func:`write_codes` is the public entry for codes from any framework; ``fastdis encode``
 (:func:`encode_checkpoints`) fills a store from training checkpoints.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -39,6 +51,10 @@ __all__ = ["StoreError", "RepresentationStore", "create_store", "open_store", "w
 
 _FORMAT = "fastdis-representation-store"
 _VERSION = 1
+#: The file ``fastdis encode`` holds locked while it writes a store (one writer at a time).
+WRITE_LOCK = ".write.lock"
+#: Attributes every complete checkpoint group has.
+_REQUIRED_ATTRIBUTES = ("name", "encoding_id", "representations")
 #: Array of a checkpoint group holding the posterior log-variances of its ``mean`` codes;
 #: not a representation, so the name is reserved.
 LOGVAR = "logvar"
@@ -55,6 +71,41 @@ def checkpoint_key(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a checkpoint name must be a non-empty string; got {name!r}.")
     return "c-" + quote(name, safe="")
+
+
+def checkpoint_name_of_key(key: str) -> str:
+    """The checkpoint name a Zarr node name stands for (:func:`checkpoint_key` reversed)."""
+    return unquote(key[2:]) if key.startswith("c-") else key
+
+
+def array_checksum(values: np.ndarray) -> str:
+    """Digest of an array's dtype, shape and bytes (C order), as recorded in a store."""
+    values = np.ascontiguousarray(values)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{values.dtype.str}{values.shape}".encode())
+    digest.update(values.data)
+    return "blake2b:" + digest.hexdigest()
+
+
+def read_verified(array, where: str, checksum: str | None) -> np.ndarray:
+    """Every value of a Zarr ``array``, checked against what was written.
+
+    Raises StoreError naming ``where`` (the array's path) if a chunk file is missing (Zarr
+    would read it as the fill value), cannot be decoded, or the values do not match
+    ``checksum`` (None: not recorded, only the chunks are checked).
+    """
+    try:
+        missing = array.nchunks - array.nchunks_initialized
+        values = array[...] if not missing else None
+    except Exception as exc:  # a truncated or garbled chunk file
+        raise StoreError(f"{where} cannot be read: {type(exc).__name__}: {exc}") from exc
+    if missing:
+        raise StoreError(f"{where}: {missing} of its {array.nchunks} chunk file(s) are missing "
+                         "(an incomplete copy or a disk error); write it again.")
+    if checksum is not None and array_checksum(values) != checksum:
+        raise StoreError(f"{where}: its content does not match the checksum recorded when it "
+                         "was written (a damaged chunk file); write it again.")
+    return values
 
 
 def _compressors():
@@ -82,14 +133,51 @@ class RepresentationStore:
     def _checkpoints_group(self):
         return self._root["checkpoints"]
 
+    def _keys(self) -> list[str]:
+        """Node names under checkpoints/, from the directory: listing them through Zarr
+        parses every group's metadata, and one unreadable group would hide all the others."""
+        folder = self.path / "checkpoints"
+        return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+
+    def _scan(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """(``{name: attributes}`` of every complete checkpoint, ``{name: problem}`` of every
+        checkpoint whose metadata cannot be read), in key order."""
+        entries, damaged = {}, {}
+        checkpoints = self._checkpoints_group()
+        for key in self._keys():
+            where = self.path / "checkpoints" / key / "zarr.json"
+            try:
+                attributes = dict(checkpoints[key].attrs)
+            except Exception as exc:  # noqa: BLE001 - garbled JSON, a missing file, ...
+                damaged[checkpoint_name_of_key(key)] = (
+                    f"{where}: the checkpoint's metadata cannot be read "
+                    f"({type(exc).__name__}: {exc}); encode it again.")
+                continue
+            if not attributes.get("complete"):
+                continue
+            lacking = [field for field in _REQUIRED_ATTRIBUTES if field not in attributes]
+            if lacking:
+                damaged[checkpoint_name_of_key(key)] = (
+                    f"{where}: the checkpoint's metadata lacks {', '.join(lacking)}; encode it "
+                    "again.")
+                continue
+            entries[attributes["name"]] = attributes
+        return entries, damaged
+
     def _entries(self) -> dict[str, dict]:
-        """``{name: attributes}`` of every complete checkpoint, in key order."""
-        entries = {}
-        for _, group in sorted(self._checkpoints_group().groups(), key=lambda item: item[0]):
-            attributes = dict(group.attrs)
-            if attributes.get("complete"):
-                entries[attributes["name"]] = attributes
-        return entries
+        return self._scan()[0]
+
+    def damaged(self) -> dict[str, str]:
+        """``{name: problem}`` of the checkpoints whose metadata cannot be read (the problem
+        names the file); they are left out of :meth:`names` and :meth:`checkpoints`."""
+        return self._scan()[1]
+
+    def unverified(self) -> list[str]:
+        """What was written before checksums existed: "the evaluation plan" and/or checkpoint
+        names. Their chunk files are checked on read, their content cannot be."""
+        plan = [] if "checksums" in self._root.attrs["fastdis"] else ["the evaluation plan"]
+        return plan + [name for name, entry in self._entries().items()
+                       if "checksums" not in entry]
 
     def names(self) -> list[str]:
         """Names of the complete checkpoints."""
@@ -108,6 +196,10 @@ class RepresentationStore:
             group = self._checkpoints_group()[key]
         except KeyError:
             raise StoreError(f"{self.path}: no checkpoint named {name!r}.") from None
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata
+            raise StoreError(f"{self.path / 'checkpoints' / key / 'zarr.json'}: the "
+                             f"checkpoint's metadata cannot be read ({type(exc).__name__}: "
+                             f"{exc}); encode it again.") from exc
         if not group.attrs.get("complete"):
             raise StoreError(f"{self.path}: checkpoint {name!r} was not completely written; "
                              "write it again.")
@@ -128,27 +220,45 @@ class RepresentationStore:
 
     def logvar(self, name: str) -> np.ndarray | None:
         """Posterior log-variances of the :data:`POSTERIOR_MEANS` codes, (n_points, n_codes),
-        or None when the checkpoint was written without."""
-        group = self._group(name)
-        if LOGVAR not in group.attrs.get("arrays", ()):
+        verified, or None when the checkpoint was written without."""
+        if LOGVAR not in self._group(name).attrs.get("checksums", {}):
             return None
-        return self._read(group, name, LOGVAR)
+        return self.array(name, LOGVAR)
 
     def codes(self, name: str, representation: str = "mean") -> np.ndarray:
-        """Codes of one checkpoint and representation, (n_points, n_codes)."""
-        group = self._group(name)
-        available = list(group.attrs.get("representations", []))
+        """Codes of one checkpoint and representation, (n_points, n_codes), verified
+        (module docstring: Integrity)."""
+        available = list(self._group(name).attrs.get("representations", []))
         if representation not in available:
             raise StoreError(f"{self.path}: checkpoint {name!r} has no {representation!r} "
                              f"codes; it has {available}.")
-        return self._read(group, name, representation)
+        return self.array(name, representation)
 
-    def _read(self, group, name: str, array_name: str) -> np.ndarray:
+    def array(self, name: str, array_name: str) -> np.ndarray:
+        """Any array of checkpoint ``name``'s group, verified against its checksum.
+
+        Raises
+        ------
+        StoreError
+            If the checkpoint has no such array, or the array is damaged (the message names
+            its path: a missing, truncated or garbled chunk file).
+        """
+        group = self._group(name)
+        where = self.path / "checkpoints" / checkpoint_key(name) / array_name
+        checksums = group.attrs.get("checksums") or {}
         try:
-            return group[array_name][...]
-        except Exception as exc:  # a missing array, a truncated or deleted chunk file
-            raise StoreError(f"{self.path}/checkpoints/{checkpoint_key(name)}/{array_name}"
-                             f" cannot be read: {exc}") from exc
+            array = group[array_name]
+        except KeyError:
+            if array_name in checksums:
+                raise StoreError(f"{where}: the array was written but is missing now; write "
+                                 "the checkpoint again.") from None
+            available = list(group.attrs.get("representations", []))
+            raise StoreError(f"{self.path}: checkpoint {name!r} has no {array_name!r} "
+                             f"codes; it has {available}.") from None
+        except Exception as exc:  # noqa: BLE001 - the array's own metadata is unreadable
+            raise StoreError(f"{where}/zarr.json cannot be read ({type(exc).__name__}: "
+                             f"{exc}); write the checkpoint again.") from exc
+        return read_verified(array, str(where), checksums.get(array_name))
 
 
 def _read_root(path, mode):
@@ -183,14 +293,22 @@ def open_store(path, *, mode: str = "r") -> RepresentationStore:
         raise ValueError(f"mode must be 'r' or 'a'; got {mode!r}.")
     root, meta = _read_root(path, mode)
     arrays = {}
+    checksums = meta.get("checksums")
     try:
         plan_group = root["plan"]
-        for array_path, array in plan_group.arrays():
-            arrays[array_path] = array[...]
+        stored = dict(plan_group.arrays())
         groups = plan_group["groups"] if "groups" in plan_group else None
         for metric, metric_group in (groups.groups() if groups is not None else []):
-            for key, array in metric_group.arrays():
-                arrays[f"groups/{metric}/{key}"] = array[...]
+            stored.update((f"groups/{metric}/{key}", array)
+                          for key, array in metric_group.arrays())
+        for array_path, array in stored.items():
+            arrays[array_path] = read_verified(
+                array, f"{path}/plan/{array_path}",
+                None if checksums is None else checksums.get(array_path))
+        if checksums is not None and set(checksums) - set(stored):
+            raise StoreError(f"{path}: the evaluation plan is missing or corrupted (arrays "
+                             f"{sorted(set(checksums) - set(stored))} under {path}/plan are "
+                             "gone).")
         plan = EvaluationPlan.from_metadata(meta["plan"], arrays)
         if "checkpoints" not in root:
             raise KeyError("checkpoints")
@@ -229,10 +347,15 @@ def create_store(path, plan: EvaluationPlan, *, dataset: str | None = None,
     root = zarr.open_group(store=LocalStore(path), mode="w-", zarr_format=3,
                            attributes={"fastdis": {"format": _FORMAT, "version": _VERSION,
                                                    "dataset": dataset, "plan": metadata}})
+    checksums = {}
     for array_path, array in arrays.items():
-        root.create_array(name=f"plan/{array_path}", data=np.ascontiguousarray(array),
-                          compressors=_compressors())
+        written = root.create_array(name=f"plan/{array_path}", data=np.ascontiguousarray(array),
+                                    compressors=_compressors())
+        checksums[array_path] = array_checksum(written[...])
     root.create_group("checkpoints")
+    # Last: a crash before this line leaves a store without plan checksums, which
+    # open_store still reads with the chunk check.
+    root.attrs["fastdis"] = {**root.attrs["fastdis"], "checksums": checksums}
     return RepresentationStore(path, root, plan, dataset)
 
 
@@ -363,29 +486,26 @@ def write_codes(
         kl = _per_code_kl(kl, arrays)
 
     checkpoints = store._checkpoints_group()
-    if key in checkpoints:
-        if checkpoints[key].attrs.get("complete") and not replace:
+    if (store.path / "checkpoints" / key).is_dir():
+        if not replace and _is_complete(checkpoints, key):
             return False
-        # Incomplete first: deleting is not atomic, and a crash halfway must not leave the
-        # old group's "complete" metadata standing over missing arrays.
-        checkpoints[key].attrs["complete"] = False
-        del checkpoints[key]
+        _remove_checkpoint(store, key)
     group = checkpoints.create_group(key)
     for representation, codes in arrays.items():
         group.create_array(name=representation, data=codes, chunks=codes.shape,
                            compressors=_compressors())
     group.attrs.update({
         "name": name, "config": config, "encoding_id": uuid.uuid4().hex,
-        "representations": representations, "arrays": list(arrays),
-        "n_codes": {r: int(arrays[r].shape[1]) for r in representations},
-        "kl": kl, "complete": True,
+        "representations": representations,
+        "n_codes": {r: int(arrays[r].shape[1]) for r in representations}, "kl": kl,
     })
+    seal_checkpoint(group)
     return True
 
 
 def _per_code_kl(kl, arrays) -> list[float]:
-    """``kl`` as a list of one float per code; ValueError unless every representation has
-    that many codes."""
+    """``kl`` as a list of one float per code; ValueError unless every array has that many
+    codes."""
     try:
         kl = np.asarray(kl, dtype=np.float64)
     except (TypeError, ValueError):
@@ -408,6 +528,33 @@ def _posterior_logvar(logvar, arrays) -> np.ndarray:
         raise ValueError(f"logvar must have the shape of the {POSTERIOR_MEANS!r} codes "
                          f"{mean.shape}; got {logvar.shape}.")
     return logvar
+
+
+def seal_checkpoint(group) -> None:
+    """Record the checksum of every array of a checkpoint's group, read back from disk, and
+    mark the group complete: the last write of a checkpoint."""
+    checksums = {array_name: array_checksum(array[...]) for array_name, array in group.arrays()}
+    group.attrs.update({"checksums": checksums, "complete": True})
+
+
+def _is_complete(checkpoints, key: str) -> bool:
+    """Whether group ``key`` is a complete checkpoint (False when its metadata is unreadable:
+    then it is written again)."""
+    try:
+        return bool(checkpoints[key].attrs.get("complete"))
+    except Exception:  # noqa: BLE001 - garbled or missing metadata
+        return False
+
+
+def _remove_checkpoint(store: RepresentationStore, key: str) -> None:
+    """Delete a checkpoint's group, readable or damaged."""
+    try:
+        # Incomplete first: deleting is not atomic, and a crash halfway must not leave the
+        # old group's "complete" metadata standing over missing arrays.
+        store._checkpoints_group()[key].attrs["complete"] = False
+    except Exception:  # noqa: BLE001 - unreadable metadata: nothing complete-looking to undo
+        pass
+    shutil.rmtree(store.path / "checkpoints" / key)
 
 
 def store_size_bytes(path) -> int:

@@ -8,6 +8,7 @@ the current directory (dlib's fallback). Files sit in dlib's sub-folders under i
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -24,6 +25,52 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
         if os.environ.get(var):
             return Path(os.environ[var]), f"${var}"
     return Path("."), f"the current directory (neither ${ENV_VARS[0]} nor ${ENV_VARS[1]} is set)"
+
+
+#: Bytes read from each end of a data file to identify it (with its size).
+_IDENTITY_BYTES = 1 << 16
+
+
+def same_data_folder(first, second, dataset: str) -> bool:
+    """Whether data folders ``first`` and ``second`` (``data_dir`` values; None: the default
+    of :func:`resolve_data_dir`) hold the same data for ``dataset``, however spelled.
+
+    Equal when they resolve to the same folder (absolute or relative paths, another working
+    directory, a symlink, ``$FASTDIS_DATA``), or when the data set's files in both have the
+    same sizes and the same first and last 64 KiB (a copy elsewhere). A data set unknown to
+    the registry is compared by folder only.
+    """
+    folders = [os.path.realpath(resolve_data_dir(folder)[0]) for folder in (first, second)]
+    if folders[0] == folders[1]:
+        return True
+    from .registry import DATASETS
+
+    if dataset not in DATASETS:
+        return False
+    identities = [data_identity(Path(folder), DATASETS[dataset].files) for folder in folders]
+    return identities[0] is not None and identities[0] == identities[1]
+
+
+def data_identity(folder: Path, relative_files) -> tuple | None:
+    """(name, size, digest of both ends) of each file under ``folder`` (a relative path that
+    is a folder counts each of its files); None if one is missing."""
+    import hashlib
+
+    identity = []
+    for relative in relative_files:
+        path = folder / relative
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if not file.is_file():
+                return None
+            size = file.stat().st_size
+            with open(file, "rb") as stream:
+                head = stream.read(_IDENTITY_BYTES)
+                stream.seek(max(0, size - _IDENTITY_BYTES))
+                tail = stream.read(_IDENTITY_BYTES)
+            identity.append((str(file.relative_to(folder)), size,
+                             hashlib.blake2b(head + tail, digest_size=16).hexdigest()))
+    return tuple(identity)
 
 
 def require_file(path: Path, dataset: str, origin: str, fix: str) -> Path:
@@ -65,11 +112,7 @@ def load_npz_member(path: Path, member: str, *, mmap: bool = True) -> np.ndarray
     ``np.load(mmap_mode=...)`` ignores the mode for .npz files, so an uncompressed member is
     mapped directly: its bytes sit contiguously after the zip local header and the .npy header.
     """
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise bad_file(path, "an .npz (zip) archive", f"an unreadable file ({exc})") from None
-    with archive:
+    with _open_npz(path) as archive:
         name = member + ".npy"
         if name not in archive.namelist():
             raise bad_file(path, f"an array named {member!r}", f"keys {_npz_keys(archive)}")
@@ -93,15 +136,74 @@ def load_npz_member(path: Path, member: str, *, mmap: bool = True) -> np.ndarray
             raise bad_file(path, f"a complete array {member!r}", f"a read error ({exc})") from None
 
 
+#: What a pickled member of a data file may reference: numpy's array and scalar
+#: reconstruction, and plain containers. Anything else (``os.system`` in a crafted file's
+#: ``__reduce__``) is refused before it is called.
+_SAFE_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+    ("builtins", "bytearray"), ("collections", "OrderedDict"), ("_codecs", "encode"),
+}
+#: Module names of older pickles (numpy 1, Python 2) and what they are now.
+_RENAMED_MODULES = {"numpy.core.multiarray": "numpy._core.multiarray",
+                    "numpy.core.numeric": "numpy._core.numeric", "__builtin__": "builtins",
+                    "copy_reg": "copyreg"}
+
+
+class UnsafePickleError(ValueError):
+    """A pickled member of a data file references something other than plain data."""
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, strings, numbers and numpy arrays, and nothing else."""
+
+    def find_class(self, module, name):
+        module = _RENAMED_MODULES.get(module, module)
+        if (module, name) not in _SAFE_GLOBALS:
+            raise UnsafePickleError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"a persistent reference {pid!r}")
+
+
 def load_npz_object(path: Path, member: str):
-    """A pickled object member (dSprites' ``metadata`` dict); py2 pickles need latin1."""
+    """A pickled object member (dSprites' ``metadata`` dict), read by an unpickler that admits
+    only plain data (containers, strings, numbers, numpy arrays): a data file runs no code.
+    py2 pickles need latin1. A member that is a plain array is returned as such."""
+    with _open_npz(path) as archive:
+        if member + ".npy" not in archive.namelist():
+            raise bad_file(path, f"an entry named {member!r}", f"keys {_npz_keys(archive)}")
+        try:
+            with archive.open(member + ".npy") as stream:
+                _, _, dtype = _npy_header(stream, path, member)
+                if dtype.hasobject:
+                    value = _unpickle_plain_data(stream, path, member)
+                    return value[()] if isinstance(value, np.ndarray) else value
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise bad_file(path, f"a readable entry {member!r}", f"a read error ({exc})") from None
+    return load_npz_member(path, member, mmap=False)[()]
+
+
+def _unpickle_plain_data(stream, path: Path, member: str):
     try:
-        with np.load(path, allow_pickle=True, encoding="latin1") as data:
-            if member not in data.files:
-                raise bad_file(path, f"an entry named {member!r}", f"keys {data.files}")
-            return data[member][()]
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise bad_file(path, f"a readable entry {member!r}", f"a read error ({exc})") from None
+        return _PlainDataUnpickler(stream, encoding="latin1").load()
+    except UnsafePickleError as exc:
+        raise bad_file(path, f"plain data in the pickled entry {member!r}",
+                       f"a reference to {exc} (refused: a data file must not run code)"
+                       ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
+            IndexError, TypeError, AttributeError) as exc:  # what a garbled pickle raises
+        raise bad_file(path, f"a readable entry {member!r}",
+                       f"a read error ({type(exc).__name__}: {exc})") from None
+
+
+def _open_npz(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise bad_file(path, "an .npz (zip) archive", f"an unreadable file ({exc})") from None
 
 
 def _npz_keys(archive: zipfile.ZipFile) -> list[str]:

@@ -31,8 +31,14 @@ def _fail(exc: Exception):
 
 
 @app.command("list")
-def list_datasets(data_dir: DataDir = None):
-    """List the data sets, their factor sizes, the files they read and whether they are found."""
+def list_datasets(
+    data_dir: DataDir = None,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Open each data set whose files are present, as train and "
+        "show do (--no-check: only look for the files).")] = True,
+):
+    """List the data sets, their factor sizes, the files they read and whether they are found
+    and open (a truncated or misshapen file is listed as unusable, with the reason)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -44,14 +50,29 @@ def list_datasets(data_dir: DataDir = None):
     for column in ("name", "factor sizes", "files (in the data folder)", "found", "look-alike"):
         table.add_column(column, overflow="fold")
     for spec in DATASETS.values():
-        missing = spec.missing_files(data_dir)
         files = "cars/*.mat (183)" if spec.name == "cars3d" else ", ".join(
             sorted({str(f.parent) + "/" for f in spec.files} if len(spec.files) > 2
                    else {str(f) for f in spec.files}))
-        found = "yes" if not missing else f"no ({len(missing)} missing)"
         make = f"make {spec.make}" if spec.make else ""
-        table.add_row(spec.name, "x".join(map(str, spec.factor_sizes)), files, found, make)
+        table.add_row(spec.name, "x".join(map(str, spec.factor_sizes)), files,
+                      _found(spec, data_dir, check), make)
     Console().print(table)
+
+
+def _found(spec, data_dir, check: bool) -> str:
+    """"yes", "no (n missing)", "unusable: why", or "present (not checked)"."""
+    from .registry import load_dataset
+
+    missing = spec.missing_files(data_dir)
+    if missing:
+        return f"no ({len(missing)} missing)"
+    if not check:
+        return "present (not checked)"
+    try:
+        load_dataset(spec.name, data_dir)
+    except (OSError, ValueError) as exc:
+        return f"unusable: {exc}"
+    return "yes"
 
 
 @app.command()

@@ -5,6 +5,26 @@ no other module lists metrics. Names are the evaluation names of disentanglement
 configs (``config/unsupervised_study_v1/metric_configs/<name>.gin``) where one exists, so result
 tables line up with the reference's ``evaluation_results.*`` namespaces.
 
+``reference`` names the disentanglement_lib function a metric reproduces (``module.function`` of
+``fastdis.compat.disentanglement_lib``). It is empty for the metrics beyond the reference, which
+later papers proposed and disentanglement_lib lacks (MIG-sup, JEMMIG, DCIMIG, InfoMEC and Chen et
+al.'s posterior MIG); they take the study's defaults where one applies (20-bin histograms as the
+study's MIG, its sample sizes) and are never part of the study suite.
+
+The DCI framework's explicitness and size (Eastwood et al., "DCI-ES", ICLR 2023) are not
+registered: they are not determined by the representation and factors alone. Explicitness is one
+minus the normalised area under a loss-capacity curve (the lowest test loss of a probe reached
+up to each capacity along a capacity axis), and the paper leaves the probe family (MLPs, random
+Fourier features and random forests in its experiments), the capacity grid and its scale, the
+probes' training, the baseline loss and the lowest attainable loss to the experimenter; the
+authors' code (andreinicolicioiu/DCI-ES, ``metrics/explitcitness.py``) stretches every curve to
+the largest capacity among *all the curves compared*, measures the area above each curve's own
+minimum and normalises by the baseline loss times the capacity range, so one representation's
+score moves when another is added to the comparison. A fixed choice of probes and capacities
+would be a new metric, not theirs. Size ("the representation's size relative to the ground
+truth" in the paper's abstract) has no implementation in the authors' code, and its formula
+could not be pinned down from the material at hand, so it is not guessed at either.
+
 ``inputs`` says which evaluation data a metric consumes (sampling is a separate step):
 
 ==================  =============================================================================
@@ -19,6 +39,9 @@ factor_vae_groups   i.i.d. points + groups sharing one factor (see :func:`factor
 fairness            i.i.d. train set + intervention sets (see :mod:`fastdis.metrics._fairness`)
 strong_downstream   train/test sets + intervened sets (see :mod:`fastdis.metrics._downstream`)
 udr                 codes and KL of several models on the same points (see :mod:`.udr`)
+posterior_grid      ``(means, logvars, factors)``: posterior means and log-variances of points
+                    forming a complete factor grid (every combination of the factor values
+                    present, once each: the whole data set or a complete sub-grid)
 ==================  =============================================================================
 """
 
@@ -37,7 +60,7 @@ class MetricSpec:
     name: str
     target: str  # "module:function" of the array-level function, imported on first use
     inputs: str
-    reference: str  # the disentanglement_lib function it reproduces
+    reference: str  # the disentanglement_lib function it reproduces; "" beyond the reference
     defaults: Mapping = field(default_factory=dict)  # keyword options at the study defaults
     sizes: Mapping = field(default_factory=dict)  # sample sizes at the study defaults
     study: bool = False  # part of unsupervised_study_v1's metric suite
@@ -168,6 +191,31 @@ _SPECS = [
                     "include_raw_correlations": True, "kl_filter_threshold": 0.01},
           sizes={"batch_size": 10, "num_data_points": 1_000},
           description="Unsupervised Disentanglement Ranking (Duan et al. 2020)"),
+    # Beyond the reference: later papers' metrics, with the study's discretisation and sizes.
+    _spec("mig_sup", "_mi_gaps:mig_sup", "codes_factors", "",
+          defaults={"num_bins": 20, "active_variance": 0.01}, sizes={"num_train": 10_000},
+          description="MIG-sup (Li et al. 2020): per active code, gap between its top two "
+                      "factors, 20-bin histograms",
+          headline=("mig_sup",)),
+    _spec("jemmig", "_mi_gaps:jemmig", "codes_factors", "", defaults={"num_bins": 20},
+          sizes={"num_train": 10_000},
+          description="JEMMIG (Do & Tran 2020): joint entropy minus MI gap, 20-bin histograms",
+          headline=("jemmig_score",)),
+    _spec("dcimig", "_mi_gaps:dcimig", "codes_factors", "", defaults={"num_bins": 20},
+          sizes={"num_train": 10_000},
+          description="DCIMIG (Sepliarskaia et al. 2019): best exclusive gap per factor, 20-bin "
+                      "histograms",
+          headline=("dcimig",)),
+    _spec("infomec", "_infomec:infomec", "train_test", "",
+          defaults={"num_bins": 20, "active_range_fraction": 0.05},
+          sizes={"num_train": 10_000, "num_test": 5_000},
+          description="InfoM, InfoC (20-bin histograms) and InfoE (linear probe) of Hsu et al. "
+                      "2023",
+          headline=("infom", "infoc", "infoe_train")),
+    _spec("chen_mig", "_chen_mig:chen_mig", "posterior_grid", "",
+          defaults={"num_samples": 10_000, "random_state": 0},
+          description="MIG of Chen et al. 2018 from Gaussian posteriors over the factor grid",
+          headline=("chen_mig",)),
 ]
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})

@@ -1,7 +1,9 @@
-"""Training the study's six VAE methods in PyTorch (issue 4).
+"""Training the study's six VAE methods in PyTorch.
 
 - :class:`TrainConfig`: one dataclass of plain values with dlib's study defaults.
 - :func:`train`: train (or resume) a run into a directory.
+- :func:`train_pack`: train (or resume) many models of one method as one pack, each into its
+  own run directory (``train`` is a pack of one).
 - :func:`load_checkpoint`: a trained model back, with ``encode`` and
   ``representation_function("mean" | "sampled")`` for scoring.
 - :data:`METHODS`: the six methods and their hyperparameters.
@@ -13,9 +15,10 @@ Importing this package does not import torch (the command line stays fast); ``tr
 from .config import METHODS, TrainConfig, canonical_method
 
 __all__ = ["METHODS", "Checkpoint", "TrainConfig", "canonical_method", "load_checkpoint",
-           "train"]
+           "train", "train_pack"]
 
-_LAZY = {"train": "training", "load_checkpoint": "checkpoint", "Checkpoint": "checkpoint"}
+_LAZY = {"train": "training", "train_pack": "training", "load_checkpoint": "checkpoint",
+         "Checkpoint": "checkpoint"}
 
 
 def __getattr__(name):

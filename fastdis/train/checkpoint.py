@@ -6,10 +6,11 @@ A run directory holds
   ``weights_only=True``, so a checkpoint cannot run code): the JSON config, the model and
   optimiser states, the torch generator of the noise and the numpy RandomState of the data;
 - ``config.json``: the same JSON config, for people and tools that do not load torch;
-- ``log.jsonl``: one line per logging step (written by the training loop).
+- ``log.jsonl``: one line per logging step (written by the training loop);
+- ``stopped.json``, only if the model's loss turned non-finite: at which update, which terms.
 
 :func:`load_checkpoint` gives a :class:`Checkpoint`, whose ``encode`` and
-``representation_function`` are what scoring needs (research/training.md §2.1-2.2).
+``representation_function`` are what scoring needs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .models import GaussianVAE
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
+#: Written when a model's loss turns non-finite: the update, the terms and their values.
+STOP_FILE = "stopped.json"
 #: Bumped when the layout of checkpoint.pt changes; older files are refused with a message.
 FORMAT = "fastdis.train.checkpoint"
 FORMAT_VERSION = 1
@@ -48,7 +51,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
-    a kill at any moment leaves either the old file or the new one, never half of one."""
+    a kill at any moment leaves either the old file or the new one, never half of one (and a
+    temporary file, which the next write removes)."""
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as file:
@@ -59,6 +64,27 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporary files of :func:`atomic_write` for ``path`` whose writer is dead
+    (killed mid-write); one of a live process is its write in progress and stays."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes one file at a time: a leftover of a dead writer
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def random_state_to_tensors(random_state: np.random.RandomState) -> dict:
@@ -83,25 +109,43 @@ def run_config(config: TrainConfig, step: int, observation_shape) -> dict:
             "fastdis_version": fastdis_version()}
 
 
-def save_checkpoint(out_dir: Path, *, config: TrainConfig, step: int, model: GaussianVAE,
-                    optimizers, generator: torch.Generator,
-                    data_random_state: np.random.RandomState) -> Path:
-    """Write ``checkpoint.pt`` and ``config.json`` of the run in ``out_dir``, atomically."""
-    json_config = run_config(config, step, model.observation_shape)
+def save_checkpoint(out_dir: Path, *, config: TrainConfig, step: int, observation_shape,
+                    model_state: dict, optimizer_states: list, streams: dict) -> Path:
+    """Write ``checkpoint.pt`` and ``config.json`` of one model, each atomically.
+
+    ``model_state`` is the model's ``state_dict`` (CPU tensors), ``optimizer_states`` its Adams'
+    state dicts and ``streams`` its ``torch_generator`` and ``data_random_state`` (tensors).
+    """
+    json_config = run_config(config, step, observation_shape)
     state = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config_json": json.dumps(json_config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizers": [optimizer.state_dict() for optimizer in optimizers],
-        "torch_generator": generator.get_state(),
-        "data_random_state": random_state_to_tensors(data_random_state),
+        "model": model_state,
+        "optimizers": optimizer_states,
+        **streams,
     }
     path = out_dir / CHECKPOINT_FILE
     atomic_write(path, lambda file: torch.save(state, file))
     atomic_write(out_dir / CONFIG_FILE,
                  lambda file: file.write(json.dumps(json_config, indent=1).encode()))
     return path
+
+
+def write_stop_record(out_dir: Path, config: TrainConfig, record: dict) -> dict:
+    """Record that the model of ``out_dir`` stopped and return the record written: ``record``
+    has the update (``step``), the non-finite terms and the values of every term then; the
+    global step and the reason are added. Its checkpoint stays the last finite one."""
+    record = {**record, "global_step": config.global_step(record["step"]),
+              "reason": "a loss term is not finite"}
+    atomic_write(out_dir / STOP_FILE, lambda file: file.write(json.dumps(record).encode()))
+    return record
+
+
+def read_stop_record(out_dir: Path) -> dict | None:
+    """The stop record of a run directory, or None if its model has not stopped."""
+    path = Path(out_dir) / STOP_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
@@ -123,8 +167,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise ValueError(f"checkpoint {file} is corrupt or not a fastdis checkpoint "
-                         f"({type(exc).__name__}: {exc}). Delete it to start the run afresh, "
-                         f"or restore it from a copy.") from exc
+                         f"({type(exc).__name__}: {_load_failure(exc)}). Delete it to start "
+                         f"the run afresh, or restore it from a copy.") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{file} is not a fastdis training checkpoint (no {FORMAT!r} marker).")
     if state.get("format_version") != FORMAT_VERSION:
@@ -140,6 +184,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {file} holds an unusable config: {exc}") from exc
     return json_config, state
+
+
+def _load_failure(exc: Exception) -> str:
+    """What torch.load found wrong, without its advice to load with ``weights_only=False``:
+    that would let the file run code, and a fastdis checkpoint never needs it."""
+    paragraphs = [paragraph.strip() for paragraph in str(exc).split("\n\n")]
+    kept = [paragraph for paragraph in paragraphs if paragraph
+            and "weights_only" not in paragraph and "torch.load" not in paragraph]
+    return " ".join(kept) or "unreadable"
 
 
 def build_model(json_config: dict) -> GaussianVAE:

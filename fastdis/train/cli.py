@@ -1,7 +1,8 @@
 """Commands of this package, merged into the ``fastdis`` command line by fastdis/cli.py.
 
-``fastdis train`` trains (or resumes) one model; ``fastdis sweep`` lists or trains entries of
-``unsupervised_study_v1`` by dlib's model_num. torch is imported inside the command bodies
+``fastdis train`` trains (or resumes) one model, or one setting over many seeds in packs;
+``fastdis sweep`` lists or trains entries of ``unsupervised_study_v1`` by dlib's model_num, in
+packs, here or on a Dask cluster. torch is imported inside the command bodies
 only, so ``fastdis --help`` stays fast.
 """
 
@@ -19,6 +20,17 @@ app = typer.Typer()
 _err = Console(stderr=True)
 
 
+class _WrappedHelp(typer.core.TyperCommand):
+    """Help laid out by click: it rewraps paragraphs and option help to the terminal width.
+    Rich's option table truncates long option names (--factor-vae-step-counting) at 80
+    columns and keeps the docstring's line breaks."""
+
+    def format_help(self, ctx, formatter):
+        import click
+
+        click.Command.format_help(self, ctx, formatter)
+
+
 def _fail(message: str, code: int = 2):
     _err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code=code)
@@ -33,27 +45,55 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _run(config: TrainConfig, out: Path, progress: bool) -> None:
-    """Train with the library's errors turned into messages and exit codes."""
-    from .training import train
+def _usable_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything is created."""
+    from .._device import check_device
 
     try:
-        train(config, out, progress=progress)
+        check_device(device)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _guarded(work):
+    """Run ``work()`` with the library's errors turned into messages and exit codes."""
+    try:
+        return work()
     except (ValueError, TypeError) as exc:  # bad config, data or checkpoint
         _fail(str(exc))
-    except (FileNotFoundError, RuntimeError, ImportError,  # missing data, kernels, ...
+    except (OSError, RuntimeError, ImportError, MemoryError,  # missing data, --out a file, ...
             FloatingPointError) as exc:  # a diverged run (non-finite loss)
         _fail(str(exc), code=1)
 
 
+def _run(config: TrainConfig, out: Path, progress: bool) -> None:
+    """Train one model (a pack of one)."""
+    from .training import train
+
+    _guarded(lambda: train(config, out, progress=progress))
+
+
+def _report_stopped(stopped: dict) -> None:
+    """Name the models whose loss turned non-finite; exit 1 if there are any."""
+    stopped = {name: record for name, record in stopped.items() if record is not None}
+    for name, record in stopped.items():
+        _err.print(f"[yellow]stopped:[/yellow] {name} at step {record['step']}: "
+                   f"{', '.join(record['non_finite_terms'])} not finite", highlight=False)
+    if stopped:
+        raise typer.Exit(code=1)
+
+
+#: The command's defaults are the config's (the study's), written once.
+_DEFAULT = TrainConfig()
+
 _METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae also works)."
 
 
-@app.command()
+@app.command(cls=_WrappedHelp)
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory (resumed if it holds a "
                                       "checkpoint).")],
-    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "beta_vae",
+    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = _DEFAULT.method,
     beta: Annotated[float | None, typer.Option(help="beta_vae / beta_tc_vae strength.")] = None,
     gamma: Annotated[float | None, typer.Option(help="factor_vae / annealed_vae strength.")
                      ] = None,
@@ -64,27 +104,36 @@ def train(
                          ] = None,
     lambda_d_factor: Annotated[float | None, typer.Option(
         help="dip_vae_*: lambda_d = lambda_d_factor * lambda_od.")] = None,
-    dataset: Annotated[str, typer.Option(help="dlib dataset name.")] = "dsprites_full",
+    dataset: Annotated[str, typer.Option(help="dlib dataset name.")] = _DEFAULT.dataset,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")
                         ] = None,
-    seed: Annotated[int, typer.Option(help="model.random_seed.")] = 0,
-    steps: Annotated[int, typer.Option(help="model.training_steps.")] = 300_000,
-    batch_size: Annotated[int, typer.Option(help="Batch size (study: 64).")] = 64,
-    num_latent: Annotated[int, typer.Option(help="Latent dimensions (study: 10).")] = 10,
+    seed: Annotated[int, typer.Option(help="model.random_seed.")] = _DEFAULT.seed,
+    seeds: Annotated[str | None, typer.Option(
+        help="Train this setting for many seeds, e.g. '0-49', as packs; each seed goes to "
+             "OUT/seed_<seed>/.")] = None,
+    pack: Annotated[int | None, typer.Option(
+        help="With --seeds: models per pack (default: all of them in one).")] = None,
+    steps: Annotated[int, typer.Option(help="model.training_steps.")] = _DEFAULT.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch size (study: 64).")] = _DEFAULT.batch_size,
+    num_latent: Annotated[int, typer.Option(help="Latent dimensions (study: 10).")] = (
+        _DEFAULT.num_latent),
     compile: Annotated[bool, typer.Option(
-        "--compile/--no-compile", help="torch.compile the forward and loss.")] = False,
+        "--compile/--no-compile", help="torch.compile the forward and loss.")] = _DEFAULT.compile,
     compile_mode: Annotated[str | None, typer.Option(
         help="torch.compile mode, e.g. reduce-overhead (CUDA graphs) on GPUs.")] = None,
-    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = _DEFAULT.device,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
-    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = (
+        _DEFAULT.checkpoint_every),
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = _DEFAULT.log_every,
     factor_vae_step_counting: Annotated[str, typer.Option(
         help=f"{' or '.join(FACTOR_VAE_STEP_COUNTING)}: 'dlib' makes --steps dlib's global "
-             f"step, which FactorVAE advances by 2 per update.")] = "dlib",
+             f"step, which FactorVAE advances by 2 per update.")
+    ] = _DEFAULT.factor_vae_step_counting,
     data_sampling: Annotated[str, typer.Option(
         help=f"{' or '.join(DATA_SAMPLING)}: 'dlib' draws one observation per call, "
-             f"the reference's stream.")] = "dlib",
+             f"the reference's stream; 'counter' draws on the device from (seed, step).")
+    ] = _DEFAULT.data_sampling,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show the progress bar.")] = True,
 ):
@@ -97,7 +146,8 @@ def train(
         method=method, beta=beta, gamma=gamma, c_max=c_max,
         iteration_threshold=iteration_threshold, lambda_od=lambda_od,
         lambda_d_factor=lambda_d_factor, dataset=dataset,
-        data_dir=str(data_dir) if data_dir is not None else None, seed=seed, steps=steps,
+        data_dir=str(data_dir.resolve()) if data_dir is not None else None, seed=seed,
+        steps=steps,
         batch_size=batch_size, num_latent=num_latent, compile=compile,
         compile_mode=compile_mode, device=device,
         checkpoint_every=checkpoint_every, log_every=log_every,
@@ -106,12 +156,43 @@ def train(
         config = config.resolved()
     except ValueError as exc:
         _fail(str(exc))
+    _usable_device(device)
     _set_threads(threads)
-    _run(config, out, progress)
-    _err.print(f"trained {config.method} to step {config.num_iterations()} in {out}")
+    if seeds is None:
+        _run(config, out, progress)
+        _err.print(f"trained {config.method} to step {config.num_iterations()} in {out}")
+        return
+    _train_seeds(config, seeds, pack, out, progress)
 
 
-@app.command()
+def _train_seeds(config: TrainConfig, seeds: str, pack: int | None, out: Path,
+                 progress: bool) -> None:
+    """``fastdis train --seeds``: one setting over many seeds, in packs."""
+    import dataclasses
+
+    from .sweep import parse_seeds
+    from .training import train_pack
+
+    try:
+        chosen = parse_seeds(seeds)
+        configs = [dataclasses.replace(config, seed=seed).resolved() for seed in chosen]
+    except ValueError as exc:
+        _fail(str(exc))
+    size = len(chosen) if pack is None else pack
+    if size < 1:
+        _fail(f"--pack must be a positive integer; got {pack}.")
+    stopped = {}
+    for start in range(0, len(chosen), size):
+        part, part_configs = chosen[start:start + size], configs[start:start + size]
+        records = _guarded(lambda part=part, part_configs=part_configs: train_pack(
+            part_configs, [out / f"seed_{seed}" for seed in part], progress=progress))
+        stopped.update({f"seed {seed}": record
+                        for seed, record in zip(part, records, strict=True)})
+    _err.print(f"trained {config.method} for {len(chosen)} seed(s) into {out}")
+    _report_stopped(stopped)
+
+
+@app.command(cls=_WrappedHelp)
 def sweep(
     study: Annotated[str, typer.Option(help="The study (dlib's name).")] =
         "unsupervised_study_v1",
@@ -127,11 +208,20 @@ def sweep(
                         ] = None,
     steps: Annotated[int | None, typer.Option(help="Override the study's 300,000 steps.")
                      ] = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile")] = False,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile")] = _DEFAULT.compile,
     compile_mode: Annotated[str | None, typer.Option(help="torch.compile mode.")] = None,
-    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device.")] = _DEFAULT.device,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = (
+        _DEFAULT.checkpoint_every),
+    pack: Annotated[int, typer.Option(
+        help="Models per pack (models of one dataset and method train together).")] = 1,
+    data_sampling: Annotated[str, typer.Option(
+        help=f"{' or '.join(DATA_SAMPLING)}, as for `fastdis train`.")
+    ] = _DEFAULT.data_sampling,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Address of a Dask scheduler: run the packs on its workers, one pack per task "
+             "(start workers with --nthreads 1).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ):
     """List or train the models of STUDY with disentanglement_lib's model_num numbering.
@@ -139,7 +229,10 @@ def sweep(
     model_num = 1800 * dataset + 50 * (6 * method + strength) + seed, with datasets
     dsprites_full, color_dsprites, noisy_dsprites, scream_dsprites, smallnorb, cars3d, shapes3d
     and methods beta_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tc_vae, annealed_vae.
-    Training resumes models whose run directory already holds a checkpoint.
+    Models of one dataset and method train together in packs of --pack; each keeps its run
+    directory OUT/<model_num>/. Training resumes models whose run directory already holds a
+    checkpoint. A model whose loss turns non-finite stops (its directory's stopped.json says
+    when) and the others train on; the command then exits with code 1.
     """
     from .sweep import parse_model_nums, study_models
 
@@ -157,18 +250,27 @@ def sweep(
               "them with --only-print.")
     if out is None:
         _fail("--out is required to train (each model goes to OUT/<model_num>/).")
+    _usable_device(device)
     overrides = {"data_dir": str(data_dir) if data_dir is not None else None,
                  "compile": compile, "compile_mode": compile_mode, "device": device,
-                 "checkpoint_every": checkpoint_every}
+                 "checkpoint_every": checkpoint_every, "data_sampling": data_sampling}
     if steps is not None:
         overrides["steps"] = steps
+    from .sweep import plan_packs, run_sweep
+
     try:
-        configs = [(model, model.train_config(**overrides)) for model in selected]
+        for model in selected:
+            model.train_config(**overrides)
+        packs = plan_packs(selected, pack)
     except ValueError as exc:
         _fail(str(exc))
     _set_threads(threads)
-    for model, config in configs:
-        _err.print(f"model {model.model_num}: {', '.join(model.gin_bindings())}",
-                   highlight=False)
-        _run(config, out / str(model.model_num), progress)
-    _err.print(f"trained {len(configs)} model(s) into {out}")
+    for models_of_pack in packs:
+        _err.print(f"pack of {len(models_of_pack)}: "
+                   + "; ".join(f"model {m.model_num}: {', '.join(m.gin_bindings())}"
+                               for m in models_of_pack), highlight=False)
+    stopped = _guarded(lambda: run_sweep(packs, out, overrides, scheduler=scheduler,
+                                         progress=progress,
+                                         report=lambda text: _err.print(text, highlight=False)))
+    _err.print(f"trained {len(selected)} model(s) in {len(packs)} pack(s) into {out}")
+    _report_stopped({f"model {num}": record for num, record in stopped.items()})

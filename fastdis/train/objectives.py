@@ -1,7 +1,6 @@
 """The six objectives of disentanglement_lib, one function each, and the module torch.compile sees.
 
-Every objective is ``R + regularizer`` (``methods/unsupervised/vae.py``, research/training.md
-§1.1-1.3), with
+Every objective is ``R + regularizer`` (dlib's ``methods/unsupervised/vae.py``), with
 
 - ``R``: Bernoulli reconstruction loss, BCE-with-logits summed over the 64*64*C values of each
   image and averaged over the batch;
@@ -41,10 +40,29 @@ def annealed_capacity(c_max: float, iteration_threshold: int, global_step: int) 
     return min(c_max, c_max * global_step / iteration_threshold)
 
 
+def dip_penalty(z_mean: torch.Tensor, z_logvar: torch.Tensor, lambda_od, lambda_d,
+                dip_type: str) -> torch.Tensor:
+    """DIP-VAE's penalty λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)² of the batch covariance C.
+
+    Number weights go into :func:`fastdis.kernels.dip_regularizer`. Tensor weights (each
+    model's own inside a ``torch.vmap``ped pack, which the op's float arguments cannot take)
+    weigh the op's covariance here instead.
+    """
+    if not isinstance(lambda_od, torch.Tensor):
+        return kernels.dip_regularizer(z_mean, z_logvar, lambda_od=lambda_od,
+                                       lambda_d=lambda_d, dip_type=dip_type)
+    _, covariance, _ = kernels.dip_covariance(z_mean, z_logvar, lambda_od=0.0, lambda_d=0.0,
+                                              dip_type=dip_type)
+    diagonal = covariance.diagonal()
+    off_diagonal_squares = covariance.square().sum() - diagonal.square().sum()
+    return lambda_od * off_diagonal_squares + lambda_d * (diagonal - 1.0).square().sum()
+
+
 def permute_dims(z: torch.Tensor, shuffle_keys: torch.Tensor) -> torch.Tensor:
     """FactorVAE's permute-dims (dlib's ``shuffle_codes``): each latent column of ``z`` (B, d)
-    shuffled across the batch on its own. ``shuffle_keys`` (B, d) are i.i.d. uniforms whose
-    per-column argsort is the permutation, so the draw is the caller's."""
+    shuffled across the batch on its own. ``shuffle_keys`` (B, d) are i.i.d. keys (uniforms,
+    or distinct integers) whose per-column argsort is the permutation, so the draw is the
+    caller's."""
     return z.gather(0, shuffle_keys.argsort(dim=0))
 
 
@@ -65,13 +83,20 @@ class Objective(nn.Module):
 
     def forward(self, images: torch.Tensor, noise: torch.Tensor,
                 shuffle_keys: torch.Tensor | None = None,
-                capacity: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                capacity: torch.Tensor | None = None,
+                hyperparameters: dict | None = None) -> dict[str, torch.Tensor]:
         """Loss terms for ``images`` (B, C, 64, 64) in [0, 1].
 
         ``noise`` (B, d) is the reparameterisation's standard normal draw; ``shuffle_keys``
-        (B, d) uniforms for FactorVAE; ``capacity`` () AnnealedVAE's C(step).
+        (B, d) sort keys (uniforms, or unique integers) for FactorVAE; ``capacity`` ()
+        AnnealedVAE's C(step). ``hyperparameters`` replaces the config's: a pack passes each
+        model's own (numbers, or 0-d tensors under ``torch.vmap``). The terms are what
+        ``log.jsonl`` records. Two signs against dlib's tensors of the same names: ``elbo``
+        is −(R + KL), the value dlib logs (its tensor ``elbo`` is R + KL), and
+        ``discriminator_loss`` is the loss minimised here, the negative of dlib's tensor, the
+        log-likelihood its discriminator optimizer maximises.
         """
-        hp = self.hyperparameters
+        hp = self.hyperparameters if hyperparameters is None else hyperparameters
         z_mean, z_logvar = self.model.encoder(images)  # (B, d), (B, d)
         z = z_mean + torch.exp(z_logvar / 2) * noise  # (B, d) reparameterised sample
         logits = self.model.decoder(z)  # (B, C, 64, 64)
@@ -87,10 +112,9 @@ class Objective(nn.Module):
             regularizer = kl_loss + (hp["beta"] - 1.0) * tc
             terms["total_correlation"] = tc
         elif self.method in ("dip_vae_i", "dip_vae_ii"):
-            dip = kernels.dip_regularizer(
-                z_mean, z_logvar, lambda_od=hp["lambda_od"],
-                lambda_d=hp["lambda_d_factor"] * hp["lambda_od"],
-                dip_type="i" if self.method == "dip_vae_i" else "ii")
+            dip = dip_penalty(z_mean, z_logvar, hp["lambda_od"],
+                              hp["lambda_d_factor"] * hp["lambda_od"],
+                              "i" if self.method == "dip_vae_i" else "ii")
             regularizer = kl_loss + dip
             terms["dip_penalty"] = dip
         elif self.method == "factor_vae":
@@ -120,3 +144,24 @@ class Objective(nn.Module):
             "elbo": -(reconstruction_loss + kl_loss),  # dlib logs the negative of R + KL
             **terms,
         }
+
+
+def compile_objective(objective, mode: str | None = None, backend: str = "inductor"):
+    """``torch.compile`` of ``objective`` (an :class:`Objective`, or a pack's step terms built
+    on one) with every shape and hyperparameter specialised.
+
+    ``dynamic=False`` matters when one process compiles several objectives (``fastdis sweep
+    --compile``, ``bench/bench_training.py``): they share ``Objective.forward``'s code, so Dynamo
+    recompiles it for each, and by default ("automatic dynamic") a float that differs from the
+    previous compile, such as DIP-VAE-II's ``lambda_d_factor`` after DIP-VAE-I's, becomes a
+    symbolic input. The DIP kernel's weight check (``math.isfinite``) cannot take a symbolic
+    float, so DIP-VAE-II's step broke into three graphs instead of one, with more launches and
+    nothing fused across the breaks: the H200 bench, which compiles DIP-VAE-II right after
+    DIP-VAE-I, measured it slower than eager (0.74x) with a 60 s compile. Specialised, each
+    (method, hyperparameters) gets one whole graph with the weights folded in as constants;
+    seeds and batches of one setting reuse it. The cost: each distinct setting compiles once,
+    and past Dynamo's ``recompile_limit`` (8 per process) further settings run eager. ``mode``
+    is torch.compile's; ``backend="eager"`` traces without generating code (tests).
+    """
+    return torch.compile(objective, mode=mode, dynamic=False, backend=backend)
+

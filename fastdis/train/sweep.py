@@ -3,8 +3,8 @@
 dlib builds it (``config/unsupervised_study_v1/sweep.py``) as the product, outermost first, of
 7 datasets x 1 architecture x 36 models x 50 seeds, where the 36 models chain 6 methods (in the
 order beta_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tc_vae, annealed_vae) x 6 strengths.
-Hence ``model_num = 1800 * dataset + 50 * (6 * method + strength) + seed`` (research/training.md
-§1.6); each entry carries dlib's gin bindings, so the numbering can be checked against dlib's.
+Hence ``model_num = 1800 * dataset + 50 * (6 * method + strength) + seed``; each entry
+carries dlib's gin bindings, so the numbering can be checked against dlib's.
 """
 
 from __future__ import annotations
@@ -158,3 +158,73 @@ def parse_model_nums(text: str) -> list[int]:
             raise ValueError(f"cannot read model numbers {text!r} at {part!r}; write them like "
                              f"'0-5,17'.") from None
     return sorted(nums)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-49"`` or ``"0,3,7"`` -> the seeds, sorted, without repeats."""
+    try:
+        return parse_model_nums(text)
+    except ValueError:
+        raise ValueError(f"cannot read seeds {text!r}; write them like '0-49' or '0,3,7'.") \
+            from None
+
+
+def plan_packs(models: list[StudyModel], pack_size: int) -> list[list[StudyModel]]:
+    """The sweep's packs: models of one dataset and method, in model_num order, at most
+    ``pack_size`` each (a pack trains one method on one data set)."""
+    if isinstance(pack_size, bool) or not isinstance(pack_size, int) or pack_size < 1:
+        raise ValueError(f"pack size must be a positive integer; got {pack_size!r}.")
+    groups: dict[tuple[str, str], list[StudyModel]] = {}
+    for model in sorted(models, key=lambda m: m.model_num):
+        groups.setdefault((model.dataset, model.method), []).append(model)
+    return [group[start:start + pack_size] for group in groups.values()
+            for start in range(0, len(group), pack_size)]
+
+
+def train_study_pack(model_nums: list[int], out: str, overrides: dict, *,
+                     progress: bool = False, study: str = "unsupervised_study_v1") -> dict:
+    """Train study models as one pack into ``out/<model_num>/``; the unit of work of a sweep,
+    with plain arguments so that a Dask worker can run it.
+
+    Returns ``{model_num: None, or its stop record if its loss turned non-finite}``.
+    """
+    from pathlib import Path
+
+    from .training import train_pack
+
+    configs = [study_model(num, study).train_config(**overrides) for num in model_nums]
+    records = train_pack(configs, [Path(out) / str(num) for num in model_nums],
+                         progress=progress)
+    return dict(zip(model_nums, records, strict=True))
+
+
+def run_sweep(packs: list[list[StudyModel]], out, overrides: dict, *,
+              scheduler: str | None = None, progress: bool = True, report=None) -> dict:
+    """Train ``packs`` here, one after another, or on the Dask cluster at ``scheduler``, one
+    task per pack (start workers with one thread each, so that a worker trains one pack).
+
+    ``report(text)`` hears of each pack as it finishes. Returns ``{model_num: stop record or
+    None}`` for every model.
+    """
+    def finished(result):
+        if report is not None:
+            stopped = [num for num, record in result.items() if record is not None]
+            report(f"trained models {min(result)}-{max(result)} ({len(result)})"
+                   + (f"; stopped non-finite: {stopped}" if stopped else ""))
+        return result
+
+    jobs = [[model.model_num for model in pack] for pack in packs]
+    results = {}
+    if scheduler is None:
+        for nums in jobs:
+            results.update(finished(train_study_pack(nums, str(out), overrides,
+                                                     progress=progress)))
+        return results
+    from distributed import Client, as_completed
+
+    with Client(scheduler) as client:
+        futures = [client.submit(train_study_pack, nums, str(out), overrides, pure=False)
+                   for nums in jobs]
+        for future in as_completed(futures):
+            results.update(finished(future.result()))
+    return results
