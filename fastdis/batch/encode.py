@@ -8,7 +8,9 @@ the observations of the plan's points, and :func:`fastdis.batch.write_codes` sto
   ``numpy.random.default_rng(plan.seed)`` (what ``Checkpoint.representation_function(
   "sampled", seed=plan.seed)`` returns when called once on all points), so sampled codes are
   reproducible, unlike the reference's unseeded graph;
-* ``kl``: the mean KL divergence of each code to the prior, kept for UDR.
+* ``kl``: the mean KL divergence of each code's posterior to the prior over the plan's
+  points, which UDR needs (its inactive codes);
+* ``logvar``: the encoder's posterior log-variances, which Chen et al.'s MIG needs.
 
 The observations are rendered once (``sample_observations_from_factors`` with
 ``RandomState(plan.seed)``, in chunks) and shared by every checkpoint when they fit in
@@ -131,7 +133,8 @@ class _Observations:
 
 
 def codes_from_encoder(encode: Callable, observations: Iterable[np.ndarray], seed: int):
-    """``({"mean", "sampled"}, kl)`` from ``encode(obs) -> (mean, logvar)`` over chunks."""
+    """``({"mean", "sampled"}, kl, logvar)`` from ``encode(obs) -> (mean, logvar)`` over
+    chunks (float32 codes and log-variances, float64 KL per code)."""
     return codes_from_moments(*_moments(encode, observations), seed)
 
 
@@ -146,8 +149,8 @@ def _moments(encode: Callable, observations: Iterable[np.ndarray]):
 
 
 def codes_from_moments(mean: np.ndarray, logvar: np.ndarray, seed: int):
-    """``({"mean", "sampled"}, kl)`` of one checkpoint's encoder mean and log-variance on all
-    the plan's points; ``sampled`` draws its noise from ``default_rng(seed)``."""
+    """``({"mean", "sampled"}, kl, logvar)`` of one checkpoint's encoder mean and log-variance
+    on all the plan's points; ``sampled`` draws its noise from ``default_rng(seed)``."""
     if mean.shape != logvar.shape or mean.ndim != 2:
         raise ValueError(f"encode returned mean {mean.shape} and logvar {logvar.shape}; "
                          "expected two arrays of shape (n_points, num_latent).")
@@ -156,7 +159,7 @@ def codes_from_moments(mean: np.ndarray, logvar: np.ndarray, seed: int):
     with np.errstate(over="ignore", invalid="ignore"):
         kl = np.mean(0.5 * (np.square(mean, dtype=np.float64) + np.exp(logvar.astype(np.float64))
                             - logvar - 1.0), axis=0)
-    return {"mean": mean, "sampled": sampled}, kl
+    return {"mean": mean, "sampled": sampled}, kl, logvar
 
 
 def _encode_group(paths: list[Path], load: Callable, observations, encode_options: dict,
@@ -261,9 +264,10 @@ def _encode_each(store, checkpoints, data, replace, load, encode_options, on_che
             try:
                 if isinstance(moments, Exception):
                     raise moments
-                codes, kl = codes_from_moments(*moments, store.plan.seed)
+                codes, kl, logvar = codes_from_moments(*moments, store.plan.seed)
                 config = {**dict(checkpoint.config), "path": str(path)}
-                write_codes(store, _checkpoint_name(path), codes, config, kl=kl, replace=True)
+                write_codes(store, _checkpoint_name(path), codes, config, kl=kl, logvar=logvar,
+                            replace=True)
                 summary.written.append(_checkpoint_name(path))
                 status = "written"
             except (OSError, ValueError, RuntimeError, KeyError) as exc:

@@ -56,10 +56,12 @@ _FLUSH_SECONDS = 0.5
 
 
 def failed_rows(task, reason: str) -> list[dict]:
-    """The one row that records ``task`` as failed, with ``reason``."""
-    return [{"checkpoint": task.checkpoint, "representation": task.representation,
-             "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
-             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}]
+    """The rows that record ``task`` as failed, with ``reason``: one per checkpoint the task
+    writes rows for (``task.members``, (checkpoint, encoding_id) pairs)."""
+    return [{"checkpoint": checkpoint, "representation": task.representation,
+             "metric": task.metric, "encoding_id": encoding_id, "key": None,
+             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}
+            for checkpoint, encoding_id in task.members]
 
 
 def _frame(rows):
