@@ -77,6 +77,8 @@ def test_packed_codes_equal_one_at_a_time_to_float32_rounding_and_a_bad_checkpoi
             np.testing.assert_allclose(packed_store.codes(name, kind),
                                        one_store.codes(name, kind),
                                        rtol=PACKED_RTOL, atol=PACKED_ATOL)
+        np.testing.assert_allclose(packed_store.logvar(name), one_store.logvar(name),
+                                   rtol=PACKED_RTOL, atol=PACKED_ATOL)
         np.testing.assert_allclose(packed_store.checkpoints()[name]["kl"],
                                    one_store.checkpoints()[name]["kl"], rtol=PACKED_RTOL)
     assert packed_store.codes(str(paths[2])).shape == (plan.n_points, 6)
