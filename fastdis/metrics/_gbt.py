@@ -72,6 +72,7 @@ import numba
 import numpy as np
 
 from ._libm_exp import exp_into, reproduces_libm
+from ._shared import memoized
 
 __all__ = [
     "GradientBoostingClassifier",
@@ -1000,6 +1001,7 @@ class GBTModels:
         return softmax(block, axis=1)
 
 
+@memoized(ignore=("n_threads",))  # shared within fastdis.metrics.shared_fits()
 def fit_gbt(
     codes,
     labels,
