@@ -1,8 +1,11 @@
 """Fits shared between metrics (fastdis.metrics.shared_fits): alone == shared, bit for bit."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
+import fastdis.metrics as metrics_module
 from fastdis.metrics import fit_seeds, get_metric, shared_fits
 
 FACTOR_SIZES = (3, 4, 5)
@@ -93,3 +96,37 @@ def test_downstream_random_state_errors():
     arguments = _data()
     with pytest.raises(ValueError, match="one per factor"):
         _score("downstream_task_boosted_trees", arguments, [1, 2])
+
+
+def test_engine_scores_fit_sharing_metrics_in_one_bundle_as_each_alone(tmp_path, monkeypatch):
+    from test_batch_plan_store import codes_of, small_plan
+
+    from fastdis.batch import engine, open_store, score_store, write_codes
+
+    metrics = ["mig", *BOOSTED]
+    plan = small_plan(metrics)
+    for kind in ("disentangled", "entangled"):
+        write_codes(tmp_path / "reps.zarr", kind, {"mean": codes_of(plan, kind)}, {}, plan=plan)
+    listed = engine._listed_tasks(open_store(tmp_path / "reps.zarr").checkpoints(), metrics,
+                                  None)
+    bundles = [[task.metric for task in b.tasks] for b in engine.bundle_tasks(listed)]
+    assert bundles == [["mig"], list(BOOSTED)] * 2
+    memos = []
+    original = metrics_module.shared_fits
+
+    @contextlib.contextmanager
+    def recorded():
+        with original() as memo:
+            yield memo
+        memos.append(len(memo))
+
+    monkeypatch.setattr(metrics_module, "shared_fits", recorded)
+    table = score_store(tmp_path / "reps.zarr", tmp_path / "scores", scheduler="synchronous")
+    store = open_store(tmp_path / "reps.zarr")
+    assert table["error"].isna().all()
+    # Per bundle: the downstream sizes' fits, one of them (DCI's size) shared by all three.
+    n_sizes = len(plan.sizes["downstream_task_boosted_trees"]["num_train"])
+    assert memos == [0, n_sizes, 0, n_sizes]
+    for (name, metric), rows in table.groupby(["checkpoint", "metric"]):
+        alone = plan.score(metric, store.codes(name))
+        assert dict(zip(rows["key"], rows["value"], strict=True)) == alone, metric

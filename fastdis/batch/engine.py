@@ -34,6 +34,7 @@ from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
 from .executors import run_dask, run_local
+from .plan import SEEDED_BOOSTED_FITS
 from .results import (
     RESULT_COLUMNS,
     TASK_COLUMNS,
@@ -46,8 +47,8 @@ from .results import (
 )
 from .store import RepresentationStore, StoreError, open_store
 
-__all__ = ["score_store", "score_task", "read_scores", "to_wide", "resolve_metrics",
-           "ScoreTask", "RESULT_COLUMNS"]
+__all__ = ["score_store", "score_task", "score_bundle", "bundle_tasks", "read_scores",
+           "to_wide", "resolve_metrics", "ScoreTask", "ScoreBundle", "RESULT_COLUMNS"]
 
 _LOCK = ".lock"
 #: The representation recorded for a checkpoint whose metadata cannot be read.
@@ -67,6 +68,47 @@ class ScoreTask:
     def token(self) -> str:
         """Deterministic name (Dask key), the same in every run."""
         return f"fastdis-score-{self.encoding_id}-{self.representation}-{self.metric}"
+
+
+@dataclass(frozen=True)
+class ScoreBundle:
+    """Tasks one worker call runs together: the metrics of one checkpoint's representation
+    that fit the same classifiers (:data:`fastdis.batch.plan.SEEDED_BOOSTED_FITS`), scored
+    inside :func:`fastdis.metrics.shared_fits` so the shared fits run once. Each task still
+    gets its own rows (journal, resume and table are per task); a lone task is a bundle of one.
+    """
+
+    tasks: tuple[ScoreTask, ...]
+
+    @property
+    def token(self) -> str:
+        """Deterministic name (Dask key), the same in every run."""
+        first = self.tasks[0]
+        return "+".join([first.token] + [task.metric for task in self.tasks[1:]])
+
+
+def bundle_tasks(tasks) -> list[ScoreBundle]:
+    """``tasks`` as bundles: the fit-sharing metrics of one (checkpoint, representation,
+    encoding) together (at the first one's place), every other task alone, order kept."""
+    bundles, sharing = [], {}
+    for task in tasks:
+        if task.metric not in SEEDED_BOOSTED_FITS:
+            bundles.append([task])
+            continue
+        key = (task.checkpoint, task.representation, task.encoding_id)
+        if key not in sharing:
+            sharing[key] = []
+            bundles.append(sharing[key])
+        sharing[key].append(task)
+    return [ScoreBundle(tuple(members)) for members in bundles]
+
+
+def score_bundle(store_path: str, bundle: ScoreBundle) -> list[dict]:
+    """:func:`score_task` for each task of ``bundle``, sharing fits; their rows, in order."""
+    from ..metrics import shared_fits
+
+    with shared_fits():
+        return [row for task in bundle.tasks for row in score_task(store_path, task)]
 
 
 def resolve_metrics(metrics, plan) -> list[str]:
@@ -313,9 +355,10 @@ def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_r
     def on_result(rows):
         nonlocal failures
         journal.add(rows)
-        failures += rows[0]["error"] is not None
+        finished = {row["metric"]: row["error"] is not None for row in rows}  # a bundle's tasks
+        failures += sum(finished.values())
         if bar is not None:
-            bar.update(bar_task, advance=1,
+            bar.update(bar_task, advance=len(finished),
                        description=f"scoring ({failures} failed)" if failures else "scoring")
 
     journal.add(extra_rows)
@@ -326,12 +369,13 @@ def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_r
         if not tasks:
             pass
         elif scheduler == "synchronous":
-            for task in tasks:
-                on_result(score_task(store_path, task))
+            for bundle in bundle_tasks(tasks):
+                on_result(score_bundle(store_path, bundle))
         elif scheduler is None or scheduler == "processes":
-            run_local(store_path, tasks, workers or default_workers(), on_result, score_task)
+            run_local(store_path, bundle_tasks(tasks), workers or default_workers(), on_result,
+                      score_bundle)
         else:
-            run_dask(store_path, tasks, scheduler, on_result, score_task)
+            run_dask(store_path, bundle_tasks(tasks), scheduler, on_result, score_bundle)
     finally:
         journal.flush()
         if bar is not None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_codes, check_positive_int
-from ..metrics import METRICS, get_metric
+from ..metrics import METRICS, fit_seeds, get_metric
 
 __all__ = ["EvaluationPlan", "make_plan", "plannable_metrics", "SUPPORTED_INPUTS"]
 
@@ -47,6 +47,9 @@ __all__ = ["EvaluationPlan", "make_plan", "plannable_metrics", "SUPPORTED_INPUTS
 SUPPORTED_INPUTS = (
     "codes", "codes_factors", "train_test", "downstream", "beta_vae_pairs", "factor_vae_groups",
 )
+
+#: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`).
+SEEDED_BOOSTED_FITS = ("dci", "downstream_task_boosted_trees", "unified_scores")
 
 #: Scaled sample counts never go below this: fewer points cannot hold every class of a factor,
 #: and the classifiers of the downstream task would see a constant factor.
@@ -179,12 +182,34 @@ class EvaluationPlan:
             return {"num_factors": self.num_factors}
         return {}
 
+    def fit_options(self, name: str, arguments: tuple) -> dict:
+        """Per-fit seeds of the boosted trees that ``name`` fits on ``arguments``' rows.
+
+        The metrics of :data:`SEEDED_BOOSTED_FITS` fit one boosted-tree classifier per factor
+        on the first ``n`` training rows; factor k's is seeded from (plan seed, n, k,
+        estimator) by :func:`fastdis.metrics.fit_seeds`, not from the metric, so DCI, the
+        importance matrix of unified scores and the boosted-tree downstream task at DCI's
+        training size fit the same classifiers, which :func:`fastdis.metrics.shared_fits` fits
+        once. (Before, DCI drew every factor's seeds from one ``RandomState(0)`` and the
+        downstream task seeded each factor with 0; the seeds only break exact ties between
+        splits, so only scores of codes with tied splits move.)
+        """
+        if name not in SEEDED_BOOSTED_FITS:
+            return {}
+        n_rows = int(np.shape(arguments[0])[0])
+        return {"random_state": fit_seeds(self.seed, n_rows, self.num_factors,
+                                          "gradient_boosting")}
+
     def score(self, name: str, codes) -> dict:
-        """Score one checkpoint's codes with the registered metric ``name`` (study defaults)."""
+        """Score one checkpoint's codes with the registered metric ``name`` (study defaults).
+
+        Inside :func:`fastdis.metrics.shared_fits`, fits already made for another metric on
+        the same codes are reused (same numbers, bit for bit).
+        """
         spec, options = self.check_metric(name), self.metric_options(name)
         result = {}
         for arguments in self.metric_arguments(name, codes):
-            result.update(spec(*arguments, **options))
+            result.update(spec(*arguments, **options, **self.fit_options(name, arguments)))
         return result
 
     # -- serialisation: JSON-able metadata plus named arrays (the store writes both) ----------

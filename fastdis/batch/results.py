@@ -56,7 +56,10 @@ _FLUSH_SECONDS = 0.5
 
 
 def failed_rows(task, reason: str) -> list[dict]:
-    """The one row that records ``task`` as failed, with ``reason``."""
+    """The one row that records ``task`` as failed, with ``reason`` (one per task of a
+    bundle of tasks)."""
+    if hasattr(task, "tasks"):
+        return [row for member in task.tasks for row in failed_rows(member, reason)]
     return [{"checkpoint": task.checkpoint, "representation": task.representation,
              "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
              "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}]
