@@ -147,6 +147,48 @@ def run(args):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def sharing_cost(args):
+    """Seconds per representation of the study suite and of every plannable metric, scored
+    with and without :func:`fastdis.metrics.shared_fits`, interleaved (one process, numba and
+    BLAS on one thread, as the engine's workers), on ``--sharing-representations`` mixes."""
+    import contextlib
+
+    import numba
+
+    from fastdis._parallel import single_threaded_blas
+    from fastdis.batch import make_plan
+    from fastdis.demo import SyntheticFactors, representation
+    from fastdis.metrics import shared_fits, study_metrics
+
+    suites = {"study": [spec.name for spec in study_metrics()]}
+    plan = make_plan(SyntheticFactors(), seed=0, scale=args.sharing_scale)
+    suites["all"] = list(plan.metrics)
+    numba.set_num_threads(1)
+    seconds = {(suite, mode): [] for suite in suites for mode in ("separate", "shared")}
+    with single_threaded_blas():
+        for i in range(args.sharing_representations):
+            codes = representation("entangled", seed=i)(plan.factors).astype(np.float32)
+            for suite, names in suites.items():
+                for mode in ("separate", "shared"):
+                    scope = shared_fits() if mode == "shared" else contextlib.nullcontext()
+                    start = time.perf_counter()
+                    with scope:
+                        scores = [plan.score(name, codes) for name in names]
+                    seconds[suite, mode].append(time.perf_counter() - start)
+                    if mode == "separate":
+                        separate_scores = scores
+                    elif scores != separate_scores:
+                        raise AssertionError(f"{suite}: shared fits changed a score")
+    print(f"fit sharing, scale {args.sharing_scale} ({plan.num_train} train points), "
+          f"{args.sharing_representations} representation(s), seconds per representation:")
+    print("| suite | separate fits | shared fits | saved |\n|---|---|---|---|")
+    for suite in suites:
+        separate = np.mean(seconds[suite, "separate"])
+        shared = np.mean(seconds[suite, "shared"])
+        print(f"| {suite} ({len(suites[suite])} metrics) | {separate:.2f} | {shared:.2f} | "
+              f"{1 - shared / separate:.0%} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=int, default=50)
@@ -155,7 +197,16 @@ def main(argv=None):
     parser.add_argument("--reference-gbt", action="store_true",
                         help="also time the reference's boosted trees (~10 min each)")
     parser.add_argument("--workers", type=int, default=2)
-    run(parser.parse_args(argv))
+    parser.add_argument("--sharing-representations", type=int, default=0,
+                        help="only measure fit sharing (shared_fits) on this many "
+                             "representations")
+    parser.add_argument("--sharing-scale", type=float, default=0.1,
+                        help="plan scale of the fit-sharing measurement")
+    args = parser.parse_args(argv)
+    if args.sharing_representations:
+        sharing_cost(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":  # spawned workers re-import this file

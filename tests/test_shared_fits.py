@@ -130,3 +130,43 @@ def test_engine_scores_fit_sharing_metrics_in_one_bundle_as_each_alone(tmp_path,
     for (name, metric), rows in table.groupby(["checkpoint", "metric"]):
         alone = plan.score(metric, store.codes(name))
         assert dict(zip(rows["key"], rows["value"], strict=True)) == alone, metric
+
+
+#: Metrics that discretise the same codes and take their MI with the same factors (and the
+#: boosted-tree ones, which share with unified scores).
+HISTOGRAM = ("mig", "modularity_explicitness", "unified_scores", "mig_sup", "jemmig", "dcimig",
+             "infomec", "irs", "unsupervised", "dci")
+
+
+def test_every_metric_scored_after_the_others_with_shared_fits_equals_it_alone():
+    from test_batch_plan_store import codes_of, small_plan
+
+    plan = small_plan(HISTOGRAM)
+    codes = codes_of(plan, "entangled")
+    alone = {name: plan.score(name, codes) for name in HISTOGRAM}
+    # Forward then backward: each metric reads the shared results the others computed first.
+    for order in (HISTOGRAM, HISTOGRAM[::-1]):
+        with shared_fits():
+            shared = {name: plan.score(name, codes) for name in order}
+        assert shared == alone
+
+
+def test_mig_and_modularity_discretise_once():
+    from test_batch_plan_store import codes_of, small_plan
+
+    plan = small_plan(["mig", "modularity_explicitness"])
+    codes = codes_of(plan, "entangled")
+    with shared_fits() as memo:
+        plan.score("mig", codes)
+        plan.score("modularity_explicitness", codes)
+    computed = sorted(key[1] for key in memo)
+    assert computed == ["histogram_discretize", "mutual_info_matrix"]
+
+
+def test_shared_arrays_come_back_as_copies():
+    codes = _data()[0]
+    with shared_fits():
+        binned = metrics_module.histogram_discretize(codes)
+        expected = binned.copy()
+        binned[:] = 0  # a caller modifying its array in place
+        assert np.array_equal(metrics_module.histogram_discretize(codes), expected)

@@ -2,7 +2,9 @@
 
 In a batch every metric reads the same evaluation plan, so identical fits recur: DCI's boosted
 trees, the importance matrix of ``unified_scores`` and the boosted-tree downstream task at the
-training size of DCI fit the same classifiers on the same rows. Inside :func:`shared_fits` a fit
+training size of DCI fit the same classifiers on the same rows; MIG, modularity, unified scores,
+MIG-sup, JEMMIG, DCIMIG and InfoMEC discretise the same codes into 20-bin histograms and take
+their mutual information with the same factors. Inside :func:`shared_fits` a fit
 routed through :func:`memoized` is computed once and its result handed to every later caller
 that asks for the same fit. The key is the fit's *content*: a digest of the input arrays'
 bytes, dtype and shape, the estimator's parameters and its seed. Equal keys therefore mean equal
@@ -77,12 +79,15 @@ def _key_part(value):
     return value
 
 
-def memoized(*, ignore=()):
+def memoized(*, ignore=(), seeded=True):
     """Decorate a deterministic fit ``f(..., random_state=...)`` to consult :func:`shared_fits`.
 
     The key holds every bound argument (arrays by :func:`array_digest`) except those named in
-    ``ignore`` (arguments that do not change the result, such as a thread count). Callers must
-    not modify what the fit returns: every sharing caller receives the same object.
+    ``ignore`` (arguments that do not change the result, such as a thread count). ``seeded=False``
+    marks a function without randomness (a discretisation, an MI matrix), memoised always.
+    A shared array comes back as a fresh copy to every caller (some modify theirs in place,
+    e.g. zero an MI matrix's diagonal); any other result is the same object for every caller,
+    so it must not be modified.
     """
     def decorate(fit):
         signature = inspect.signature(fit)
@@ -95,16 +100,18 @@ def memoized(*, ignore=()):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = dict(bound.arguments)
-            seed = _seed_key(arguments.get("random_state"))
-            if seed is None:
-                return fit(*args, **kwargs)
-            arguments["random_state"] = seed
+            if seeded:
+                seed = _seed_key(arguments.get("random_state"))
+                if seed is None:
+                    return fit(*args, **kwargs)
+                arguments["random_state"] = seed
             key = (fit.__module__, fit.__qualname__) + tuple(
                 (name, _key_part(value)) for name, value in arguments.items()
                 if name not in ignore)
             if key not in memo:
                 memo[key] = fit(*args, **kwargs)
-            return memo[key]
+            result = memo[key]
+            return result.copy() if isinstance(result, np.ndarray) else result
 
         return wrapper
 
