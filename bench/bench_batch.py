@@ -14,6 +14,9 @@ Measured:
   loopback (same numbers required, checked bit for bit);
 * the boosted-tree metrics (DCI and boosted-tree downstream) on ``--gbt-checkpoints`` of them,
   scaled to the whole store;
+* with ``--sharing-representations N``, instead: the study suite and every plannable metric
+  scored per representation with and without :func:`fastdis.metrics.shared_fits` (the fits
+  several metrics share made once), interleaved in one process on one thread;
 * the reference, disentanglement_lib 1.5, scoring the same representations checkpoint by
   checkpoint with its own protocol at the same sizes, on ``--reference-checkpoints`` of them
   (it samples and fits from scratch per metric), scaled to the store.
@@ -22,6 +25,7 @@ Usage::
 
     python bench/bench_batch.py --checkpoints 50
     python bench/bench_batch.py --checkpoints 1000 --gbt-checkpoints 20 --reference-checkpoints 2
+    python bench/bench_batch.py --sharing-representations 2 --sharing-scale 0.1
 """
 
 from __future__ import annotations
@@ -165,20 +169,23 @@ def sharing_cost(args):
     suites["all"] = list(plan.metrics)
     numba.set_num_threads(1)
     seconds = {(suite, mode): [] for suite in suites for mode in ("separate", "shared")}
+    results = {}
     with single_threaded_blas():
+        for name in suites["all"]:  # compile every kernel before timing
+            plan.score(name, representation("entangled", seed=99)(plan.factors))
         for i in range(args.sharing_representations):
             codes = representation("entangled", seed=i)(plan.factors).astype(np.float32)
             for suite, names in suites.items():
-                for mode in ("separate", "shared"):
+                # Interleaved, alternating which mode goes first (the machine is shared).
+                for mode in ("separate", "shared")[:: 1 if i % 2 == 0 else -1]:
                     scope = shared_fits() if mode == "shared" else contextlib.nullcontext()
                     start = time.perf_counter()
                     with scope:
                         scores = [plan.score(name, codes) for name in names]
                     seconds[suite, mode].append(time.perf_counter() - start)
-                    if mode == "separate":
-                        separate_scores = scores
-                    elif scores != separate_scores:
-                        raise AssertionError(f"{suite}: shared fits changed a score")
+                    results[mode] = scores
+                if results["separate"] != results["shared"]:
+                    raise AssertionError(f"{suite}: shared fits changed a score")
     print(f"fit sharing, scale {args.sharing_scale} ({plan.num_train} train points), "
           f"{args.sharing_representations} representation(s), seconds per representation:")
     print("| suite | separate fits | shared fits | saved |\n|---|---|---|---|")

@@ -103,14 +103,15 @@ def test_engine_scores_fit_sharing_metrics_in_one_bundle_as_each_alone(tmp_path,
 
     from fastdis.batch import engine, open_store, score_store, write_codes
 
-    metrics = ["mig", *BOOSTED]
+    metrics = ["mig", "dci", "downstream_task_boosted_trees", "sap_score", "unified_scores"]
     plan = small_plan(metrics)
     for kind in ("disentangled", "entangled"):
         write_codes(tmp_path / "reps.zarr", kind, {"mean": codes_of(plan, kind)}, {}, plan=plan)
     listed = engine._listed_tasks(open_store(tmp_path / "reps.zarr").checkpoints(), metrics,
                                   None)
     bundles = [[task.metric for task in b.tasks] for b in engine.bundle_tasks(listed)]
-    assert bundles == [["mig"], list(BOOSTED)] * 2
+    sharing = ["mig", "dci", "downstream_task_boosted_trees", "unified_scores"]
+    assert bundles == [sharing, ["sap_score"]] * 2
     memos = []
     original = metrics_module.shared_fits
 
@@ -124,9 +125,10 @@ def test_engine_scores_fit_sharing_metrics_in_one_bundle_as_each_alone(tmp_path,
     table = score_store(tmp_path / "reps.zarr", tmp_path / "scores", scheduler="synchronous")
     store = open_store(tmp_path / "reps.zarr")
     assert table["error"].isna().all()
-    # Per bundle: the downstream sizes' fits, one of them (DCI's size) shared by all three.
+    # Per bundle: the downstream sizes' fits, one of them (DCI's size) shared by all three, and
+    # one histogram and MI matrix (MIG's and unified scores').
     n_sizes = len(plan.sizes["downstream_task_boosted_trees"]["num_train"])
-    assert memos == [0, n_sizes, 0, n_sizes]
+    assert memos == [n_sizes + 2, 0] * 2
     for (name, metric), rows in table.groupby(["checkpoint", "metric"]):
         alone = plan.score(metric, store.codes(name))
         assert dict(zip(rows["key"], rows["value"], strict=True)) == alone, metric

@@ -11,6 +11,10 @@ tasks, skips the ones already in the output, and hands the rest to one of
 * a ``distributed.Client`` or a scheduler address (``"tcp://host:8786"``): the same task
   function on an existing Dask cluster; the workers must see the store's path.
 
+The metrics of one checkpoint's representation that fit the same boosted trees or histograms
+run in one worker call (:class:`ScoreBundle`), which fits each of those once; their rows are
+journaled per metric as before.
+
 Every task runs numba single-threaded, so the numbers do not depend on where it ran: local
 and Dask results are identical, bit for bit.
 
@@ -34,7 +38,7 @@ from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, study_metrics
 from .executors import run_dask, run_local
-from .plan import SEEDED_BOOSTED_FITS
+from .plan import FIT_SHARING_METRICS
 from .results import (
     RESULT_COLUMNS,
     TASK_COLUMNS,
@@ -73,9 +77,10 @@ class ScoreTask:
 @dataclass(frozen=True)
 class ScoreBundle:
     """Tasks one worker call runs together: the metrics of one checkpoint's representation
-    that fit the same classifiers (:data:`fastdis.batch.plan.SEEDED_BOOSTED_FITS`), scored
-    inside :func:`fastdis.metrics.shared_fits` so the shared fits run once. Each task still
-    gets its own rows (journal, resume and table are per task); a lone task is a bundle of one.
+    that fit the same classifiers or histograms (:data:`fastdis.batch.plan.FIT_SHARING_METRICS`),
+    scored inside :func:`fastdis.metrics.shared_fits` so the shared fits run once. Each task
+    still gets its own rows (journal, resume and table are per task); a lone task is a bundle
+    of one. A worker that dies fails every task of its bundle.
     """
 
     tasks: tuple[ScoreTask, ...]
@@ -92,7 +97,7 @@ def bundle_tasks(tasks) -> list[ScoreBundle]:
     encoding) together (at the first one's place), every other task alone, order kept."""
     bundles, sharing = [], {}
     for task in tasks:
-        if task.metric not in SEEDED_BOOSTED_FITS:
+        if task.metric not in FIT_SHARING_METRICS:
             bundles.append([task])
             continue
         key = (task.checkpoint, task.representation, task.encoding_id)

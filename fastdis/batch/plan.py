@@ -23,7 +23,10 @@ those codes by index:
 Sample sizes are the registry's study sizes times ``scale`` (sample counts only; batch sizes
 stay), overridable per metric. Every random draw comes from ``RandomState`` streams derived
 from ``seed``: the pool from ``seed`` itself, each metric's groups from ``(seed, metric name)``,
-so adding a metric to a plan does not move the others' groups.
+so adding a metric to a plan does not move the others' groups. The boosted trees of DCI,
+unified scores and the boosted-tree downstream task are seeded per fit, from (seed, training
+rows, factor, estimator) (:meth:`EvaluationPlan.fit_options`), so that the metrics fitting the
+same classifiers fit them once inside :func:`fastdis.metrics.shared_fits`.
 
 Scoring a metric from the plan is calling the registered array-level function on the gathered
 codes (:meth:`EvaluationPlan.metric_arguments`), nothing more.
@@ -50,6 +53,15 @@ SUPPORTED_INPUTS = (
 
 #: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`).
 SEEDED_BOOSTED_FITS = ("dci", "downstream_task_boosted_trees", "unified_scores")
+
+#: Metrics that discretise the same training codes into the study's 20-bin histograms (and
+#: take their MI with the same factors).
+HISTOGRAM_METRICS = ("mig", "modularity_explicitness", "unified_scores", "unsupervised", "irs",
+                     "mig_sup", "jemmig", "dcimig", "infomec")
+
+#: Metrics that share fits (:func:`fastdis.metrics.shared_fits`) when scored together on one
+#: checkpoint's representation.
+FIT_SHARING_METRICS = tuple(dict.fromkeys(SEEDED_BOOSTED_FITS + HISTOGRAM_METRICS))
 
 #: Scaled sample counts never go below this: fewer points cannot hold every class of a factor,
 #: and the classifiers of the downstream task would see a constant factor.
