@@ -148,9 +148,9 @@ def downstream_task(
         they fit every factor at once on all of numba's threads (see
         :func:`predictive_accuracies`).
     random_state : None, int or sequence of int, default=None
-        ``None`` keeps the predictor's own (the reference's: boosted trees draw their
-        tie-breaking from numpy's global RNG). An int seeds every factor's estimator with it, a
-        sequence seeds factor k's with ``random_state[k]``, as the batch does
+        ``None`` keeps the predictor's own seed (a named ``"gradient_boosting"`` seeds every
+        factor's trees with 0). An int seeds every factor's estimator with it, a sequence seeds
+        factor k's with ``random_state[k]``, as the batch does
         (:func:`fastdis.metrics.fit_seeds`): then DCI and this task fit the same boosted trees
         at the same training size, and :func:`fastdis.metrics.shared_fits` fits them once.
 
@@ -260,12 +260,6 @@ def reduced_downstream_task(
         ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
         they fit every factor at once on all of numba's threads (see
         :func:`predictive_accuracies`).
-    random_state : None, int or sequence of int, default=None
-        ``None`` keeps the predictor's own (the reference's: boosted trees draw their
-        tie-breaking from numpy's global RNG). An int seeds every factor's estimator with it, a
-        sequence seeds factor k's with ``random_state[k]``, as the batch does
-        (:func:`fastdis.metrics.fit_seeds`): then DCI and this task fit the same boosted trees
-        at the same training size, and :func:`fastdis.metrics.shared_fits` fits them once.
 
     Returns
     -------
