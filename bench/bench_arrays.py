@@ -7,29 +7,30 @@ side calls the functions its ``compute_*`` call after sampling (``mig._compute_m
 
 Usage::
 
-    python bench/bench_arrays.py [--repeat 5]
+    python bench/bench_arrays.py [--repeat 5] [--json out.json]
+    fastdis bench arrays -- --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
+from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 
 from fastdis import metrics
 from fastdis.demo import SyntheticFactors, representation
 
 
 def _load_reference():
-    """The reference's metric modules (its ``gin.tf`` import is served by gin itself)."""
+    """gin and the reference's metric modules; None where disentanglement_lib is absent."""
+    if load_reference() is None:
+        return None, None
     import gin
 
-    sys.modules.setdefault("gin.tf", gin)
-    gin.tf = gin
     names = ("irs", "mig", "modularity_explicitness", "sap_score", "unsupervised_metrics", "utils")
     return gin, SimpleNamespace(
         **{
@@ -125,36 +126,42 @@ def _timed(thunk, repeat):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    add_json_argument(parser)
     args = parser.parse_args(argv)
     global REF
     gin, REF = _load_reference()
-    gin.bind_parameter("discretizer.discretizer_fn", REF.utils._histogram_discretize)
-    gin.bind_parameter("discretizer.num_bins", 20)
+    if REF is not None:
+        gin.bind_parameter("discretizer.discretizer_fn", REF.utils._histogram_discretize)
+        gin.bind_parameter("discretizer.num_bins", 20)
     data, rs = SyntheticFactors(), np.random.RandomState(0)
     factors = data.sample_factors(15_000, rs)
     codes = representation("entangled")(factors)
     arrays = codes[:10_000], factors[:10_000], codes[10_000:], factors[10_000:]
     import numba
 
-    print(
-        f"# numba threads {numba.get_num_threads()}, numpy {np.__version__}, "
-        f"median of {args.repeat}"
+    recorder = Recorder("arrays", numba_threads=numba.get_num_threads(), repeat=args.repeat)
+    table = recorder.table(
+        "metrics on identical arrays",
+        {"metric": "{}", "dlib_s": "{:.4f}", "fastdis_s": "{:.4f}", "ratio": "{:.1f}x",
+         "max_abs_delta": "{:.1e}", "first_call_s": "{:.2f}"},
+        key=["metric"],
+        heading=f"numba threads {numba.get_num_threads()}, numpy {np.__version__}, "
+        f"median of {args.repeat}",
     )
-    print("| metric | dlib s | fastdis s | ratio | max |delta| | first call s |")
-    print("|---|---|---|---|---|---|")
     for name, reference, fast in cases(*arrays):
+        note(f"  {name}")
         start = time.perf_counter()
         fast()
         first = time.perf_counter() - start
         got, fast_seconds = _timed(fast, args.repeat)
-        np.random.seed(0)
-        expected, ref_seconds = _timed(reference, max(1, min(args.repeat, 3)))
-        delta = max(abs(float(expected[k]) - float(got[k])) for k in expected)
-        print(
-            f"| {name} | {ref_seconds:.4f} | {fast_seconds:.4f} | "
-            f"{ref_seconds / fast_seconds:.1f}x | {delta:.1e} | {first:.2f} |",
-            flush=True,
-        )
+        row = {"metric": name, "fastdis_s": fast_seconds, "first_call_s": first}
+        if REF is not None:
+            np.random.seed(0)
+            expected, ref_seconds = _timed(reference, max(1, min(args.repeat, 3)))
+            delta = max(abs(float(expected[k]) - float(got[k])) for k in expected)
+            row.update(dlib_s=ref_seconds, ratio=ref_seconds / fast_seconds, max_abs_delta=delta)
+        table.add(row)
+    recorder.write_json(args.json)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ Usage::
 
     python bench/bench_batch.py --checkpoints 50
     python bench/bench_batch.py --checkpoints 1000 --gbt-checkpoints 20 --reference-checkpoints 2
+    fastdis bench batch --json run.json -- --checkpoints 50
     python bench/bench_batch.py --sharing-representations 2 --sharing-scale 0.1
 """
 
@@ -32,12 +33,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 
 SCALE = 2 / 3  # 10,000 + 5,000 study points -> a 10,000-point plan
 
@@ -70,6 +71,11 @@ def run(args):
     from fastdis.batch.store import store_size_bytes
     from fastdis.metrics import study_metrics
 
+    recorder = Recorder("batch", workers=args.workers, checkpoints=args.checkpoints,
+                        numba_threads=numba.get_num_threads(), score_task_numba_threads=1)
+    table = recorder.table("batch scoring", {
+        "stage": "{}", "seconds": "{:.2f}", "per_representation_s": "{:.3f}",
+        "detail": "{}"}, ["stage"])
     work = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     store_path = work / "reps.zarr"
     plan, write_s = build_store(store_path, args.checkpoints)
@@ -80,10 +86,11 @@ def run(args):
     read_s = time.perf_counter() - start
     size = store_size_bytes(store_path)
     n_rep = 2 * args.checkpoints
-    print(f"plan: {plan.n_points} points; store: {args.checkpoints} checkpoints x 2 "
-          f"representations, {size / 1e6:.1f} MB on disk ({total / 1e6:.1f} MB raw), write "
-          f"{write_s:.2f} s ({total / 1e6 / write_s:.0f} MB/s), read {read_s:.2f} s "
-          f"({total / 1e6 / read_s:.0f} MB/s)", flush=True)
+    table.add(stage="store write", seconds=write_s,
+              detail=f"plan of {plan.n_points} points; {args.checkpoints} checkpoints x 2 "
+              f"representations, {size / 1e6:.1f} MB on disk ({total / 1e6:.1f} MB raw), "
+              f"{total / 1e6 / write_s:.0f} MB/s")
+    table.add(stage="store read", seconds=read_s, detail=f"{total / 1e6 / read_s:.0f} MB/s")
 
     fast = [spec.name for spec in study_metrics() if not spec.boosted_trees]
     boosted = [spec.name for spec in study_metrics() if spec.boosted_trees]
@@ -91,8 +98,9 @@ def run(args):
     start = time.perf_counter()
     local = score_store(store_path, work / "local", metrics=fast, workers=args.workers)
     results["local"] = time.perf_counter() - start
-    print(f"local, {args.workers} processes, {len(fast)} metrics: {results['local']:.1f} s "
-          f"({results['local'] / n_rep:.3f} s per representation)", flush=True)
+    table.add(stage="local processes", seconds=results["local"],
+              per_representation_s=results["local"] / n_rep,
+              detail=f"{args.workers} processes, {len(fast)} metrics")
 
     from distributed import LocalCluster
 
@@ -105,8 +113,8 @@ def run(args):
     columns = ["checkpoint", "representation", "metric", "key"]
     same = np.array_equal(local.sort_values(columns)["value"].to_numpy(),
                           remote.sort_values(columns)["value"].to_numpy(), equal_nan=True)
-    print(f"dask LocalCluster 2x1: {results['dask']:.1f} s; identical to local: {same}",
-          flush=True)
+    table.add(stage="dask LocalCluster 2x1", seconds=results["dask"],
+              per_representation_s=results["dask"] / n_rep, detail=f"identical to local: {same}")
 
     gbt_store = work / "gbt.zarr"
     build_store(gbt_store, args.gbt_checkpoints)
@@ -114,18 +122,19 @@ def run(args):
     score_store(gbt_store, work / "gbt", metrics=boosted, workers=args.workers,
                 representations=["mean"])
     gbt_s = (time.perf_counter() - start) / args.gbt_checkpoints
-    print(f"boosted trees ({', '.join(boosted)}): {gbt_s:.1f} s per representation "
-          f"({args.workers} processes)", flush=True)
+    table.add(stage="boosted trees", per_representation_s=gbt_s,
+              detail=f"{', '.join(boosted)}; {args.workers} processes")
 
     per_rep_fast = results["local"] / n_rep
     full_1000 = 1000 * 2 * (per_rep_fast + gbt_s)
     fast_1000 = 1000 * 2 * per_rep_fast
-    print(f"projected 1,000 checkpoints x 2 representations: study suite {full_1000 / 60:.0f} "
-          f"min, without boosted trees {fast_1000 / 60:.1f} min", flush=True)
+    table.add(stage="projected 1,000 checkpoints x 2, study suite", seconds=full_1000,
+              detail=f"{full_1000 / 60:.0f} min")
+    table.add(stage="projected 1,000 checkpoints x 2, without boosted trees", seconds=fast_1000,
+              detail=f"{fast_1000 / 60:.1f} min")
 
-    if args.reference_checkpoints:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from bench_metrics import _reference_call  # noqa: E402 - the reference's runner
+    if args.reference_checkpoints and load_reference() is not None:
+        from fastdis.bench.bench_metrics import _reference_call
 
         from fastdis.demo import SyntheticFactors, representation
 
@@ -137,18 +146,17 @@ def run(args):
                     continue
                 _, seconds = _reference_call(name, SyntheticFactors(), rep, SCALE)
                 reference[name in boosted] += seconds
-                print(f"  reference {name}: {seconds:.1f} s", flush=True)
+                note(f"  reference {name}: {seconds:.1f} s")
         ref_fast = reference[False] / args.reference_checkpoints
-        print(f"reference, 1 process, without boosted trees: {ref_fast:.1f} s per "
-              f"representation -> {ref_fast / per_rep_fast:.0f}x slower than fastdis local "
-              f"({args.workers} processes)", flush=True)
+        table.add(stage="reference without boosted trees", per_representation_s=ref_fast,
+                  detail=f"1 process: {ref_fast / per_rep_fast:.0f}x slower than fastdis local "
+                  f"({args.workers} processes)")
         if args.reference_gbt:
             ref_gbt = reference[True] / args.reference_checkpoints
-            print(f"reference boosted trees: {ref_gbt:.0f} s per representation -> "
-                  f"{ref_gbt / gbt_s:.0f}x", flush=True)
-    print(f"numba threads per process: 1 (score tasks); machine numba threads "
-          f"{numba.get_num_threads()}")
+            table.add(stage="reference boosted trees", per_representation_s=ref_gbt,
+                      detail=f"{ref_gbt / gbt_s:.0f}x slower than fastdis")
     shutil.rmtree(work, ignore_errors=True)
+    recorder.write_json(args.json)
 
 
 def sharing_cost(args):
@@ -186,15 +194,17 @@ def sharing_cost(args):
                     results[mode] = scores
                 if results["separate"] != results["shared"]:
                     raise AssertionError(f"{suite}: shared fits changed a score")
-    print(f"fit sharing, scale {args.sharing_scale} ({plan.num_train} train points), "
-          f"{args.sharing_representations} representation(s), seconds per representation:")
-    print("| suite | separate fits | shared fits | saved |\n|---|---|---|---|")
-    for suite in suites:
-        separate = np.mean(seconds[suite, "separate"])
-        shared = np.mean(seconds[suite, "shared"])
-        print(f"| {suite} ({len(suites[suite])} metrics) | {separate:.2f} | {shared:.2f} | "
-              f"{1 - shared / separate:.0%} |")
-
+    recorder = Recorder("batch-sharing", scale=args.sharing_scale, num_train=plan.num_train,
+                        representations=args.sharing_representations, numba_threads=1)
+    table = recorder.table("fit sharing", {
+        "suite": "{}", "metrics": "{}", "separate_fits_s": "{:.2f}", "shared_fits_s": "{:.2f}",
+        "saved": "{:.0%}"}, ["suite"], heading="seconds per representation (one process)")
+    for suite, names in suites.items():
+        separate = float(np.mean(seconds[suite, "separate"]))
+        shared = float(np.mean(seconds[suite, "shared"]))
+        table.add(suite=suite, metrics=len(names), separate_fits_s=separate,
+                  shared_fits_s=shared, saved=1 - shared / separate)
+    recorder.write_json(args.json)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -204,6 +214,7 @@ def main(argv=None):
     parser.add_argument("--reference-gbt", action="store_true",
                         help="also time the reference's boosted trees (~10 min each)")
     parser.add_argument("--workers", type=int, default=2)
+    add_json_argument(parser)
     parser.add_argument("--sharing-representations", type=int, default=0,
                         help="only measure fit sharing (shared_fits) on this many "
                              "representations")
@@ -217,11 +228,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":  # spawned workers re-import this file
-    try:  # the reference imports gin.tf (TensorFlow); its metrics only need gin
-        import gin
-
-        sys.modules.setdefault("gin.tf", gin)
-        gin.tf = gin
-    except ImportError:  # pragma: no cover
-        sys.exit("bench needs gin-config and disentanglement-lib: see the README's test command")
     main()

@@ -25,19 +25,20 @@ Usage::
 
     python bench/bench_kernels.py                                 # CPU, 1 thread
     python bench/bench_kernels.py --device cuda --json out.json   # GPU, ~1 minute
+    fastdis bench kernels --device cuda --json out.json           # the same, installed
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import platform
 import statistics
 import time
 from functools import partial
 
 import torch
+from fastdis.bench._table import Recorder, add_json_argument, note
 
 from fastdis import kernels
 
@@ -275,7 +276,7 @@ def run(args):
                         function, inputs, reference_value, reference_grads
                     )
                 rows.append(row)
-                print(_progress(row), flush=True)
+                note(_progress(row))
             for row in rows:
                 if row["batch_size"] == batch_size and row["regularizer"] == name and "ms" in row:
                     row["speedup_vs_eager"] = eager_seconds / (row["ms"] / 1e3)
@@ -310,48 +311,22 @@ def float64_triton_check(args):
     return results
 
 
-def markdown(rows, header):
-    gpu = any("gpu_ms" in row for row in rows)
-    gpu_header = " GPU kernel ms | GPU speed-up |" if gpu else ""
-    lines = [
-        header,
-        "",
-        "| regularizer | B | method | fwd+bwd ms | speed-up vs eager |"
-        + gpu_header
-        + " peak extra MB | rel err |",
-        "|---|---|---|---|---|" + ("---|---|" if gpu else "") + "---|---|",
-    ]
-    for row in rows:
-        if "ms" not in row:
-            err = f"{row['rel_err']:.1e}" if "rel_err" in row else "—"
-            lines.append(
-                f"| {row['regularizer']} | {row['batch_size']} | {row['method']} | "
-                f"{row.get('note', '—')} | |" + (" | |" if gpu else "") + f" | {err} |"
-            )
-            continue
-        peak = "—" if row["peak_extra_mb"] is None else f"{row['peak_extra_mb']:.2f}"
-        err = f"{row['rel_err']:.1e}" if "rel_err" in row else "—"
-        gpu_cells = ""
-        if gpu:
-            speedup = row.get("gpu_speedup_vs_eager")
-            speedup = "—" if speedup is None else f"{speedup:.2f}x"
-            gpu_cells = f" {row['gpu_ms']:.3f} | {speedup} |"
-        lines.append(
-            f"| {row['regularizer']} | {row['batch_size']} | {row['method']} | {row['ms']:.3f} | "
-            f"{row['speedup_vs_eager']:.2f}x |{gpu_cells} {peak} | {err} |"
-        )
-    return "\n".join(lines)
+KERNEL_COLUMNS = {
+    "regularizer": "{}", "batch_size": "{}", "method": "{}", "ms": "{:.3f}",
+    "speedup_vs_eager": "{:.2f}x", "gpu_ms": "{:.3f}", "gpu_speedup_vs_eager": "{:.2f}x",
+    "peak_extra_mb": "{:.2f}", "rel_err": "{:.1e}", "note": "{}",
+}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--sizes", default="64,256,1024,4096", help="batch sizes, comma-separated")
     parser.add_argument("--latents", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
     parser.add_argument("--budget", type=float, default=None, help="seconds of timing per cell")
-    parser.add_argument("--json", default=None, help="write the rows and the setup here")
-    args = parser.parse_args()
+    add_json_argument(parser)
+    args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",")]
     if args.budget is None:
         args.budget = 0.2 if args.device == "cuda" else 1.0
@@ -375,13 +350,18 @@ def main():
     setup["wall_s"] = time.perf_counter() - started
 
     threads = f", {args.threads} thread(s)" if args.device == "cpu" else ""
-    header = (
+    heading = (
         f"Device: {setup['device'] or args.device}{threads}; torch {setup['torch']}, triton "
         f"{setup['triton']}, d = {args.latents}, float32, forward + backward; wall "
         f"{setup['wall_s']:.0f} s."
     )
-    print()
-    print(markdown(rows, header))
+    recorder = Recorder("kernels", **setup)
+    columns = {name: fmt for name, fmt in KERNEL_COLUMNS.items()
+               if args.device == "cuda" or not name.startswith("gpu")}
+    table = recorder.table("regularizers", columns, ["regularizer", "batch_size", "method"],
+                           heading)
+    for row in rows:
+        table.add(row)
     if setup["float64_triton_rel_err"]:
         print()
         print(
@@ -390,9 +370,7 @@ def main():
                 f"{name} {err:.1e}" for name, err in setup["float64_triton_rel_err"].items()
             )
         )
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"setup": setup, "rows": rows}, handle, indent=2)
+    recorder.write_json(args.json)
 
 
 def _triton_version():

@@ -27,25 +27,18 @@ Usage::
     python bench/bench_metrics.py -m mig -m dci   # some metrics only
     python bench/bench_metrics.py -m factor_vae_metric -m beta_vae_sklearn --trivial-representation
     python bench/bench_metrics.py --reference-blas-threads 1   # the reference on one BLAS thread
+    fastdis bench metrics --json run.json -- -m mig --scale 0.1  # installed; tables saved
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 
 import numpy as np
+from fastdis.bench._table import Recorder, add_json_argument, load_reference, note
 from threadpoolctl import threadpool_info, threadpool_limits
-
-try:  # the reference imports gin.tf (TensorFlow); its metrics only need gin
-    import gin
-
-    sys.modules.setdefault("gin.tf", gin)
-    gin.tf = gin
-except ImportError:  # pragma: no cover
-    sys.exit("bench needs gin-config and disentanglement-lib: see the README's test command")
 
 from fastdis.compat.disentanglement_lib.study import _scaled_sizes, evaluate_metric
 from fastdis.demo import SyntheticFactors, representation
@@ -96,9 +89,13 @@ def _identity(observations):
 
 
 def _reference_call(name, data, rep, scale):
-    """Run the reference with the study's gin bindings; returns (result, seconds)."""
+    """Run the reference with the study's gin bindings; returns (result, seconds).
+
+    Needs :func:`fastdis.bench._table.load_reference` first (gin standing in for ``gin.tf``).
+    """
     import importlib
 
+    import gin
     from disentanglement_lib.evaluation.metrics import utils
 
     registry_name = "sap_score" if name == "sap_score_continuous" else name
@@ -160,6 +157,7 @@ def main(argv=None):
     parser.add_argument("--trivial-representation", action="store_true",
                         help="identity representation: codes are the factor values (measures "
                              "sampling and scoring, no encoder)")
+    add_json_argument(parser)
     args = parser.parse_args(argv)
     if args.same_arrays and args.trivial_representation:
         parser.error("--same-arrays already replays fixed codes; pass one of the two")
@@ -176,16 +174,20 @@ def main(argv=None):
 
     with threadpool_limits(args.reference_blas_threads, user_api="blas"):
         blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-    print(f"# {platform.processor() or platform.machine()}, numba threads "
-          f"{numba.get_num_threads()}, reference BLAS threads {blas}, numpy {np.__version__}, "
-          f"scale {args.scale}"
-          f"{', identity representation' if args.trivial_representation else ''}", flush=True)
-    header = ("metric", "dlib s", "fastdis s", "ratio", "max |delta|", "first call s")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    total_fast = total_ref = 0.0
+    heading = (f"# {platform.processor() or platform.machine()}, numba threads "
+               f"{numba.get_num_threads()}, reference BLAS threads {blas}, numpy "
+               f"{np.__version__}, scale {args.scale}"
+               f"{', identity representation' if args.trivial_representation else ''}")
+    recorder = Recorder("metrics", numba_threads=numba.get_num_threads(), reference_blas=blas,
+                        scale=args.scale, same_arrays=args.same_arrays,
+                        trivial_representation=args.trivial_representation)
+    table = recorder.table("metrics", {
+        "metric": "{}", "dlib_s": "{:.3f}", "fastdis_s": "{:.3f}", "ratio": "{:.1f}x",
+        "max_abs_delta": "{:.2e}", "first_call_s": "{:.2f}"}, ["metric"], heading)
+    with_reference = load_reference() is not None
     replay = getattr(data, "reset", lambda: data)
     for name in names:
+        note(f"  {name}")
         cold_start = time.perf_counter()
         _fastdis_call(name, replay(), rep, args.scale)  # JIT / cache load
         first = time.perf_counter() - cold_start
@@ -194,15 +196,18 @@ def main(argv=None):
             result, seconds = _fastdis_call(name, replay(), rep, args.scale)
             warm.append(seconds)
         fast = float(np.median(warm))
-        with threadpool_limits(args.reference_blas_threads, user_api="blas"):
-            reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
-        total_fast += fast
-        total_ref += ref_seconds
-        print(f"| {name} | {ref_seconds:.3f} | {fast:.3f} | {ref_seconds / fast:.1f}x | "
-              f"{max_abs_delta(reference, result):.2e} | {first:.2f} |", flush=True)
-    print(f"| **total** | {total_ref:.1f} | {total_fast:.1f} | "
-          f"{total_ref / total_fast:.1f}x | | |")
-
+        row = {"metric": name, "fastdis_s": fast, "first_call_s": first}
+        if with_reference:
+            with threadpool_limits(args.reference_blas_threads, user_api="blas"):
+                reference, ref_seconds = _reference_call(name, replay(), rep, args.scale)
+            row.update(dlib_s=ref_seconds, ratio=ref_seconds / fast,
+                       max_abs_delta=max_abs_delta(reference, result))
+        table.add(row)
+    total_fast = sum(row["fastdis_s"] for row in table.rows)
+    total_ref = sum(row["dlib_s"] for row in table.rows) if with_reference else None
+    table.add(metric="**total**", fastdis_s=total_fast, dlib_s=total_ref,
+              ratio=total_ref / total_fast if with_reference else None)
+    recorder.write_json(args.json)
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
     python bench/bench_training.py --quick                 # CPU: packs of 1, 2 and 8
     python bench/bench_training.py --device cuda --json out.json
+    fastdis bench training --device cuda --json out.json    # the same, installed
 
 For every method, in one process, side by side on the study's settings (batch 64, 10 latents,
 64x64x1 images):
@@ -22,6 +23,7 @@ and checkpoints included) on the small dSprites look-alike, counter sampling, in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastdis.bench._table import Recorder, add_json_argument
 
 from fastdis.data._base import GridDataset
 from fastdis.train import METHODS, TrainConfig
@@ -126,7 +129,7 @@ def sweep_rate(args, device):
             "model_steps_per_second": rate}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -142,8 +145,8 @@ def main():
     parser.add_argument("--compile-mode", default=None)
     parser.add_argument("--sweep-pack", type=int, default=8)
     parser.add_argument("--sweep-steps", type=int, default=20, help="0 skips the sweep")
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    args = parser.parse_args()
+    add_json_argument(parser)
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.steps is None:
@@ -158,11 +161,32 @@ def main():
               "compile_mode": args.compile_mode or "default"}
     print(json.dumps(header), file=sys.stderr)
     dataset = random_grid()
-    results = {method: bench_method(method, args, device, dataset) for method in args.methods}
-    sweep = sweep_rate(args, device) if args.sweep_steps > 0 else None
-    if args.json is not None:
-        args.json.write_text(json.dumps({**header, "methods": results, "sweep": sweep},
-                                        indent=1))
+    with contextlib.redirect_stdout(sys.stderr):  # progress; the tables follow on stdout
+        results = {method: bench_method(method, args, device, dataset) for method in args.methods}
+        sweep = sweep_rate(args, device) if args.sweep_steps > 0 else None
+    record_tables(Recorder("training", **header), results, sweep).write_json(args.json)
+
+
+def record_tables(recorder, results, sweep):
+    """The single-model, pack and sweep tables of a run."""
+    single = recorder.table("single model", {
+        "method": "{}", "single_eager_steps_per_second": "{:.2f}",
+        "single_compiled_steps_per_second": "{:.2f}", "compile_seconds": "{:.0f}"}, ["method"])
+    for method, result in results.items():
+        single.add({key: value for key, value in result.items() if key != "packs"},
+                   method=method)
+    packs = recorder.table("packs", {
+        "method": "{}", "strategy": "{}", "size": "{}", "model_steps_per_second": "{:.2f}",
+        "mib_per_model": "{:.1f}"}, ["method", "strategy", "size"])
+    for method, result in results.items():
+        for row in result["packs"]:
+            memory = row["bytes_per_model"]
+            packs.add(row, method=method, mib_per_model=None if memory is None else memory / 2**20)
+    if sweep is not None:
+        recorder.table("sweep", {"models": "{}", "steps": "{}", "seconds": "{:.1f}",
+                                 "model_steps_per_second": "{:.2f}"},
+                       ["models", "steps"]).add(sweep)
+    return recorder
 
 
 if __name__ == "__main__":

@@ -144,14 +144,17 @@ def check_labels(labels, *, name: str) -> np.ndarray:
     return labels
 
 
-def check_matrix(matrix, *, name: str, shape=None, nonnegative: bool = False) -> np.ndarray:
-    """Return a precomputed score matrix as float64, checked: 2-D (of ``shape`` if given),
-    non-empty, finite, and ``>= 0`` if ``nonnegative``.
+def check_matrix(matrix, *, name: str, shape=None, nonnegative: bool = False,
+                 dtype=np.float64) -> np.ndarray:
+    """Return a precomputed score matrix, checked: 2-D (of ``shape`` if given), non-empty,
+    real, finite, and ``>= 0`` if ``nonnegative``; converted to ``dtype`` (``None``: the
+    matrix keeps its own real dtype, for callers whose arithmetic follows the input's, as
+    the reference's does).
 
     For matrices a caller passes in or a callable returns (importances, mutual informations).
     """
     try:
-        matrix = np.asarray(matrix, dtype=np.float64)
+        matrix = np.asarray(matrix, dtype=dtype)
     except (TypeError, ValueError):
         raise ValueError(
             f"{name} must be a 2-D array of numbers; got {type(matrix).__name__}."
@@ -160,8 +163,11 @@ def check_matrix(matrix, *, name: str, shape=None, nonnegative: bool = False) ->
     if matrix.ndim != 2 or matrix.size == 0 or (shape is not None and matrix.shape != shape):
         raise ValueError(f"{name} must be a non-empty 2-D array {wanted}; got shape "
                          f"{matrix.shape}.")
+    _check_real(matrix, name)
     if not np.isfinite(matrix).all() or (nonnegative and (matrix < 0).any()):
-        raise ValueError(f"{name} must hold finite values{' >= 0' if nonnegative else ''}.")
+        found = "NaN or infinity" if not np.isfinite(matrix).all() else "negative values"
+        raise ValueError(f"{name} must hold finite values{' >= 0' if nonnegative else ''}; "
+                         f"it contains {found}.")
     return matrix
 
 
@@ -272,3 +278,28 @@ def check_fraction(value, *, name: str, low: float = 0.0, high: float = 1.0) -> 
     if not (low <= value <= high):
         raise ValueError(f"{name} must be in [{low}, {high}]; got {value}.")
     return value
+
+
+def check_random_state(random_state, *, name: str = "random_state") -> np.random.RandomState:
+    """The ``numpy.random.RandomState`` that ``random_state`` stands for, as scikit-learn's
+    ``check_random_state``:
+
+    - ``None``: numpy's global RandomState (the singleton behind ``np.random.seed`` and
+      ``np.random.rand``), so ``np.random.seed(s)`` makes a call reproducible exactly as it
+      does for the reference, whose estimators default to that generator;
+    - an int in ``[0, 2**32)``: a new ``RandomState(seed)``;
+    - a ``RandomState``: itself, advanced by the call.
+
+    Anything else (a bool, ``numpy.random.Generator``, an out-of-range seed) is a ValueError
+    naming ``name``.
+    """
+    if random_state is None:
+        return np.random.mtrand._rand
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**32:
+            raise ValueError(f"{name} must be in [0, 2**32); got {random_state}.")
+        return np.random.RandomState(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    raise ValueError(f"{name} must be None, an int seed or a numpy.random.RandomState; got "
+                     f"{type(random_state).__name__}.")

@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 
-from .metrics import METRICS, study_metrics
+from .metrics import METRICS, get_metric, study_metrics
 
 app = typer.Typer(
     help="fastdis: fast, exact disentanglement metrics (a drop-in backend for "
@@ -29,12 +30,14 @@ _err = Console(stderr=True)
 def _register_subcommands():
     """Each package owns its commands; this is the one place that mounts them."""
     from .batch.cli import app as batch_app  # encode, score, report
+    from .bench_cli import app as bench_app  # bench metrics | ... | compare
     from .data.cli import app as data_app  # data make | show | list
     from .train.cli import app as train_app  # train, sweep
 
     app.add_typer(data_app, name="data", help="Ground-truth data sets: list, make, show.")
     app.add_typer(train_app)
     app.add_typer(batch_app)
+    app.add_typer(bench_app, name="bench")
 
 
 _register_subcommands()
@@ -44,18 +47,36 @@ _register_subcommands()
 DEMO_METRICS = [spec.name for spec in study_metrics()] + ["irs"]
 
 
+#: Below this terminal width the registry is listed one metric per block instead of a table:
+#: five columns cannot share 80 characters without folding descriptions word by word.
+_TABLE_MIN_WIDTH = 120
+
+
 @app.command("metrics")
 def list_metrics():
     """List the registered metrics, their inputs and study sample sizes."""
-    table = Table(title="fastdis metrics (registry)")
-    table.add_column("name", no_wrap=True)
-    for column in ("study", "inputs", "sizes", "description"):
-        table.add_column(column, overflow="fold")
-    for spec in METRICS.values():
-        sizes = ", ".join(f"{k}={v}" for k, v in spec.sizes.items())
-        table.add_row(spec.name, "yes" if spec.study else "", spec.inputs, sizes,
-                      spec.description)
-    _out.print(table)
+    console = Console()  # the width in force now (COLUMNS, the terminal), not at import
+    rows = [(spec.name, "study" if spec.study else "", spec.inputs,
+             ", ".join(f"{k}={v}" for k, v in spec.sizes.items()), spec.description)
+            for spec in METRICS.values()]
+    if console.width >= _TABLE_MIN_WIDTH:
+        table = Table(title="fastdis metrics (registry)")
+        table.add_column("name", no_wrap=True)
+        for column in ("study", "inputs", "sizes", "description"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    console.print("[bold]fastdis metrics (registry)[/bold]")
+    for name, study, inputs, sizes, description in rows:
+        console.print()
+        console.print(f"[bold]{name}[/bold]  {inputs}" + (f"  [green]{study}[/green]"
+                                                          if study else ""))
+        # Padding indents the wrapped lines too, so a long description stays one block.
+        console.print(Padding(description, (0, 0, 0, 2), expand=False), highlight=False)
+        console.print(Padding(f"[dim]sizes: {sizes or '-'}[/dim]", (0, 0, 0, 2), expand=False),
+                      highlight=False)
 
 
 @app.command()
@@ -121,9 +142,13 @@ def demo(
         for name in names:
             for kind in kinds:
                 status.update(f"{name} on the {kind} representation")
-                results[kind][name] = evaluate_metric(
-                    name, data, representation(kind), random_seed=seed, scale=scale
-                )
+                try:
+                    results[kind][name] = evaluate_metric(
+                        name, data, representation(kind), random_seed=seed, scale=scale
+                    )
+                except ValueError as exc:  # e.g. a --scale too small for the metric's sizes
+                    _err.print(f"[red]{name} at --scale {scale}: {exc}[/red]")
+                    raise typer.Exit(code=2) from exc
                 _err.print(f"  {name:38s} {kind:13s} "
                            f"{results[kind][name]['elapsed_time']:7.2f} s")
     if json_out:
@@ -139,22 +164,17 @@ def demo(
     for name in names:
         seconds = sum(results[kind][name]["elapsed_time"] for kind in kinds) / len(kinds)
         table.add_row(f"[bold]{name}[/bold]", *([""] * len(kinds)), f"{seconds:.2f}")
-        for key in _headline_keys(results[kinds[0]][name]):
+        for key in _headline_keys(name, results[kinds[0]][name]):
             table.add_row(f"  {key}", *(f"{results[kind][name][key]:.4f}" for kind in kinds), "")
     _out.print(table)
 
 
-def _headline_keys(result):
-    """The keys worth a row: scalar scores, skipping per-factor detail and timings."""
-    keys = []
-    for key, value in result.items():
-        if key == "elapsed_time" or "factor_" in key or "num_active_dims" in key:
-            continue
-        if key.split(":")[-1].startswith(("min_", "train_accuracy_factor")):
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            keys.append(key)
-    return keys
+def _headline_keys(name, result):
+    """The registry's headline keys of ``name`` in ``result``; every scalar key of a metric
+    that declares none (the demo can still run it)."""
+    keys = get_metric(name).headline_keys(result)
+    return keys or [key for key, value in result.items() if key != "elapsed_time"
+                    and isinstance(value, (int, float)) and not isinstance(value, bool)]
 
 
 def main():  # pragma: no cover - console entry point

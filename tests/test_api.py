@@ -73,6 +73,26 @@ def test_cli_lists_metrics():
     assert "dci" in result.output and "modularity_explicitness" in result.output
 
 
+@pytest.mark.parametrize("columns", [80, 160])
+def test_cli_metrics_listing_fits_the_terminal_and_keeps_descriptions_whole(columns):
+    result = CliRunner().invoke(app, ["metrics"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    text = " ".join(" ".join(line.strip(" │┃").split()) for line in lines)
+    for spec in METRICS.values():
+        assert spec.name in text
+        if columns == 80:  # a block per metric: each description reads as one phrase
+            assert " ".join(spec.description.split()) in text, spec.name
+
+
+def test_cli_demo_names_a_scale_too_small_instead_of_a_traceback():
+    result = CliRunner().invoke(app, ["demo", "--scale", "0.05", "-m",
+                                      "downstream_task_logistic_regression"])
+    assert result.exit_code == 2
+    assert "--scale 0.05" in result.output and "Traceback" not in result.output
+
+
 def test_cli_demo_prints_scores():
     result = CliRunner().invoke(app, ["demo", "--scale", "0.05", "-m", "mig", "-m", "irs"])
     assert result.exit_code == 0, result.output

@@ -264,3 +264,26 @@ def test_precomputed_inputs_are_checked():
             importance=lambda *arrays: (np.ones((4, 2)), 0.5, 0.5))
     with pytest.raises(ValueError, match=r"random_state must be in \[0, 2\*\*32\)"):
         METRICS["dci"](codes, factors, test_codes, test_factors, random_state=-1)
+
+
+def test_one_random_state_rule_none_is_numpys_global_generator():
+    from fastdis._validation import check_random_state
+
+    assert check_random_state(None) is np.random.mtrand._rand
+    rs = np.random.RandomState(3)
+    assert check_random_state(rs) is rs
+    assert check_random_state(7).randint(1000) == np.random.RandomState(7).randint(1000)
+    for bad in (True, -1, 2**32, np.random.default_rng(0), "0"):
+        with pytest.raises(ValueError, match="random_state"):
+            check_random_state(bad)
+
+
+def test_intervene_with_none_follows_numpys_global_seed():
+    from fastdis.metrics._downstream import intervene
+
+    factors = np.zeros((4, 3), dtype=np.int64)
+    draws = []
+    for _ in range(2):
+        np.random.seed(11)
+        draws.append(intervene(factors, factors, 0, (2, 5, 5), None)[2:])
+    assert draws[0] == draws[1]

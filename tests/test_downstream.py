@@ -300,7 +300,6 @@ def test_strong_compat_matches_dlib_with_gradient_boosting():
     import gin
 
     from fastdis.compat.disentanglement_lib import strong_downstream_task as compat_strong
-    from fastdis.compat.disentanglement_lib import utils as compat_utils
     from fastdis.demo import SyntheticFactors
 
     class NoisyFactors(SyntheticFactors):
@@ -316,7 +315,6 @@ def test_strong_compat_matches_dlib_with_gradient_boosting():
 
     gin.clear_config()
     gin.bind_parameter("predictor.predictor_fn", reference_utils.gradient_boosting_classifier)
-    compat_utils._use_reference_config(reference_utils)
     try:
         results, states = [], []
         for function in (reference.compute_strong_downstream_task,
@@ -326,7 +324,6 @@ def test_strong_compat_matches_dlib_with_gradient_boosting():
                                     [60], 40, 2))
             states.append(np.random.randint(1 << 30))
     finally:
-        compat_utils._use_reference_config(None)
         gin.clear_config()
     assert results[1] == pytest.approx(results[0], abs=1e-12)
     assert states[0] == states[1]  # the global random state is left where the reference leaves it
@@ -337,7 +334,6 @@ def test_reduced_compat_leaves_the_global_random_state_as_the_reference():
     import gin
 
     from fastdis.compat.disentanglement_lib import reduced_downstream_task as compat_reduced
-    from fastdis.compat.disentanglement_lib import utils as compat_utils
     from fastdis.demo import SyntheticFactors
 
     class RoundedFactors(SyntheticFactors):  # repeated values: ties the trees break at random
@@ -355,7 +351,6 @@ def test_reduced_compat_leaves_the_global_random_state_as_the_reference():
     gin.bind_parameter("predictor.predictor_fn", reference_utils.gradient_boosting_classifier)
     gin.bind_parameter("reduced_representation.correlation_measure",
                        reference.compute_factorwise_dci)
-    compat_utils._use_reference_config(reference_utils)
     try:
         results, states = [], []
         for function in (reference.compute_reduced_downstream_task,
@@ -365,7 +360,6 @@ def test_reduced_compat_leaves_the_global_random_state_as_the_reference():
                                     [60], 40))
             states.append(np.random.randint(1 << 30))
     finally:
-        compat_utils._use_reference_config(None)
         gin.clear_config()
     assert results[1] == pytest.approx(results[0], abs=1e-12)
     assert states[0] == states[1]

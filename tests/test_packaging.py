@@ -11,9 +11,10 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def _package_dirs():
-    """Every folder with an __init__.py under fastdis/ and kernels/, as an import name."""
+    """Every folder with an __init__.py under fastdis/, kernels/ and bench/, as an import name."""
     found = set()
-    for top, name in (("fastdis", "fastdis"), ("kernels", "fastdis.kernels")):
+    for top, name in (("fastdis", "fastdis"), ("kernels", "fastdis.kernels"),
+                      ("bench", "fastdis.bench")):
         for init in (ROOT / top).rglob("__init__.py"):
             if "__pycache__" in init.parts:
                 continue
@@ -27,11 +28,14 @@ def test_every_package_is_listed_for_installation():
     assert _package_dirs() == listed
 
 
-def test_kernels_folder_is_installed_as_fastdis_kernels():
-    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"fastdis.kernels": "kernels"}
+def test_kernels_and_bench_folders_are_installed_inside_fastdis():
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {
+        "fastdis.kernels": "kernels", "fastdis.bench": "bench"}
+    import fastdis.bench
     import fastdis.kernels
 
     assert pathlib.Path(fastdis.kernels.__file__).parent == ROOT / "kernels"
+    assert pathlib.Path(fastdis.bench.__file__).parent == ROOT / "bench"
 
 
 def test_torch_is_pinned_exactly():

@@ -141,16 +141,26 @@ def _note_unverified(store):
 
 @app.command()
 def report(
-    scores: Annotated[Path, typer.Argument(help="Scores (fastdis score --out).")],
-    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("report"),
+    scores: Annotated[Path, typer.Argument(
+        help="Scores: a fastdis score --out folder or a Parquet file.")],
+    out: Annotated[Path, typer.Option(help="Report folder (created; a previous report there "
+                                           "is overwritten).")] = Path("report"),
     representation: Annotated[str | None, typer.Option(
         help="Representation of the per-setting plots (default: mean).")] = None,
 ):
-    """Write rank-correlation and per-setting plots of SCORES plus a markdown page."""
+    """Draw the study's figures of SCORES, each with its CSV, into index.md and index.html.
+
+    Metrics' rank correlation, total correlation, scores against strength, violins per setting.
+
+    Variance explained by setting and seed, downstream accuracy, model selection transfer.
+
+    index.html embeds every figure. Bad arguments are refused before anything is written.
+    """
     from .report import write_report
 
     try:
         page = write_report(scores, out, representation=representation)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a disk full or a folder gone mid-write
         _fail(str(exc))
     typer.echo(str(page))
+    typer.echo(str(page.with_name("index.html")))

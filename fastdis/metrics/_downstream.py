@@ -36,6 +36,7 @@ from .._validation import (
     check_informative_factors,
     check_matrix,
     check_positive_int,
+    check_random_state,
     check_train_test,
 )
 from . import _gbt, _linear
@@ -395,6 +396,8 @@ def intervene(factors, test_factors, target, factor_sizes, random_state):
     factor_sizes : sequence of int
         Number of values of each factor.
     random_state : numpy.random.RandomState or int or None
+        The draws' source (``None``: numpy's global RandomState, as everywhere in fastdis;
+        see :func:`fastdis._validation.check_random_state`).
 
     Returns
     -------
@@ -414,7 +417,7 @@ def intervene(factors, test_factors, target, factor_sizes, random_state):
         raise ValueError(f"target must be in [0, {n_factors}); got {target}.")
     if n_factors < 2:
         raise ValueError("intervene needs at least 2 factors: one to predict, one to fix.")
-    random_state = _as_random_state(random_state)
+    random_state = check_random_state(random_state)
     candidates = [j for j in range(n_factors) if j != target]
     factor = random_state.choice(candidates)
     values = list(range(int(factor_sizes[factor])))
@@ -428,17 +431,6 @@ def intervene(factors, test_factors, target, factor_sizes, random_state):
     factors[:, factor] = train_value
     test_factors[:, factor] = random_state.choice(values, size=test_factors.shape[0])
     return factors, test_factors, int(factor), int(train_value)
-
-
-def _as_random_state(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return np.random.RandomState(random_state)
-    raise ValueError(
-        f"random_state must be None, an int seed or a numpy.random.RandomState; got "
-        f"{type(random_state).__name__}."
-    )
 
 
 def strong_downstream_task(

@@ -44,6 +44,7 @@ import scipy.stats
 
 from .._validation import (
     check_informative_factors,
+    check_matrix,
     check_min_columns,
     check_num_bins,
     check_train_test,
@@ -127,17 +128,9 @@ def _trapezoid_area(precisions, thresholds):
     return area
 
 
-def _check_matrix(matrix, name="matrix") -> np.ndarray:
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.size == 0:
-        raise ValueError(
-            f"{name} must be a non-empty 2-D array (n_codes, n_factors); got shape {matrix.shape}."
-        )
-    if matrix.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers; got dtype {matrix.dtype}.")
-    if not np.isfinite(matrix).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return matrix
+def _check_matrix(matrix) -> np.ndarray:
+    # The aggregations compute in the matrix's own dtype, as the reference's numpy code does.
+    return check_matrix(matrix, name="matrix", dtype=None)
 
 
 def _precision_values(matrix):

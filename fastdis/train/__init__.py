@@ -1,4 +1,4 @@
-"""Training the study's six VAE methods in PyTorch (issue 4).
+"""Training the study's six VAE methods in PyTorch.
 
 - :class:`TrainConfig`: one dataclass of plain values with dlib's study defaults.
 - :func:`train`: train (or resume) a run into a directory.

@@ -83,6 +83,9 @@ def _report_stopped(stopped: dict) -> None:
         raise typer.Exit(code=1)
 
 
+#: The command's defaults are the config's (the study's), written once.
+_DEFAULT = TrainConfig()
+
 _METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae also works)."
 
 
@@ -90,7 +93,7 @@ _METHOD_HELP = "One of " + ", ".join(METHODS) + " (dlib's model.name; beta_tcvae
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory (resumed if it holds a "
                                       "checkpoint).")],
-    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "beta_vae",
+    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = _DEFAULT.method,
     beta: Annotated[float | None, typer.Option(help="beta_vae / beta_tc_vae strength.")] = None,
     gamma: Annotated[float | None, typer.Option(help="factor_vae / annealed_vae strength.")
                      ] = None,
@@ -101,33 +104,36 @@ def train(
                          ] = None,
     lambda_d_factor: Annotated[float | None, typer.Option(
         help="dip_vae_*: lambda_d = lambda_d_factor * lambda_od.")] = None,
-    dataset: Annotated[str, typer.Option(help="dlib dataset name.")] = "dsprites_full",
+    dataset: Annotated[str, typer.Option(help="dlib dataset name.")] = _DEFAULT.dataset,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")
                         ] = None,
-    seed: Annotated[int, typer.Option(help="model.random_seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="model.random_seed.")] = _DEFAULT.seed,
     seeds: Annotated[str | None, typer.Option(
         help="Train this setting for many seeds, e.g. '0-49', as packs; each seed goes to "
              "OUT/seed_<seed>/.")] = None,
     pack: Annotated[int | None, typer.Option(
         help="With --seeds: models per pack (default: all of them in one).")] = None,
-    steps: Annotated[int, typer.Option(help="model.training_steps.")] = 300_000,
-    batch_size: Annotated[int, typer.Option(help="Batch size (study: 64).")] = 64,
-    num_latent: Annotated[int, typer.Option(help="Latent dimensions (study: 10).")] = 10,
+    steps: Annotated[int, typer.Option(help="model.training_steps.")] = _DEFAULT.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch size (study: 64).")] = _DEFAULT.batch_size,
+    num_latent: Annotated[int, typer.Option(help="Latent dimensions (study: 10).")] = (
+        _DEFAULT.num_latent),
     compile: Annotated[bool, typer.Option(
-        "--compile/--no-compile", help="torch.compile the forward and loss.")] = False,
+        "--compile/--no-compile", help="torch.compile the forward and loss.")] = _DEFAULT.compile,
     compile_mode: Annotated[str | None, typer.Option(
         help="torch.compile mode, e.g. reduce-overhead (CUDA graphs) on GPUs.")] = None,
-    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = _DEFAULT.device,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
-    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = (
+        _DEFAULT.checkpoint_every),
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = _DEFAULT.log_every,
     factor_vae_step_counting: Annotated[str, typer.Option(
         help=f"{' or '.join(FACTOR_VAE_STEP_COUNTING)}: 'dlib' makes --steps dlib's global "
-             f"step, which FactorVAE advances by 2 per update.")] = "dlib",
+             f"step, which FactorVAE advances by 2 per update.")
+    ] = _DEFAULT.factor_vae_step_counting,
     data_sampling: Annotated[str, typer.Option(
         help=f"{' or '.join(DATA_SAMPLING)}: 'dlib' draws one observation per call, "
              f"the reference's stream; 'counter' draws on the device from (seed, step).")
-    ] = "dlib",
+    ] = _DEFAULT.data_sampling,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show the progress bar.")] = True,
 ):
@@ -202,15 +208,17 @@ def sweep(
                         ] = None,
     steps: Annotated[int | None, typer.Option(help="Override the study's 300,000 steps.")
                      ] = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile")] = False,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile")] = _DEFAULT.compile,
     compile_mode: Annotated[str | None, typer.Option(help="torch.compile mode.")] = None,
-    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device.")] = _DEFAULT.device,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 10_000,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = (
+        _DEFAULT.checkpoint_every),
     pack: Annotated[int, typer.Option(
         help="Models per pack (models of one dataset and method train together).")] = 1,
     data_sampling: Annotated[str, typer.Option(
-        help=f"{' or '.join(DATA_SAMPLING)}, as for `fastdis train`.")] = "dlib",
+        help=f"{' or '.join(DATA_SAMPLING)}, as for `fastdis train`.")
+    ] = _DEFAULT.data_sampling,
     scheduler: Annotated[str | None, typer.Option(
         help="Address of a Dask scheduler: run the packs on its workers, one pack per task "
              "(start workers with --nthreads 1).")] = None,

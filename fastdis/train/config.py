@@ -48,8 +48,8 @@ HYPERPARAMETERS = ("beta", "gamma", "c_max", "iteration_threshold", "lambda_od",
 
 #: How FactorVAE counts ``steps``. dlib passes the global step to both Adam ``minimize`` calls,
 #: so one iteration advances it by 2 and ``training_steps=300000`` stops after 150,000 updates
-#: (research/training.md §1.3, from reading the code). "dlib" reproduces that; "updates" makes
-#: ``steps`` the number of updates, as for the other five methods.
+#: (its ``train.py`` hands ``tf.train.get_global_step()`` to both). "dlib" reproduces that;
+#: "updates" makes ``steps`` the number of updates, as for the other five methods.
 FACTOR_VAE_STEP_COUNTING = ("dlib", "updates")
 
 #: How a batch is drawn from the ground-truth data. "dlib" draws one observation per call with

@@ -1,7 +1,9 @@
 """dlib's networks in PyTorch: ``conv_encoder``, ``deconv_decoder`` and ``fc_discriminator``.
 
-Shapes, strides and padding are those of ``disentanglement_lib/methods/shared/architectures.py``
-(research/training.md §1.4). TF's ``padding="same"`` with stride 2 on even sizes is 1 pixel per
+Shapes, strides and padding are those of ``disentanglement_lib/methods/shared/architectures.py``:
+the encoder's four stride-2 ReLU convolutions (32 and 32 filters of 4x4, then 64 and 64 of
+2x2), a 256-unit dense layer and two heads of ``num_latent`` units (mean, log-variance); the
+decoder mirrors it. TF's ``padding="same"`` with stride 2 on even sizes is 1 pixel per
 side for 4x4 kernels and none for 2x2 ones, hence ``padding=1`` / ``padding=0`` below. Weights
 are Glorot-uniform and biases zero, as ``tf.layers`` initialises them.
 

@@ -1,7 +1,6 @@
 """The six objectives of disentanglement_lib, one function each, and the module torch.compile sees.
 
-Every objective is ``R + regularizer`` (``methods/unsupervised/vae.py``, research/training.md
-§1.1-1.3), with
+Every objective is ``R + regularizer`` (dlib's ``methods/unsupervised/vae.py``), with
 
 - ``R``: Bernoulli reconstruction loss, BCE-with-logits summed over the 64*64*C values of each
   image and averaged over the batch;

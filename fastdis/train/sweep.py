@@ -3,8 +3,8 @@
 dlib builds it (``config/unsupervised_study_v1/sweep.py``) as the product, outermost first, of
 7 datasets x 1 architecture x 36 models x 50 seeds, where the 36 models chain 6 methods (in the
 order beta_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tc_vae, annealed_vae) x 6 strengths.
-Hence ``model_num = 1800 * dataset + 50 * (6 * method + strength) + seed`` (research/training.md
-§1.6); each entry carries dlib's gin bindings, so the numbering can be checked against dlib's.
+Hence ``model_num = 1800 * dataset + 50 * (6 * method + strength) + seed``; each entry
+carries dlib's gin bindings, so the numbering can be checked against dlib's.
 """
 
 from __future__ import annotations

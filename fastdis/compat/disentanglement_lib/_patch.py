@@ -117,11 +117,6 @@ def patch(modules=None):
             if hasattr(reference, function_name):
                 _install(reference, function_name, getattr(compat, function_name))
         patched.append(reference.__name__)
-    # Whatever was patched, gin bindings of the reference's configurables (discretizer.*,
-    # predictor.*, prune_dims.*) must keep deciding: resolve them through the reference.
-    from . import utils
-
-    utils._use_reference_config(importlib.import_module(f"{_REFERENCE_PACKAGE}.metrics.utils"))
     return patched
 
 
@@ -130,9 +125,6 @@ def unpatch():
     while _originals:
         owner, attribute, original = _originals.pop()
         setattr(owner, attribute, original)
-    from . import utils
-
-    utils._use_reference_config(None)
 
 
 def is_patched() -> bool:

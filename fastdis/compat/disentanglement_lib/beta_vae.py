@@ -10,6 +10,7 @@ from . import _bulk_sampling, utils
 DLIB_NAMES = ("compute_beta_vae_sklearn", "_generate_training_batch", "_generate_training_sample")
 
 
+@utils.gin_configurable("beta_vae_sklearn")
 def compute_beta_vae_sklearn(
     ground_truth_data,
     representation_function,

@@ -29,6 +29,7 @@ DLIB_NAMES = (
 BACKEND = "numba"
 
 
+@utils.gin_configurable("dci")
 def compute_dci(
     ground_truth_data,
     representation_function,
@@ -67,6 +68,7 @@ def _compute_dci(mus_train, ys_train, mus_test, ys_test):
     }
 
 
+@utils.gin_configurable("dci_validation")
 def compute_dci_on_fixed_data(
     observations, labels, representation_function, train_percentage=None, batch_size=100
 ):

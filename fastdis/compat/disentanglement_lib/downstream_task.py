@@ -27,6 +27,7 @@ STUDY_NUM_TRAIN = (10, 100, 1000, 10000)
 STUDY_NUM_TEST = 5000
 
 
+@utils.gin_configurable("downstream_task")
 def compute_downstream_task(
     ground_truth_data,
     representation_function,

@@ -15,6 +15,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("factor_vae_score")
 def compute_factor_vae(
     ground_truth_data,
     representation_function,
@@ -60,17 +61,11 @@ def compute_factor_vae(
     }
 
 
+@utils.gin_configurable("prune_dims")
 def _prune_dims(variances, threshold=None):
     """Mask of codes whose standard deviation is >= threshold (gin ``prune_dims.threshold``)."""
     if threshold is None:
         threshold = utils._config["prune_threshold"]
-        if utils._dlib_utils is not None:  # patched: the reference's gin binding decides
-            import importlib
-
-            reference = importlib.import_module(
-                "disentanglement_lib.evaluation.metrics.factor_vae"
-            )
-            return reference._prune_dims(variances)
     return np.sqrt(variances) >= threshold
 
 

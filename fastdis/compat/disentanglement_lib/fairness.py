@@ -29,6 +29,7 @@ STUDY_NUM_TRAIN = 10000
 STUDY_NUM_TEST_POINTS_PER_CLASS = 100
 
 
+@utils.gin_configurable("fairness")
 def compute_fairness(
     ground_truth_data,
     representation_function,

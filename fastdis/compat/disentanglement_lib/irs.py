@@ -10,6 +10,7 @@ from . import utils
 DLIB_NAMES = ("compute_irs", "_drop_constant_dims", "scalable_disentanglement_score")
 
 
+@utils.gin_configurable("irs")
 def compute_irs(
     ground_truth_data,
     representation_function,

@@ -10,6 +10,7 @@ from . import utils
 DLIB_NAMES = ("compute_mig", "_compute_mig", "compute_mig_on_fixed_data")
 
 
+@utils.gin_configurable("mig")
 def compute_mig(
     ground_truth_data,
     representation_function,
@@ -40,6 +41,7 @@ def _compute_mig(mus_train, ys_train):
         return {"discrete_mig": mig_from_mutual_info(m, entropy)}
 
 
+@utils.gin_configurable("mig_validation")
 def compute_mig_on_fixed_data(observations, labels, representation_function, batch_size=100):
     """MIG of fixed observations with labels (n_factors, n_points)."""
     mus = utils.obtain_representation(observations, representation_function, batch_size)

@@ -28,6 +28,7 @@ from . import utils
 DLIB_NAMES = ("compute_modularity_explicitness", "explicitness_per_factor", "modularity")
 
 
+@utils.gin_configurable("modularity_explicitness")
 def compute_modularity_explicitness(
     ground_truth_data,
     representation_function,

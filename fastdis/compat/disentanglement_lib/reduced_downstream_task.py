@@ -25,6 +25,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("reduced_downstream_task")
 def compute_reduced_downstream_task(
     ground_truth_data,
     representation_function,
@@ -76,31 +77,13 @@ def compute_reduced_downstream_task(
 
 
 def _correlation_measure():
-    """The gin binding ``reduced_representation.correlation_measure``, else factorwise DCI.
-
-    The reference's ``factorwise_dci`` (bound by reference or as the function) is swapped for
-    :func:`compute_factorwise_dci`; any other measure is used as it is.
-    """
-    try:
-        import gin
-
-        measure = gin.query_parameter("reduced_representation.correlation_measure")
-    except Exception:  # gin absent, reference not imported or parameter unbound
-        return compute_factorwise_dci
-    from gin.config import ConfigurableReference
-
-    if isinstance(measure, ConfigurableReference):
-        if measure.configurable.name.split(".")[-1] == "factorwise_dci":
-            return compute_factorwise_dci
-        return measure.scoped_configurable_fn
-    inner = measure
-    while hasattr(inner, "__wrapped__"):
-        inner = inner.__wrapped__
-    if getattr(inner, "__name__", None) == "compute_factorwise_dci":
-        return compute_factorwise_dci
-    return measure
+    """The gin binding ``reduced_representation.correlation_measure`` (the reference's
+    ``factorwise_dci`` runs :func:`compute_factorwise_dci`), else factorwise DCI."""
+    bound, measure = utils.gin_binding("reduced_representation", "correlation_measure")
+    return measure if bound else compute_factorwise_dci
 
 
+@utils.gin_configurable("reduced_representation")
 def compute_reduced_representation(
     mus_train, ys_train, mus_test, ys_test, factor_of_interest, correlation_measure=None
 ):
@@ -115,6 +98,7 @@ def compute_reduced_representation(
     )
 
 
+@utils.gin_configurable("factorwise_dci")
 def compute_factorwise_dci(mus_train, ys_train, mus_test, ys_test):
     """DCI gradient-boosting importance matrix (n_codes, n_factors) of (n_dims, n_points) sets."""
     from ...metrics._dci import gbt_importance_matrix

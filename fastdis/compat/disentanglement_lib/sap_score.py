@@ -27,6 +27,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("sap_score")
 def compute_sap(
     ground_truth_data,
     representation_function,
@@ -61,6 +62,7 @@ def _compute_sap(mus, ys, mus_test, ys_test, continuous_factors):
     return {"SAP_score": compute_avg_diff_top_two(score_matrix)}
 
 
+@utils.gin_configurable("sap_score_validation")
 def compute_sap_on_fixed_data(
     observations,
     labels,

@@ -26,6 +26,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("strong_downstream_task")
 def compute_strong_downstream_task(
     ground_truth_data,
     representation_function,

@@ -35,6 +35,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("unified_scores")
 def compute_unified_scores(
     ground_truth_data,
     representation_function,
@@ -64,6 +65,7 @@ def compute_unified_scores(
     )
 
 
+@utils.gin_configurable("unified_score_validation")
 def compute_unified_score_on_fixed_data(
     observations,
     labels,
@@ -144,6 +146,7 @@ def pr_curves_values(matrix):
     return _unified.pr_curves_values(matrix)
 
 
+@utils.gin_configurable("importance_gbt_matrix")
 def importance_gbt_matrix(mus_train, ys_train, mus_test, ys_test):
     """DCI gradient-boosting importance matrix (n_codes, n_factors)."""
     return _unified.importance_gbt_matrix(
@@ -154,6 +157,7 @@ def importance_gbt_matrix(mus_train, ys_train, mus_test, ys_test):
     )
 
 
+@utils.gin_configurable("mutual_information_matrix")
 def mutual_information_matrix(mus_train, ys_train, mus_test, ys_test):
     """MI matrix of the configured discretizer's codes and the factors; test set unused."""
     del mus_test, ys_test
@@ -161,6 +165,7 @@ def mutual_information_matrix(mus_train, ys_train, mus_test, ys_test):
     return utils.discrete_mutual_info(discretized_mus, ys_train)
 
 
+@utils.gin_configurable("accuracy_svm_matrix")
 def accuracy_svm_matrix(mus_train, ys_train, mus_test, ys_test):
     """SAP's single-code linear-SVM test accuracy matrix (n_codes, n_factors)."""
     return _unified.accuracy_svm_matrix(

@@ -16,6 +16,7 @@ DLIB_NAMES = (
 )
 
 
+@utils.gin_configurable("unsupervised_metrics")
 def unsupervised_metrics(
     ground_truth_data,
     representation_function,

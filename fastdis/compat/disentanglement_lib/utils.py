@@ -15,10 +15,17 @@ For data sets whose observations draw no random numbers (see
 MPI3D, Cars3D), the per-batch ``sample_factors`` calls are replayed in bulk with the same numbers
 and the same final state of ``random_state``; every other data set is called batch by batch.
 
-Configuration (the reference's gin configurables ``discretizer.*`` and ``predictor.*``): when
-:func:`fastdis.compat.disentanglement_lib.patch` is active, the gin bindings of the installed
-disentanglement_lib are the source of truth; otherwise :func:`configure` sets them (defaults:
-the study's 20-bin histogram discretizer, and the fast gradient-boosting predictor).
+Configuration: every function here and in the sibling modules that the reference declares as a
+gin configurable (``discretizer.*``, ``predictor.*``, ``prune_dims.*``,
+``reduced_representation.*``, ``dci.*``, ``mig.*``, ...) takes the parameters its caller leaves
+at their defaults from gin's bindings, exactly as the reference's gin wrapper would, whenever
+disentanglement_lib's configurables are registered (its modules imported), patched or not
+(:func:`gin_configurable`). A binding that names one of the reference's own functions
+(``@histogram_discretizer``, ``@logistic_regression_cv``, ``@gradient_boosting_classifier``,
+``@factorwise_dci``, the unified-score matrices) runs fastdis' equivalent. Without gin, without
+the reference imported, or without a binding, parameters keep the values :func:`configure` sets,
+by default the study's (20-bin histograms, gradient-boosted trees, no pruning); where the
+reference has no default (``gin.REQUIRED``) the error says to pass the value or bind it.
 """
 
 from __future__ import annotations
@@ -44,15 +51,14 @@ DLIB_NAMES = (
 ENCODE_BATCH_SIZE = 2048
 
 _config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None, "prune_threshold": 0.0}
-_dlib_utils = None  # the reference's utils module while patch() is active
 
 
 def configure(*, num_bins=None, discretizer_fn=None, predictor_fn=None, prune_threshold=None):
     """Set what the reference's gin bindings would set; returns the previous settings.
 
     ``discretizer.num_bins``, ``discretizer.discretizer_fn``, ``predictor.predictor_fn`` and
-    ``prune_dims.threshold`` (reference code default 0.0; the study binds 0.05). Only used while
-    disentanglement_lib is not patched (with ``patch()``, gin bindings decide).
+    ``prune_dims.threshold`` (reference code default 0.0; the study binds 0.05). A gin binding
+    of the same parameter takes precedence (see the module docstring).
     """
     previous = dict(_config)
     updates = {"num_bins": num_bins, "discretizer_fn": discretizer_fn,
@@ -75,10 +81,90 @@ def require(value, name, *, function, usual=None):
     return value
 
 
-def _use_reference_config(dlib_utils_module):
-    """Called by patch()/unpatch(): resolve configurables through the reference's gin setup."""
-    global _dlib_utils
-    _dlib_utils = dlib_utils_module
+_REFERENCE_PREFIX = "disentanglement_lib.evaluation.metrics."
+
+
+def gin_binding(scope: str, parameter: str):
+    """``(True, value)`` when gin binds ``scope.parameter``, else ``(False, None)``.
+
+    The value is resolved as the reference's gin wrapper would receive it, except that a
+    reference to one of the reference's own functions becomes fastdis' equivalent
+    (:func:`fastdis_equivalent`); lists and tuples are resolved element by element.
+    """
+    try:
+        import gin
+
+        value = gin.query_parameter(f"{scope}.{parameter}")
+    except Exception:  # gin absent, the configurable not registered, or nothing bound
+        return False, None
+    return True, _resolve(value)
+
+
+def _resolve(value):
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(item) for item in value)
+    try:
+        from gin.config import ConfigurableReference
+    except ImportError:  # pragma: no cover - a value came from gin, so gin is there
+        return value
+    if isinstance(value, ConfigurableReference):
+        function = fastdis_equivalent(value.scoped_configurable_fn)
+        return function() if value.evaluate else function
+    return fastdis_equivalent(value)
+
+
+def fastdis_equivalent(function):
+    """fastdis' function for one of the reference's metric functions, else ``function``.
+
+    A function of ``disentanglement_lib.evaluation.metrics.<module>`` (through any gin
+    wrappers) maps to the function of the same name in the compat module ``<module>`` when
+    that module lists it in ``DLIB_NAMES`` (what :func:`patch` routes); anything else, a
+    user's own configurable included, is returned unchanged.
+    """
+    import importlib
+    import inspect
+
+    inner = inspect.unwrap(function) if callable(function) else function
+    module, name = getattr(inner, "__module__", "") or "", getattr(inner, "__name__", None)
+    if not module.startswith(_REFERENCE_PREFIX):
+        return function
+    try:
+        compat = importlib.import_module(f"{__package__}.{module[len(_REFERENCE_PREFIX):]}")
+    except ImportError:
+        return function
+    return getattr(compat, name) if name in getattr(compat, "DLIB_NAMES", ()) else function
+
+
+def gin_configurable(scope: str):
+    """Decorator: parameters the caller leaves at their defaults come from gin's bindings of
+    the reference's configurable ``scope`` (see the module docstring).
+
+    The signature, name and docstring stay the function's own, so :func:`patch` can route the
+    reference's gin wrapper to it; through that wrapper the bound values arrive as arguments.
+    """
+    import functools
+    import inspect
+
+    def decorate(function):
+        signature = inspect.signature(function)
+        optional = [name for name, parameter in signature.parameters.items()
+                    if parameter.default is not inspect.Parameter.empty]
+
+        @functools.wraps(function)
+        def with_bindings(*args, **kwargs):
+            given = signature.bind_partial(*args, **kwargs).arguments
+            for name in optional:
+                if name not in given:
+                    bound, value = gin_binding(scope, name)
+                    if bound:
+                        kwargs[name] = value
+            return function(*args, **kwargs)
+
+        # gin's wrapper reads the argument spec without following __wrapped__.
+        with_bindings.__signature__ = signature
+        return with_bindings
+
+    return decorate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,12 +359,9 @@ def _histogram_discretize(target, num_bins=20):
     return labels.T.astype(target.dtype, copy=False)
 
 
+@gin_configurable("discretizer")
 def make_discretizer(target, num_bins=None, discretizer_fn=None):
     """Discretize ``target`` (n_dims, n_points) with the configured discretizer."""
-    if _dlib_utils is not None and num_bins is None and discretizer_fn is None:
-        # Patched: gin resolves ``discretizer.*`` exactly as in the reference (and the
-        # reference's histogram discretizer runs our kernel, see patch()).
-        return _dlib_utils.make_discretizer(target)
     num_bins = _config["num_bins"] if num_bins is None else num_bins
     discretizer_fn = discretizer_fn or _config["discretizer_fn"] or _histogram_discretize
     return discretizer_fn(target, num_bins)
@@ -299,14 +382,10 @@ def discrete_entropy(ys):
 # ---------------------------------------------------------------------------------------------
 
 
+@gin_configurable("predictor")
 def make_predictor_fn(predictor_fn=None):
     """Return the configured predictor *factory* (a callable that builds a fresh estimator)."""
-    if predictor_fn is None:
-        if _dlib_utils is not None:
-            predictor_fn = _dlib_utils.make_predictor_fn()
-        else:
-            predictor_fn = _config["predictor_fn"] or gradient_boosting_classifier
-    return predictor_fn
+    return predictor_fn or _config["predictor_fn"] or gradient_boosting_classifier
 
 
 def logistic_regression_cv():
