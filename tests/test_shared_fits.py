@@ -23,6 +23,10 @@ def _data(seed=0, n_train=120, n_test=60):
     return codes[:n_train], factors[:n_train], codes[n_train:], factors[n_train:]
 
 
+def _boosted_fits(memo):
+    return [key for key in memo if key[1] == "fit_gbt"]
+
+
 def _score(name, arguments, seeds):
     return get_metric(name)(*arguments, random_state=seeds)
 
@@ -37,7 +41,7 @@ def test_metric_scored_with_shared_fits_equals_it_scored_alone(first, second):
         _score(first, arguments, seeds)
         shared = _score(second, arguments, seeds)
     assert shared == alone
-    assert len(memo) == 1  # the second metric reused the first one's trees
+    assert len(_boosted_fits(memo)) == 1  # the second metric reused the first one's trees
 
 
 def test_shared_fits_keys_on_content_and_seed():
@@ -49,7 +53,7 @@ def test_shared_fits_keys_on_content_and_seed():
         _score("dci", other_codes, seeds)
         _score("dci", arguments, seeds[::-1])
         _score("dci", arguments, 0)
-    assert len(memo) == 4
+    assert len(_boosted_fits(memo)) == 4
 
 
 def test_stateful_rngs_are_not_shared():
@@ -58,7 +62,7 @@ def test_stateful_rngs_are_not_shared():
         _score("dci", arguments, np.random.RandomState(0))
         _score("downstream_task_boosted_trees", arguments, [np.random.RandomState(0)] * 3)
         _score("unified_scores", arguments, None)
-    assert memo == {}
+    assert _boosted_fits(memo) == []
 
 
 def test_nothing_is_kept_outside_shared_fits():
