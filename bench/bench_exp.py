@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fastdis.metrics import _gbt, _linear
+from fastdis.metrics import _gbt, _softmax_loss
 from fastdis.metrics._libm_exp import exp_into, reproduces_libm
 
 
@@ -54,7 +54,7 @@ def _softmax_case(rng, dtype):
 
     def run(vectorised):
         gradient, loss, intercept = raw.copy(), np.empty(8_000, dtype), np.empty(40, dtype)
-        _linear._multinomial_pointwise(gradient, y, loss, intercept, vectorised)
+        _softmax_loss._multinomial_pointwise(gradient, y, loss, intercept, vectorised)
         return gradient, loss, intercept
 
     return run
@@ -67,12 +67,12 @@ def _loss_gradient_case(rng, dtype):
     raw = np.empty((8_000, 40), dtype=dtype)
 
     def run(vectorised):
-        original = _linear.reproduces_libm
-        _linear.reproduces_libm = lambda: vectorised
+        original = _softmax_loss.reproduces_libm
+        _softmax_loss.reproduces_libm = lambda: vectorised
         try:
-            return _linear._multinomial_loss_grad(coef, x, y, 0.01, raw)
+            return _softmax_loss._multinomial_loss_grad(coef, x, y, 0.01, raw)
         finally:
-            _linear.reproduces_libm = original
+            _softmax_loss.reproduces_libm = original
 
     return run
 

@@ -8,8 +8,8 @@ each package, so it doubles as the worked example of that API:
 2. :func:`fastdis.train.train` trains each of the study's six methods briefly on the CPU;
 3. :func:`fastdis.batch.make_plan` draws one evaluation plan, and
    :func:`fastdis.batch.encode_checkpoints` encodes every checkpoint on it into a Zarr store;
-4. :func:`fastdis.batch.score_store` scores every checkpoint x representation x metric into a
-   Parquet table (resumable);
+4. :func:`fastdis.batch.score_store` scores every checkpoint x representation x registered
+   metric into a Parquet table (resumable); UDR compares the seeds of each method;
 5. :func:`fastdis.batch.write_report` draws the paper's plots.
 
 Every step skips what an earlier, interrupted run already finished, so running it again
@@ -61,7 +61,8 @@ def run_quickstart(
         Training steps per model: enough for the losses to fall and the scores to differ, far
         from the study's 300,000.
     seeds : int, default=2
-        Models per method (seeds 0, 1, ...), so the report can show the spread over seeds.
+        Models per method (seeds 0, 1, ...), so the report can show the spread over seeds and
+        UDR can compare them (with 1 seed UDR is left out).
     scale : float, default=0.1
         Multiplies the study's evaluation sample sizes.
     workers : int, default=None
@@ -70,7 +71,9 @@ def run_quickstart(
         Receives one line per step.
     """
     from .batch import encode_checkpoints, make_plan, score_store, write_report
+    from .batch.plan import MODEL_SET_INPUTS
     from .data import load_dataset, make_dsprites
+    from .metrics import METRICS
     from .train import METHODS, TrainConfig, train
     from .train.sweep import regularization_strengths
 
@@ -117,8 +120,15 @@ def run_quickstart(
         step(f"    {path}: not encoded ({reason})")
 
     scores_path = out_dir / "scores.parquet"
-    step(f"4/5 score: every metric of the plan, mean and sampled codes -> {scores_path}")
-    scores = score_store(store, scores_path, metrics="all", workers=workers, progress=True)
+    metrics = "all"
+    if seeds > 1:
+        step(f"4/5 score: every registered metric (UDR across the {seeds} seeds of each "
+             f"method), mean and sampled codes -> {scores_path}")
+    else:  # nothing for UDR to compare: a row per checkpoint saying so would be all it gives
+        metrics = [name for name, spec in METRICS.items() if spec.inputs not in MODEL_SET_INPUTS]
+        step(f"4/5 score: every registered metric but UDR (it compares seeds: --seeds 2 or "
+             f"more), mean and sampled codes -> {scores_path}")
+    scores = score_store(store, scores_path, metrics=metrics, workers=workers, progress=True)
 
     report_dir = out_dir / "report"
     step(f"5/5 report -> {report_dir}")

@@ -2,11 +2,11 @@
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
+from batch_crash_helpers import kill_at_first_journal_part
 from test_batch_plan_store import codes_of, small_plan
 from typer.testing import CliRunner
 
@@ -95,16 +95,8 @@ def test_a_killed_run_resumes_computing_only_what_is_missing(tmp_path):
     script = ("from fastdis.batch import score_store\n"
               f"score_store({str(tmp_path / 'reps.zarr')!r}, {str(out)!r}, "
               "representations=['mean'], scheduler='synchronous')\n")
-    process = subprocess.Popen([sys.executable, "-W", "ignore", "-c", script])
+    written = pd.concat(kill_at_first_journal_part(script, out, timeout=120))
     journal = out / ".journal"
-    deadline = time.monotonic() + 120
-    while not (journal.is_dir() and any(journal.glob("*.parquet"))):
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    process.kill()  # SIGKILL: no cleanup runs
-    assert process.wait() == -9
-    written = pd.concat([pd.read_parquet(p) for p in journal.glob("*.parquet")])
     done_before = set(written["checkpoint"])
     assert 0 < len(done_before) < n_checkpoints and not (out / "scores.parquet").exists()
 
@@ -145,9 +137,14 @@ def test_cli_scores_with_boosted_trees_and_writes_a_report(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
                                  "--metrics", "study", "--scheduler", "synchronous"])
-    assert result.exit_code == 1 and "not 'beta_vae_sklearn'" in result.output
+    assert result.exit_code == 1 and "not serve ['beta_vae_sklearn'" in result.output
+    # "all" is every registered metric, more than this plan serves; "plan" what it serves.
     result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
                                  "--metrics", "all", "--scheduler", "synchronous"])
+    assert result.exit_code == 1 and "--metrics plan" in " ".join(result.output.split())
+    assert not (tmp_path / "scores" / "scores.parquet").exists()  # refused before scoring
+    result = runner.invoke(app, ["score", str(store), "--out", str(tmp_path / "scores"),
+                                 "--metrics", "plan", "--scheduler", "synchronous"])
     assert result.exit_code == 1, result.output  # evaluations failed: scripts can tell
     assert "4 failed evaluations" in result.output
     scores = read_scores(tmp_path / "scores")

@@ -37,6 +37,34 @@ def best_split_twin(values, gradient_sorted):
     return best
 
 
+def scan_twin(values, samples, gradient, start, end, sum_total, inverse):
+    """The candidate scan in plain Python: sklearn's running left sum (forward, or the total
+    minus the tail when that is shorter), scored with reciprocal counts at every split position;
+    positions within 1e-12 of the running maximum are candidates. Returns (n_cand, top,
+    positions, left sums)."""
+    threshold32 = np.float32(1e-7)
+    sum_left, pos, top, cut = 0.0, start, -np.inf, -np.inf
+    positions, sums = [], []
+    for q in range(start, end - 1):
+        sum_left += gradient[samples[q]]
+        p = q + 1
+        if values[p] <= values[q] + threshold32:
+            continue
+        if p - pos > end - p:
+            sum_left = sum_total
+            for r in range(end - 1, p - 1, -1):
+                sum_left -= gradient[samples[r]]
+        pos = p
+        sum_right = sum_total - sum_left
+        approx = sum_left * sum_left * inverse[p - start] + sum_right * sum_right * inverse[end - p]
+        if approx >= cut:
+            if approx > top:
+                top, cut = approx, approx - approx * 1e-12
+            positions.append(p)
+            sums.append(sum_left)
+    return len(positions), top, positions, sums
+
+
 def pairwise_sum_twin(a):
     return np.add.reduce(np.ascontiguousarray(a, dtype=np.float64))
 
@@ -57,17 +85,24 @@ def rand_int_twin(low, high, state):
     return low + (s % 2**31) % (high - low), s
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(2, 300),
-    n_distinct=st.integers(1, 400),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_best_split_matches_twin(n, n_distinct, seed):
-    rs = np.random.RandomState(seed)
+def _feature_segment(rs, n, n_distinct):
+    """A feature sorted on a random node [start, end) of n samples, with its gradient."""
     values = np.sort(rs.randint(n_distinct, size=n).astype(np.float32) / 7)
-    samples = rs.permutation(n).astype(np.int32)
-    gradient = rs.normal(size=n)
+    start = rs.randint(0, n - 1)
+    end = rs.randint(start + 2, n + 1)
+    return values, rs.permutation(n).astype(np.int32), rs.normal(size=n), start, end
+
+
+# a feature of n samples with n_distinct values at most, and the seed of its draw
+SORTED_FEATURES = given(
+    n=st.integers(2, 300), n_distinct=st.integers(1, 400), seed=st.integers(0, 2**31 - 1)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@SORTED_FEATURES
+def test_best_split_matches_twin(n, n_distinct, seed):
+    values, samples, gradient, _, _ = _feature_segment(np.random.RandomState(seed), n, n_distinct)
     inverse = inverse_counts(n)
     proxy, pos, threshold = _gbt._best_split_of_feature(
         values, samples, gradient, 0, n, float(np.sum(gradient[samples])), float(n), inverse,
@@ -80,6 +115,46 @@ def test_best_split_matches_twin(n, n_distinct, seed):
         assert threshold == twin[2]
     else:
         assert proxy == -np.inf
+
+
+@settings(max_examples=60, deadline=None)
+@SORTED_FEATURES
+def test_candidate_scans_match_twin(n, n_distinct, seed):
+    """Every compiled scan (one feature, two features in one loop, K trees at the root) keeps
+    exactly the twin's candidates: the one scan rule, wherever it is inlined."""
+    rs = np.random.RandomState(seed)
+    values, samples, gradient, start, end = _feature_segment(rs, n, n_distinct)
+    values_b, samples_b, _, _, _ = _feature_segment(rs, n, n_distinct)
+    inverse = inverse_counts(n)
+    total = float(np.sum(gradient[samples[start:end]]))
+    pos, sums = np.empty((2, n), dtype=np.int64), np.empty((2, n))
+
+    def compiled(k, n_cand, top):
+        return n_cand, top, list(pos[k, :n_cand]), list(sums[k, :n_cand])
+
+    want = scan_twin(values, samples, gradient, start, end, total, inverse)
+    want_b = scan_twin(values_b, samples_b, gradient, start, end, total, inverse)
+    got = _gbt._scan_feature(values, samples, gradient, start, end, total, inverse, pos[0],
+                             sums[0])
+    assert compiled(0, *got) == want
+    n_a, top_a, n_b, top_b = _gbt._scan_two_features(
+        values, samples, values_b, samples_b, gradient, start, end, total, inverse, pos[0],
+        sums[0], pos[1], sums[1],
+    )
+    assert compiled(0, n_a, top_a) == want
+    assert compiled(1, n_b, top_b) == want_b
+
+    grad_t = np.ascontiguousarray(np.stack([gradient, -2 * gradient, gradient**2], axis=1))
+    totals = grad_t.sum(axis=0)
+    top, n_cand = np.empty(3), np.empty(3, dtype=np.int64)
+    root_pos, root_sums = np.empty((3, n), dtype=np.int64), np.empty((3, n))
+    _gbt._root_scan(values, samples, grad_t, 0, totals, inverse, np.empty(3), np.empty(3), top,
+                    np.empty(3), n_cand, root_pos, root_sums)
+    for k in range(3):
+        want_k = scan_twin(values, samples, grad_t[:, k], 0, n, totals[k], inverse)
+        got_k = (n_cand[k], top[k], list(root_pos[k, : n_cand[k]]),
+                 list(root_sums[k, : n_cand[k]]))
+        assert got_k == want_k
 
 
 @settings(max_examples=30, deadline=None)
@@ -104,9 +179,9 @@ def test_root_splits_match_single_tree_scans(n, n_distinct, seed):
     threshold = np.empty((9, 4))
     n_threads = numba.config.NUMBA_NUM_THREADS  # scratch rows are indexed by thread id
     _gbt._root_splits(
-        src_idx, src_val, grad_t, first_col, n_cols, inverse,
-        np.empty((n_threads, 5, n), dtype=np.int64), np.empty((n_threads, 5, n)), proxy, pos,
-        threshold,
+        _gbt._Presorted(codes_t, src_idx, src_val, inverse), grad_t, first_col, n_cols,
+        np.empty((n_threads, 5, n), dtype=np.int64), np.empty((n_threads, 5, n)),
+        _gbt._RootSplits(proxy, pos, threshold),
     )
     for c in range(9):
         gradient = np.ascontiguousarray(grad_t[:, c])
@@ -266,6 +341,16 @@ def test_bad_input():
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         GradientBoostingClassifier().fit(X, y)
+
+
+def test_importance_matrix_checks_test_columns():
+    """The shared train/test validator names the argument that lacks columns."""
+    X, y = _problem(60, 3, "continuous")
+    factors = np.stack([y, y % 2], axis=1)
+    with pytest.raises(ValueError, match="test_codes must have as many columns as codes"):
+        _gbt.gbt_importance_matrix(X, factors, X[:, :4], factors)
+    with pytest.raises(ValueError, match="test_factors must have as many columns as factors"):
+        _gbt.gbt_importance_matrix(X, factors, X, factors[:, :1])
 
 
 def test_fit_gbt_list_of_random_states_equals_separate_estimators():

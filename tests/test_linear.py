@@ -1,4 +1,5 @@
-"""Kernels of fastdis.metrics._linear against plain numpy twins and against scikit-learn."""
+"""The linear models (fastdis.metrics._linear and the modules it draws on: the liblinear solver,
+the softmax loss, L-BFGS-B driving, ROC-AUC) against plain numpy twins and scikit-learn."""
 
 import warnings
 
@@ -13,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 from sklearn.svm import LinearSVC
 
-from fastdis.metrics import _linear
+from fastdis.metrics import _lbfgsb, _liblinear, _linear, _softmax_loss
 
 
 def _sklearn_svc_matrix(codes, factors, test_codes, test_factors):
@@ -85,18 +86,18 @@ def test_svc_prefix_sum_objective_matches_numpy(seed, w, b):
     starts = np.concatenate([[0], np.cumsum(counts)])
     cx = np.concatenate([x[y == k] for k in range(3)])
     gf1, gf2, gb1, gb2 = (np.empty(n + 1) for _ in range(4))
-    _linear._prefix_sums(x, 0, n, gf1, gf2, gb1, gb2, 0)
+    _liblinear._prefix_sums(x, 0, n, gf1, gf2, gb1, gb2, 0)
     cf1, cf2, cb1, cb2 = (np.empty(n + 3) for _ in range(4))
     for k in range(3):
-        _linear._prefix_sums(cx, starts[k], starts[k + 1], cf1, cf2, cb1, cb2, starts[k] + k)
-    sums = _linear._svc_sums(w, b, x, gf1, gf2, gb1, gb2, cx, cf1, cf2, cb1, cb2,
+        _liblinear._prefix_sums(cx, starts[k], starts[k + 1], cf1, cf2, cb1, cb2, starts[k] + k)
+    sums = _liblinear._svc_sums(w, b, x, gf1, gf2, gb1, gb2, cx, cf1, cf2, cb1, cb2,
                              starts[c], starts[c + 1], starts[c] + c, False)
     cp, cn = 0.05, 0.01
     y_pm = np.where(y == c, 1.0, -1.0)
     cost = np.where(y == c, cp, cn)
     f_ref, g_ref = _tron_reference_objective(x, y_pm, cost, w, b)
-    assert _linear._svc_fun(w, b, cp, cn, sums) == pytest.approx(f_ref, rel=1e-10, abs=1e-10)
-    np.testing.assert_allclose(_linear._svc_grad(w, b, cp, cn, sums), g_ref, rtol=1e-9,
+    assert _liblinear._svc_fun(w, b, cp, cn, sums) == pytest.approx(f_ref, rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(_liblinear._svc_grad(w, b, cp, cn, sums), g_ref, rtol=1e-9,
                                atol=1e-9)
 
 
@@ -193,12 +194,12 @@ def test_loss_grad_matches_numpy_twin(n_classes, dtype):
     l2 = 0.01
     if n_classes == 2:
         coef = rs.normal(scale=3.0, size=7).astype(dtype)
-        value, grad = _linear._binomial_loss_grad(coef, x, y_idx, l2)
+        value, grad = _softmax_loss._binomial_loss_grad(coef, x, y_idx, l2)
         want_loss, want_grad = _binomial_twin(coef.astype(float), x.astype(float), y_idx)
         penalty, penalty_grad = coef[:-1].astype(float), np.append(coef[:-1], 0.0)
     else:
         coef = rs.normal(scale=3.0, size=(n_classes, 7)).astype(dtype)
-        value, grad_t = _linear._multinomial_loss_grad(coef, x, y_idx, l2)
+        value, grad_t = _softmax_loss._multinomial_loss_grad(coef, x, y_idx, l2)
         grad = grad_t.T
         want_loss, want_grad = _multinomial_twin(coef.astype(float), x.astype(float), y_idx)
         penalty = coef[:, :-1].astype(float)
@@ -220,11 +221,11 @@ def test_loss_grad_matches_sklearn_linear_model_loss(n_classes):
     rs = np.random.RandomState(9)
     if n_classes == 2:
         base, coef = HalfBinomialLoss(), rs.normal(size=7)
-        value, grad = _linear._binomial_loss_grad(coef, x, y_idx, 1e-3)
+        value, grad = _softmax_loss._binomial_loss_grad(coef, x, y_idx, 1e-3)
     else:
         base = HalfMultinomialLoss(n_classes=n_classes)
         coef = np.asfortranarray(rs.normal(size=(n_classes, 7)))
-        value, grad_t = _linear._multinomial_loss_grad(coef, x, y_idx, 1e-3)
+        value, grad_t = _softmax_loss._multinomial_loss_grad(coef, x, y_idx, 1e-3)
         grad = grad_t.T
     want_value, want_grad = LinearModelLoss(base_loss=base, fit_intercept=True).loss_gradient(
         coef, x, y_idx.astype(np.float64), l2_reg_strength=1e-3)
@@ -249,7 +250,7 @@ def test_softmax_kernel_is_sklearns_loss_gradient(dtype, vectorised_exp):
     )
     want_gradient /= 300
     loss, gradient, intercept_grad = np.empty(300, dtype=dtype), raw.copy(), np.empty(5, dtype)
-    _linear._multinomial_pointwise(gradient, y_idx, loss, intercept_grad, vectorised_exp)
+    _softmax_loss._multinomial_pointwise(gradient, y_idx, loss, intercept_grad, vectorised_exp)
     np.testing.assert_array_equal(loss, want_loss)
     np.testing.assert_array_equal(gradient, want_gradient)
     np.testing.assert_array_equal(intercept_grad, np.sum(want_gradient, axis=0))
@@ -268,7 +269,7 @@ def test_softmax_kernels_same_bits_with_vectorised_exp(dtype, n):
     results = []
     for vectorised_exp in (False, True):
         gradient, loss, intercept_grad = raw.copy(), np.empty(n, dtype), np.empty(9, dtype)
-        _linear._multinomial_pointwise(gradient, y, loss, intercept_grad, vectorised_exp)
+        _softmax_loss._multinomial_pointwise(gradient, y, loss, intercept_grad, vectorised_exp)
         results.append((gradient, loss, intercept_grad))
     for before, after in zip(*results, strict=True):
         np.testing.assert_array_equal(before, after)
@@ -289,12 +290,12 @@ def test_lbfgsb_driver_reproduces_scipy_minimize(dtype, n_classes, n):
     l2 = 1.0 / (10 ** rs.uniform(-4, 4) * n)
     if n_classes == 2:
         def func(w):
-            return _linear._binomial_loss_grad(w, x, y, l2)
+            return _softmax_loss._binomial_loss_grad(w, x, y, l2)
 
         w0 = np.zeros(6, dtype=dtype)
     else:
         def func(w):
-            value, grad_t = _linear._multinomial_loss_grad(
+            value, grad_t = _softmax_loss._multinomial_loss_grad(
                 np.reshape(w, (n_classes, 6), order="F"), x, y, l2)
             return value, grad_t.ravel()
 
@@ -302,7 +303,7 @@ def test_lbfgsb_driver_reproduces_scipy_minimize(dtype, n_classes, n):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = optimize.minimize(func, w0, method="L-BFGS-B", jac=True, options=options)
-    got, n_iter, converged = _linear._minimize_lbfgsb(
+    got, n_iter, converged = _lbfgsb._minimize_lbfgsb(
         func, w0, max_iter=100, max_line_search=50, gtol=1e-4, ftol=options["ftol"])
     np.testing.assert_array_equal(got, want.x)
     assert n_iter == want.nit
@@ -364,12 +365,12 @@ def test_roc_auc_one_class_column_is_nan():
 
 
 def test_lbfgsb_falls_back_to_minimize_when_private_routine_differs(monkeypatch):
-    assert _linear._direct_lbfgsb_reproduces_scipy()  # this scipy: the direct loop is used
+    assert _lbfgsb._direct_lbfgsb_reproduces_scipy()  # this scipy: the direct loop is used
     x, y = _lr_data(200, 3, np.float64, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         direct = _linear.LogisticRegressionCV().fit(x, y)
-        monkeypatch.setattr(_linear, "_use_direct_lbfgsb", False)
+        monkeypatch.setattr(_lbfgsb, "_use_direct_lbfgsb", False)
         fallback = _linear.LogisticRegressionCV().fit(x, y)
     np.testing.assert_array_equal(fallback.coef_, direct.coef_)
     np.testing.assert_array_equal(fallback.scores_, direct.scores_)

@@ -4,6 +4,7 @@ report, and a second run that resumes instead of redoing anything."""
 import pandas as pd
 import pytest
 
+from fastdis.metrics import METRICS
 from fastdis.quickstart import run_quickstart
 from fastdis.train import METHODS
 
@@ -18,6 +19,9 @@ def test_quickstart_runs_the_whole_pipeline_and_resumes(tmp_path):
     assert set(scores["representation"]) == {"mean", "sampled"}
     assert scores["error"].isna().all(), scores.loc[scores["error"].notna(), "error"].unique()
     assert {"mig", "dci", "factor_vae_metric"} <= set(scores["metric"])
+    # Every registered metric but UDR, which needs two seeds of a method to compare.
+    assert set(scores["metric"]) == set(METRICS) - {"udr"}
+    assert any("but UDR" in line for line in lines)
     # Each method trains at a real regularisation strength (the study's third value), so no two
     # methods are the same model.
     methods = scores.drop_duplicates("checkpoint").set_index("train_config.method")
@@ -45,3 +49,17 @@ def test_quickstart_runs_the_whole_pipeline_and_resumes(tmp_path):
 def test_quickstart_refuses_non_positive_sizes(tmp_path, option):
     with pytest.raises(ValueError, match=next(iter(option))):
         run_quickstart(tmp_path, log=lambda line: None, **option)
+
+
+@pytest.mark.slow
+def test_quickstart_with_two_seeds_scores_every_registered_metric_udr_across_seeds(tmp_path):
+    result = run_quickstart(tmp_path, steps=2, seeds=2, scale=0.01, workers=2,
+                            log=lambda line: None)
+    scores = pd.read_parquet(result.scores)
+    assert scores["error"].isna().all(), scores.loc[scores["error"].notna(), "error"].unique()
+    assert set(scores["metric"]) == set(METRICS)
+    udr = scores[scores["metric"] == "udr"]
+    assert set(udr["checkpoint"]) == set(scores["checkpoint"])  # all 12, in 6 settings of 2
+    assert (udr.loc[udr["key"] == "num_models", "value"] == 2).all()
+    scores_of = udr[udr["key"] == "model_score"].groupby("train_config.method")["value"]
+    assert scores_of.count().to_dict() == {method: 4 for method in METHODS}  # 2 seeds x 2 reps

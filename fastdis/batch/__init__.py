@@ -5,7 +5,7 @@ Encode every checkpoint once on a fixed evaluation plan, store the codes, score 
 
     from fastdis.batch import make_plan, write_codes, score_store, write_report
 
-    plan = make_plan(data, seed=0)                     # points + BetaVAE/FactorVAE groups
+    plan = make_plan(data, seed=0)                     # points + groups of every metric
     write_codes("reps.zarr", "run-1", {"mean": codes}, {"method": "beta_vae", "beta": 4},
                 plan=plan)                             # codes of plan.factors, any framework
     scores = score_store("reps.zarr", "scores.parquet")   # resumable; scheduler= for Dask

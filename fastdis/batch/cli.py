@@ -90,8 +90,8 @@ def score(
     out: Annotated[Path, typer.Option(help="Output Parquet dataset folder.")] = Path(
         "scores.parquet"),
     metrics: Annotated[str, typer.Option(
-        help="'all' (every metric of the store's plan), 'study', or comma-separated "
-             "names.")] = "all",
+        help="'plan' (every metric the store's plan serves), 'all' (every registered "
+             "metric), 'study' (the study's suite), or comma-separated names.")] = "plan",
     representations: Annotated[str | None, typer.Option(
         help="Comma-separated representations (default: all).")] = None,
     scheduler: Annotated[str | None, typer.Option(
@@ -105,7 +105,8 @@ def score(
 
     Resumable: evaluations already in --out are skipped, so rerun the same command after a
     crash. Failed evaluations are recorded with their reason and the others go on; the exit
-    status is then 1 (0: every evaluation in --out succeeded).
+    status is then 1 (0: every evaluation in --out succeeded). UDR compares the checkpoints of
+    each setting (the same config apart from the seed).
     """
     from .engine import score_store
     from .store import open_store

@@ -8,7 +8,9 @@ the observations of the plan's points, and :func:`fastdis.batch.write_codes` sto
   ``numpy.random.default_rng(plan.seed)`` (what ``Checkpoint.representation_function(
   "sampled", seed=plan.seed)`` returns when called once on all points), so sampled codes are
   reproducible, unlike the reference's unseeded graph;
-* ``kl``: the mean KL divergence of each code to the prior, kept for UDR.
+* ``kl``: the mean KL divergence of each code's posterior to the prior over the plan's
+  points, which UDR needs (its inactive codes);
+* ``logvar``: the encoder's posterior log-variances, which Chen et al.'s MIG needs.
 
 The observations are rendered once (``sample_observations_from_factors`` with
 ``RandomState(plan.seed)``, in chunks) and shared by every checkpoint when they fit in
@@ -127,7 +129,8 @@ class _Observations:
 
 
 def codes_from_encoder(encode: Callable, observations: Iterable[np.ndarray], seed: int):
-    """``({"mean", "sampled"}, kl)`` from ``encode(obs) -> (mean, logvar)`` over chunks."""
+    """``({"mean", "sampled"}, kl, logvar)`` from ``encode(obs) -> (mean, logvar)`` over
+    chunks (float32 codes and log-variances, float64 KL per code)."""
     means, logvars = [], []
     for chunk in observations:
         mean, logvar = encode(chunk)
@@ -142,7 +145,7 @@ def codes_from_encoder(encode: Callable, observations: Iterable[np.ndarray], see
     with np.errstate(over="ignore", invalid="ignore"):
         kl = np.mean(0.5 * (np.square(mean, dtype=np.float64) + np.exp(logvar.astype(np.float64))
                             - logvar - 1.0), axis=0)
-    return {"mean": mean, "sampled": sampled}, kl
+    return {"mean": mean, "sampled": sampled}, kl, logvar
 
 
 def encode_checkpoints(
@@ -218,11 +221,11 @@ def _encode_each(store, checkpoints, data, replace, load, encode_options, on_che
                 observations = _Observations(data, store.plan)
             try:
                 checkpoint = load(path)
-                codes, kl = codes_from_encoder(
+                codes, kl, logvar = codes_from_encoder(
                     lambda obs, c=checkpoint: c.encode(obs, **(encode_options or {})),
                     observations, store.plan.seed)
                 config = {**dict(checkpoint.config), "path": str(path)}
-                write_codes(store, name, codes, config, kl=kl, replace=True)
+                write_codes(store, name, codes, config, kl=kl, logvar=logvar, replace=True)
                 summary.written.append(name)
                 status = "written"
             except (OSError, ValueError, RuntimeError) as exc:

@@ -18,6 +18,15 @@ journaled per metric as before.
 Every task runs numba single-threaded, so the numbers do not depend on where it ran: local
 and Dask results are identical, bit for bit.
 
+A task is one metric on one representation of one checkpoint (:class:`ScoreTask`), except for
+metrics that compare checkpoints (UDR): their task (:class:`ModelSetTask`) takes every
+checkpoint of one *setting* (:func:`setting_of`: the same config apart from the seed and the
+run's identity) and writes one row per checkpoint per key, all in one journal part, so a kill
+never leaves half a setting written. A setting counts as scored when each of its checkpoints
+has rows for its current encoding from a task over the setting's current size; a new or
+re-encoded checkpoint therefore rescores its whole setting, and the new rows replace the old.
+A setting of one checkpoint gets an error row saying so.
+
 The results go to a Parquet dataset directory ``out``, journaled as tasks finish, so a crash
 or ``kill -9`` loses at most the last half second and a rerun computes only what is missing
 (:mod:`fastdis.batch.results` describes the table and the journal). A run holds ``out/.lock``
@@ -28,17 +37,20 @@ refused instead of merging and deleting journal parts under the first one's feet
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._parallel import exclusive, single_threaded_blas
 from .._progress import stderr_progress
 from .._validation import check_positive_int
-from ..metrics import METRICS, study_metrics
+from ..metrics import METRICS, get_metric, study_metrics
 from .executors import run_dask, run_local
-from .plan import FIT_SHARING_METRICS
+from .plan import FIT_SHARING_METRICS, MODEL_SET_INPUTS, MODEL_SET_SIZE_KEY, POSTERIOR_INPUTS
 from .results import (
     RESULT_COLUMNS,
     TASK_COLUMNS,
@@ -49,14 +61,22 @@ from .results import (
     read_scores,
     to_wide,
 )
-from .store import RepresentationStore, StoreError, open_store
+from .store import POSTERIOR_MEANS, RepresentationStore, StoreError, open_store
 
 __all__ = ["score_store", "score_task", "score_bundle", "bundle_tasks", "read_scores",
-           "to_wide", "resolve_metrics", "ScoreTask", "ScoreBundle", "RESULT_COLUMNS"]
+           "to_wide", "resolve_metrics", "ScoreTask", "ModelSetTask", "ScoreBundle", "setting_of",
+           "RESULT_COLUMNS"]
 
 _LOCK = ".lock"
 #: The representation recorded for a checkpoint whose metadata cannot be read.
 ANY_REPRESENTATION = "*"
+
+
+#: Config keys that tell runs of one setting apart without changing what is trained: the
+#: seed, where the run and its data lie, and fastdis.train's system fields (device, logging
+#: and checkpoint cadence, compilation) and version.
+RUN_IDENTITY_KEYS = ("seed", "random_seed", "path", "data_dir", "fastdis_version", "compile",
+                     "compile_mode", "device", "log_every", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,35 @@ class ScoreTask:
     def token(self) -> str:
         """Deterministic name (Dask key), the same in every run."""
         return f"fastdis-score-{self.encoding_id}-{self.representation}-{self.metric}"
+
+    @property
+    def members(self) -> tuple[tuple[str, str], ...]:
+        """``((checkpoint, encoding_id),)``: the checkpoints whose rows the task writes."""
+        return ((self.checkpoint, self.encoding_id),)
+
+
+@dataclass(frozen=True)
+class ModelSetTask:
+    """One unit of work comparing checkpoints: a metric on one representation of every
+    checkpoint of one setting (``members``: (checkpoint, encoding_id), sorted by name)."""
+
+    members: tuple[tuple[str, str], ...]
+    representation: str
+    metric: str
+
+    @property
+    def token(self) -> str:
+        """Deterministic name (Dask key): changes with any member or its encoding."""
+        digest = hashlib.sha256(json.dumps(self.members).encode()).hexdigest()[:24]
+        return f"fastdis-score-set-{digest}-{self.representation}-{self.metric}"
+
+
+def setting_of(config: Mapping) -> str:
+    """A checkpoint's setting (data set, method, hyperparameters, training length...): its
+    config without :data:`RUN_IDENTITY_KEYS`, as canonical JSON. Checkpoints of one setting
+    differ only in their seed, the models UDR compares."""
+    return json.dumps({key: value for key, value in config.items()
+                       if key not in RUN_IDENTITY_KEYS}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -117,34 +166,37 @@ def score_bundle(store_path: str, bundle: ScoreBundle) -> list[dict]:
 
 
 def resolve_metrics(metrics, plan) -> list[str]:
-    """Metric names for ``metrics``: "all", "study", or names / comma-separated names.
+    """Metric names for ``metrics``: "plan", "all", "study", or names / comma-separated names.
 
-    "all" is every metric the store's plan was built for (which includes the study suite
-    when the plan was made with the defaults); "study" is the registry's study suite.
+    "plan" (or ``None``) is every metric the store's plan serves (every registered metric for a
+    plan made with the defaults); "all" is every registered metric and "study" the registry's
+    study suite, both refused by name when the plan does not serve some of them.
     """
-    if metrics is None or metrics == "all" or metrics == ["all"]:
-        return list(plan.metrics)
+    if metrics is None:
+        metrics = "plan"
     if isinstance(metrics, str):
         metrics = [metrics]
+    expansions = {"plan": list(plan.metrics), "all": list(METRICS),
+                  "study": [spec.name for spec in study_metrics()]}
     names = []
     for item in metrics:
         for name in str(item).split(","):
             name = name.strip()
-            if name == "study":
-                names.extend(spec.name for spec in study_metrics())
-            elif name == "all":
-                names.extend(plan.metrics)
-            elif name:
-                names.append(name)
+            names.extend(expansions.get(name, [name] if name else []))
     names = list(dict.fromkeys(names))
     if not names:
         raise ValueError(f"metrics is empty: name at least one of {list(plan.metrics)}, or "
-                         "'all'.")
+                         "'plan', 'all' or 'study'.")
     for name in names:
         if name not in METRICS:
             raise ValueError(f"unknown metric {name!r}; this store's plan serves "
                              f"{list(plan.metrics)}.")
-        plan.check_metric(name)  # metrics the plan was not built for
+    unplanned = [name for name in names if name not in plan.metrics]
+    if unplanned:
+        raise ValueError(f"the store's evaluation plan does not serve {unplanned} (it was built "
+                         f"for {list(plan.metrics)}): encode into a new store whose plan "
+                         "includes them (a plan made with the defaults serves every metric), "
+                         "or score --metrics plan.")
     return [name for name in METRICS if name in names]
 
 
@@ -163,8 +215,9 @@ def _store_for(path) -> RepresentationStore:
     return _cached_store(path, (stat.st_ino, stat.st_mtime_ns))
 
 
-def score_task(store_path: str, task: ScoreTask) -> list[dict]:
-    """Run one task; return its result rows (one failed row carrying the reason on error).
+def score_task(store_path: str, task) -> list[dict]:
+    """Run one task (:class:`ScoreTask` or :class:`ModelSetTask`); return its result rows
+    (one failed row per checkpoint, carrying the reason, on error).
 
     Any exception of the metric is caught: a broken checkpoint must not stop a batch.
     ``ValueError`` (the metrics' input checks) is recorded as its message, anything else
@@ -175,23 +228,16 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
 
     import numba
 
-    base = {"checkpoint": task.checkpoint, "representation": task.representation,
-            "metric": task.metric, "encoding_id": task.encoding_id}
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(1)  # thread-count-free numbers; parallelism is across tasks
     start = time.perf_counter()
+    compute = _score_model_set if isinstance(task, ModelSetTask) else _score_checkpoint
     # BLAS on one thread too: the same summation order (bit-identical numbers) on a laptop,
     # a local pool or any Dask worker, and no oversubscription of the cores.
     with single_threaded_blas(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            store = _store_for(store_path)
-            _check_encoding(store, task)
-            codes = store.codes(task.checkpoint, task.representation)
-            _check_encoding(store, task)  # not replaced while reading either
-            result = store.plan.score(task.metric, codes)
-            rows = [{**base, "key": str(key), "value": float(value), "error": None}
-                    for key, value in result.items()]
+            rows = compute(_store_for(store_path), task)
         except ValueError as exc:
             rows = failed_rows(task, str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
@@ -206,10 +252,49 @@ def score_task(store_path: str, task: ScoreTask) -> list[dict]:
     return rows
 
 
-def _check_encoding(store, task):
-    current = store.encoding_id(task.checkpoint)
-    if current != task.encoding_id:
-        raise ValueError(f"checkpoint {task.checkpoint!r} was re-encoded after the task was "
+def _result_rows(task, checkpoint: str, encoding_id: str, result: Mapping) -> list[dict]:
+    return [{"checkpoint": checkpoint, "representation": task.representation,
+             "metric": task.metric, "encoding_id": encoding_id, "key": str(key),
+             "value": float(value), "error": None} for key, value in result.items()]
+
+
+def _score_checkpoint(store, task: ScoreTask) -> list[dict]:
+    _check_encoding(store, task.checkpoint, task.encoding_id)
+    codes = store.codes(task.checkpoint, task.representation)
+    logvars = (store.logvar(task.checkpoint)
+               if get_metric(task.metric).inputs in POSTERIOR_INPUTS else None)
+    _check_encoding(store, task.checkpoint, task.encoding_id)  # not replaced while reading
+    result = store.plan.score(task.metric, codes, logvars)
+    return _result_rows(task, task.checkpoint, task.encoding_id, result)
+
+
+def _score_model_set(store, task: ModelSetTask) -> list[dict]:
+    if len(task.members) < 2:
+        raise ValueError(f"{task.metric} compares the checkpoints of one setting (the same "
+                         "config apart from the seed), and this checkpoint is the only one of "
+                         "its setting in the store: encode other seeds of it.")
+    codes, kl = [], []
+    for checkpoint, encoding_id in task.members:
+        _check_encoding(store, checkpoint, encoding_id)
+        codes.append(store.codes(checkpoint, task.representation))
+        kl.append(store.kl(checkpoint))
+        _check_encoding(store, checkpoint, encoding_id)
+    missing = [checkpoint for (checkpoint, _), value in zip(task.members, kl, strict=True)
+               if value is None]
+    if missing:
+        raise ValueError(f"{task.metric} needs the per-code KL divergence of every checkpoint "
+                         f"of the setting; {missing} were written without it (fastdis encode "
+                         "stores it; write_codes(..., kl=...) for codes from another "
+                         "framework).")
+    results = store.plan.score_models(task.metric, codes, kl)
+    return [row for (checkpoint, encoding_id), result in zip(task.members, results, strict=True)
+            for row in _result_rows(task, checkpoint, encoding_id, result)]
+
+
+def _check_encoding(store, checkpoint: str, encoding_id: str):
+    current = store.encoding_id(checkpoint)
+    if current != encoding_id:
+        raise ValueError(f"checkpoint {checkpoint!r} was re-encoded after the task was "
                          "listed; rerun fastdis score to score its new codes.")
 
 
@@ -217,7 +302,7 @@ def score_store(
     store,
     out,
     *,
-    metrics="all",
+    metrics="plan",
     representations=None,
     scheduler=None,
     workers: int | None = None,
@@ -232,9 +317,12 @@ def score_store(
         The representation store (its path is what workers open).
     out : str or PathLike
         Output directory, a Parquet dataset (see the module docstring for the columns).
-        Tasks already recorded there for the same encoding are skipped.
-    metrics : "all", "study", or sequence of str, default="all"
-        "all": every metric of the store's plan; "study": the registry's study suite.
+        Tasks already recorded there for the same encoding are skipped (UDR: settings
+        whose checkpoints all are, from a comparison of the setting's current checkpoints).
+    metrics : "plan", "all", "study", or sequence of str, default="plan"
+        "plan": every metric the store's plan serves (all of them for a plan made with the
+        defaults); "all": every registered metric; "study": the registry's study suite
+        (:func:`resolve_metrics`).
     representations : sequence of str, default=None
         Only these representations (``None``: all of each checkpoint).
     scheduler : None, "processes", "synchronous", distributed.Client or str, default=None
@@ -291,13 +379,56 @@ def score_store(
                             workers, retry_failed, progress)
 
 
-def _listed_tasks(entries, names, representations) -> list[ScoreTask]:
-    """Every task of the store's complete checkpoints, in store order."""
-    return [ScoreTask(name, representation, metric, entry["encoding_id"])
-            for name, entry in entries.items()
-            for representation in entry["representations"]
-            if representations is None or representation in representations
-            for metric in names]
+def _listed_tasks(entries, names, representations) -> list:
+    """Every task of the store's complete checkpoints: the model-set tasks (UDR) first, then
+    each checkpoint's, in store order."""
+    def chosen(representation):
+        return representations is None or representation in representations
+
+    model_set = [m for m in names if get_metric(m).inputs in MODEL_SET_INPUTS]
+    tasks = [task for metric in model_set
+             for representation in dict.fromkeys(r for e in entries.values()
+                                                 for r in e["representations"])
+             if chosen(representation)
+             for task in _model_set_tasks(entries, representation, metric)]
+    for name, entry in entries.items():
+        for representation in filter(chosen, entry["representations"]):
+            for metric in names:
+                if metric in model_set or (get_metric(metric).inputs in POSTERIOR_INPUTS
+                                           and representation != POSTERIOR_MEANS):
+                    continue  # posterior metrics read the posterior means, not samples
+                tasks.append(ScoreTask(name, representation, metric, entry["encoding_id"]))
+    return tasks
+
+
+def _model_set_tasks(entries, representation: str, metric: str) -> list[ModelSetTask]:
+    """One task per setting among the checkpoints that have ``representation``."""
+    settings: dict[str, list] = {}
+    for name, entry in entries.items():
+        if representation in entry["representations"]:
+            settings.setdefault(setting_of(entry["config"]), []).append(
+                (name, entry["encoding_id"]))
+    return [ModelSetTask(tuple(sorted(members)), representation, metric)
+            for members in settings.values()]
+
+
+class _Recorded:
+    """Which tasks a table of rows holds: a model-set task counts when every member has rows
+    for its encoding from a task over a set of the same size (a failed task records none)."""
+
+    def __init__(self, table):
+        self.keys = _task_keys(table)
+        sized = table[table["key"] == MODEL_SET_SIZE_KEY]
+        self.set_sizes = dict(zip(map(tuple, sized[TASK_COLUMNS].to_numpy().tolist()),
+                                  sized["value"], strict=True))
+
+    def holds(self, task) -> bool:
+        size = len(task.members)
+        for checkpoint, encoding_id in task.members:
+            key = (checkpoint, task.representation, task.metric, encoding_id)
+            if key not in self.keys or self.set_sizes.get(key, size) != size:
+                return False
+        return True
 
 
 def _damaged_rows(damaged: dict, names) -> list[dict]:
@@ -312,10 +443,6 @@ def _task_keys(table) -> set[tuple]:
     return set(map(tuple, table[TASK_COLUMNS].drop_duplicates().to_numpy().tolist()))
 
 
-def _key(task: ScoreTask) -> tuple:
-    return (task.checkpoint, task.representation, task.metric, task.encoding_id)
-
-
 def _score_tasks(store, store_path, entries, names, representations, out, scheduler, workers,
                  retry_failed, progress):
     """Run the tasks not yet recorded, consolidate, and check that the table holds every
@@ -326,8 +453,8 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
         recorded, _ = read_raw(out)
         if retry_failed and attempt == 0:
             recorded = recorded[recorded["error"].isna()]
-        done = _task_keys(recorded)
-        tasks = [task for task in listed if _key(task) not in done]
+        done = _Recorded(recorded)
+        tasks = [task for task in listed if not done.holds(task)]
         _run_tasks(store_path, tasks, scheduler, workers, progress, Journal(out),
                    _damaged_rows(store.damaged(), names))
         table = consolidate(out, store)
@@ -336,18 +463,19 @@ def _score_tasks(store, store_path, entries, names, representations, out, schedu
             return table
     raise RuntimeError(
         f"{out}: {len(missing)} evaluation(s) finished but their results are missing from "
-        f"the table (e.g. {missing[0].checkpoint} / {missing[0].representation} / "
+        f"the table (e.g. {missing[0].members[0][0]} / {missing[0].representation} / "
         f"{missing[0].metric}): something deletes files under {out / '.journal'} during the "
         "run. Stop it, then rerun to complete the table.")
 
 
-def _missing_tasks(listed, table, store) -> list[ScoreTask]:
+def _missing_tasks(listed, table, store) -> list:
     """The listed tasks without rows in ``table``, except those of checkpoints re-encoded
     since they were listed (consolidation drops their rows as stale; a rerun scores them)."""
     current = {name: entry["encoding_id"] for name, entry in store.checkpoints().items()}
-    recorded = _task_keys(table)
+    recorded = _Recorded(table)
     return [task for task in listed
-            if current.get(task.checkpoint) == task.encoding_id and _key(task) not in recorded]
+            if all(current.get(name) == encoding_id for name, encoding_id in task.members)
+            and not recorded.holds(task)]
 
 
 def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_rows):

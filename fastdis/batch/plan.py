@@ -18,15 +18,33 @@ those codes by index:
 * **top-up points**: where the pool holds fewer points with ``factor k = v`` than a group
   needs, points with that value (other factors drawn i.i.d.) are appended after the pool, for
   use in groups fixing factor ``k`` only. At the study sizes this is rare (a factor with 183
-  values, like Cars3D's object, can need a few).
+  values, like Cars3D's object, can need a few);
+* **intervention sets** of fairness and the strong downstream task, drawn once as the reference
+  draws them per call. Fairness: for every (target ``i``, sensitive ``j != i``) pair,
+  ``num_test_points_per_class`` factor vectors, each repeated with factor ``j`` set to every
+  value ``c`` (``(C_j, n)`` indices per pair). Strong downstream: for every training size, target
+  ``i`` and experiment, :func:`fastdis.metrics.intervene` on the plan's train and test rows (one
+  other factor fixed to one value in training, moved to the other values in testing); rows the
+  intervention leaves unchanged keep their pool index, the others are appended;
+* a **factor grid** for the ``posterior_grid`` kind (Chen et al.'s MIG): every combination of
+  the factor values when that is at most ``num_grid_points`` points (default
+  :data:`DEFAULT_GRID_POINTS` times ``scale``), else a complete *sub-grid*: the factor with the
+  most values loses one until the product fits (values evenly spaced over each factor's range,
+  at least 2 per factor). Chen et al. estimate on the full grid (dSprites' 737,280 points); the
+  sub-grid estimates the same entropies on a coarser uniform grid, so the normaliser
+  ``log C_k`` counts the sub-grid's values;
+* **UDR** compares models on the same points: the first ``num_data_points`` points of the
+  training region (:meth:`EvaluationPlan.score_models`).
 
 Sample sizes are the registry's study sizes times ``scale`` (sample counts only; batch sizes
-stay), overridable per metric. Every random draw comes from ``RandomState`` streams derived
-from ``seed``: the pool from ``seed`` itself, each metric's groups from ``(seed, metric name)``,
-so adding a metric to a plan does not move the others' groups. The boosted trees of DCI,
-unified scores and the boosted-tree downstream task are seeded per fit, from (seed, training
-rows, factor, estimator) (:meth:`EvaluationPlan.fit_options`), so that the metrics fitting the
-same classifiers fit them once inside :func:`fastdis.metrics.shared_fits`.
+and experiment counts stay), overridable per metric. Every random draw comes from
+``RandomState`` streams derived from ``seed``: the pool from ``seed`` itself, each metric's
+groups and sets from ``(seed, metric name)``, so adding a metric to a plan does not move the
+others' groups. Appended points (top-up, intervention sets, grid) come after the pool, in that
+order. The boosted trees of
+DCI, unified scores and the boosted-tree downstream task are seeded per fit, from (seed,
+training rows, factor, estimator) (:meth:`EvaluationPlan.fit_options`), so that the metrics
+fitting the same classifiers fit them once inside :func:`fastdis.metrics.shared_fits`.
 
 Scoring a metric from the plan is calling the registered array-level function on the gathered
 codes (:meth:`EvaluationPlan.metric_arguments`), nothing more.
@@ -34,6 +52,7 @@ codes (:meth:`EvaluationPlan.metric_arguments`), nothing more.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,14 +61,26 @@ import numpy as np
 
 from .._validation import check_codes, check_positive_int
 from ..metrics import METRICS, fit_seeds, get_metric
+from ..metrics._downstream import Intervention, intervene
 
-__all__ = ["EvaluationPlan", "make_plan", "plannable_metrics", "SUPPORTED_INPUTS"]
+__all__ = ["EvaluationPlan", "make_plan", "plannable_metrics", "factor_grid", "SUPPORTED_INPUTS"]
 
-#: Input kinds of the registry (``MetricSpec.inputs``) that a plan can provide. Fairness and
-#: strong downstream need per-model intervention sets, UDR compares several models at once.
+#: Input kinds of the registry (``MetricSpec.inputs``) that a plan can provide: all of them.
 SUPPORTED_INPUTS = (
     "codes", "codes_factors", "train_test", "downstream", "beta_vae_pairs", "factor_vae_groups",
+    "fairness", "strong_downstream", "udr", "posterior_grid",
 )
+#: Kinds scored from several checkpoints at once (:meth:`EvaluationPlan.score_models`).
+MODEL_SET_INPUTS = ("udr",)
+#: Result key of a model-set score: how many checkpoints were compared.
+MODEL_SET_SIZE_KEY = "num_models"
+#: Kinds that read the posterior log-variances beside the means.
+POSTERIOR_INPUTS = ("posterior_grid",)
+
+#: Grid points (times ``scale``) of the ``posterior_grid`` kind when its metric has no
+#: ``num_grid_points`` size: the full grid of Cars3D (17,568 points) does not fit, a 10,000
+#: point sub-grid keeps Chen et al.'s O(points^2) entropy estimate to seconds.
+DEFAULT_GRID_POINTS = 10_000
 
 #: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`).
 SEEDED_BOOSTED_FITS = ("dci", "downstream_task_boosted_trees", "unified_scores")
@@ -69,15 +100,23 @@ MIN_SCALED_COUNT = 10
 
 #: Size keys that are not sample counts and so do not scale.
 _UNSCALED_SIZES = ("batch_size", "n_experiment")
+#: Sizes a plan adds per input kind where the registry gives none.
+_KIND_SIZES = {"posterior_grid": {"num_grid_points": DEFAULT_GRID_POINTS}}
 
 #: Size keys (per input kind) that count i.i.d. points of the training and test regions.
 _TRAIN_REGION_KEYS = {"codes": ("num_train",), "codes_factors": ("num_train",),
                       "train_test": ("num_train",), "downstream": ("num_train",),
-                      "factor_vae_groups": ("num_variance_estimate",)}
-_TEST_REGION_KEYS = {"train_test": ("num_test",), "downstream": ("num_test",)}
+                      "factor_vae_groups": ("num_variance_estimate",),
+                      "fairness": ("num_train",), "strong_downstream": ("num_train",),
+                      "udr": ("num_data_points",)}
+_TEST_REGION_KEYS = {"train_test": ("num_test",), "downstream": ("num_test",),
+                     "strong_downstream": ("num_test",)}
 
 #: Pool size (times ``scale``) when no chosen metric sizes the pool (only BetaVAE chosen).
 _DEFAULT_POOL = 10_000
+
+#: Input kinds served by groups of points sharing one fixed factor.
+_GROUP_INPUTS = ("beta_vae_pairs", "factor_vae_groups")
 
 
 def plannable_metrics() -> list[str]:
@@ -108,7 +147,10 @@ class EvaluationPlan:
         ``{metric: {name: int64 array}}`` of point indices and fixed-factor labels
         (BetaVAE: ``train_a``, ``train_b`` (n_pairs, batch_size), ``train_factor`` (n_pairs,)
         and the same for ``eval``; FactorVAE: ``train`` (n_groups, batch_size),
-        ``train_factor``, ``eval``, ``eval_factor``).
+        ``train_factor``, ``eval``, ``eval_factor``; fairness: ``pair_{i}_{j}`` (C_j, n) per
+        target i and sensitive j; strong downstream, per training size N: ``N_train``
+        (n_sets, N), ``N_test`` (n_sets, num_test), ``N_target`` (n_sets,); posterior grid:
+        ``grid`` (n_grid,)).
     indices : int64 array of shape (n_points,) or None
         Flat dataset indices of the points, where the dataset has ``factors_to_index``.
     """
@@ -148,38 +190,67 @@ class EvaluationPlan:
             )
         return spec
 
-    def metric_arguments(self, name: str, codes) -> list[tuple]:
+    def _check_codes(self, codes, name: str = "codes"):
+        codes = check_codes(codes, name=name)
+        if codes.shape[0] != self.n_points:
+            raise ValueError(
+                f"{name} have {codes.shape[0]} rows but the evaluation plan has {self.n_points} "
+                "points: encode the checkpoint on this plan's points (fastdis encode, or "
+                "write_codes with codes of plan.factors)."
+            )
+        return codes
+
+    def metric_arguments(self, name: str, codes, logvars=None) -> list[tuple]:
         """Positional arguments of the registered function ``name``, gathered from ``codes``.
 
-        ``codes`` are one checkpoint's codes on the plan's points, shape (n_points, n_codes).
-        Returns a list with one argument tuple per call: one call, except for the
-        ``downstream`` kind, called once per training size (the keys carry the size).
+        ``codes`` are one checkpoint's codes on the plan's points, shape (n_points, n_codes);
+        ``logvars`` the posterior log-variances of those codes, needed by the
+        ``posterior_grid`` kind only. Returns a list with one argument tuple per call: one
+        call, except for the ``downstream`` and ``strong_downstream`` kinds, called once per
+        training size (the keys carry the size).
 
         Raises
         ------
         ValueError
-            If codes are not a finite 2-D array with one row per plan point.
+            If codes are not a finite 2-D array with one row per plan point, if a
+            ``posterior_grid`` metric gets no ``logvars``, or for a kind that compares several
+            checkpoints (use :meth:`score_models`).
         """
         spec = self.check_metric(name)
-        codes = check_codes(codes)
-        if codes.shape[0] != self.n_points:
-            raise ValueError(
-                f"codes have {codes.shape[0]} rows but the evaluation plan has {self.n_points} "
-                "points: encode the checkpoint on this plan's points (fastdis encode, or "
-                "write_codes with codes of plan.factors)."
-            )
+        if spec.inputs in MODEL_SET_INPUTS:
+            raise ValueError(f"{name} compares checkpoints: score it with score_models.")
+        codes = self._check_codes(codes)
         sizes, factors = self.sizes[name], self.factors
         if spec.inputs in ("codes", "codes_factors"):
             rows = self.train_rows(sizes["num_train"])
             return [(codes[rows],) if spec.inputs == "codes" else (codes[rows], factors[rows])]
-        if spec.inputs in ("train_test", "downstream"):
+        if spec.inputs in ("train_test", "downstream", "strong_downstream"):
             train_sizes = sizes["num_train"]
             if spec.inputs == "train_test":
                 train_sizes = (train_sizes,)
             test = self.test_rows(sizes["num_test"])
-            return [(codes[self.train_rows(n)], factors[self.train_rows(n)], codes[test],
-                     factors[test]) for n in train_sizes]
+            calls = [(codes[self.train_rows(n)], factors[self.train_rows(n)], codes[test],
+                      factors[test]) for n in train_sizes]
+            if spec.inputs == "strong_downstream":
+                calls = [(*call, self._interventions(name, codes, n))
+                         for call, n in zip(calls, train_sizes, strict=True)]
+            return calls
         groups = self.groups[name]
+        if spec.inputs == "fairness":
+            rows = self.train_rows(sizes["num_train"])
+            sets = {(i, j): codes[groups[f"pair_{i}_{j}"]] for i, j in _ordered_pairs(
+                self.num_factors)}
+            return [(codes[rows], factors[rows], sets)]
+        if spec.inputs == "posterior_grid":
+            if logvars is None:
+                raise ValueError(
+                    f"{name} needs the posterior log-variances of the codes beside their means; "
+                    "this checkpoint was stored without them (fastdis encode stores them; "
+                    "write_codes(..., logvar=...) for codes from another framework)."
+                )
+            logvars = self._check_codes(logvars, name="logvars")
+            grid = groups["grid"]
+            return [(codes[grid], logvars[grid], factors[grid])]
         if spec.inputs == "beta_vae_pairs":
             return [(codes[groups["train_a"]], codes[groups["train_b"]], groups["train_factor"],
                      codes[groups["eval_a"]], codes[groups["eval_b"]], groups["eval_factor"])]
@@ -187,6 +258,14 @@ class EvaluationPlan:
         variance_rows = self.train_rows(sizes["num_variance_estimate"])
         return [(codes[variance_rows], codes[groups["train"]], groups["train_factor"],
                  codes[groups["eval"]], groups["eval_factor"])]
+
+    def _interventions(self, name: str, codes, n_train: int) -> list[Intervention]:
+        """The strong downstream task's intervened sets for training size ``n_train``."""
+        groups = self.groups[name]
+        train, test = groups[f"{n_train}_train"], groups[f"{n_train}_test"]
+        return [Intervention(int(target), codes[train[e]], self.factors[train[e]],
+                             codes[test[e]], self.factors[test[e]])
+                for e, target in enumerate(groups[f"{n_train}_target"])]
 
     def metric_options(self, name: str) -> dict:
         """Keyword options the plan adds to the study defaults (FactorVAE's vote-table size)."""
@@ -212,7 +291,7 @@ class EvaluationPlan:
         return {"random_state": fit_seeds(self.seed, n_rows, self.num_factors,
                                           "gradient_boosting")}
 
-    def score(self, name: str, codes) -> dict:
+    def score(self, name: str, codes, logvars=None) -> dict:
         """Score one checkpoint's codes with the registered metric ``name`` (study defaults).
 
         Inside :func:`fastdis.metrics.shared_fits`, fits already made for another metric on
@@ -220,9 +299,35 @@ class EvaluationPlan:
         """
         spec, options = self.check_metric(name), self.metric_options(name)
         result = {}
-        for arguments in self.metric_arguments(name, codes):
+        for arguments in self.metric_arguments(name, codes, logvars):
             result.update(spec(*arguments, **options, **self.fit_options(name, arguments)))
         return result
+
+    def score_models(self, name: str, codes_per_model, kl_per_model) -> list[dict]:
+        """Score checkpoints against each other (UDR): one result dict per checkpoint.
+
+        ``codes_per_model`` are the checkpoints' codes on the plan's points (one array each,
+        rows aligned), ``kl_per_model`` the per-code KL divergence of each checkpoint's
+        posterior to the prior, shape (n_models, n_codes). Every model is scored on the same
+        first ``num_data_points`` points of the training region. Each result holds
+        ``model_score`` (the median of its pairwise scores, the reference's
+        ``model_scores[i]``) and ``num_models`` (:data:`MODEL_SET_SIZE_KEY`).
+
+        Raises
+        ------
+        ValueError
+            For a metric of another kind, codes not one finite row per plan point, or what
+            the metric refuses (fewer than 2 models, mismatched shapes, a bad KL array).
+        """
+        spec = self.check_metric(name)
+        if spec.inputs not in MODEL_SET_INPUTS:
+            raise ValueError(f"{name} scores one checkpoint at a time: use score.")
+        rows = self.train_rows(self.sizes[name]["num_data_points"])
+        codes = [self._check_codes(c, name=f"codes_per_model[{m}]")[rows]
+                 for m, c in enumerate(codes_per_model)]
+        result = spec(codes, kl_per_model, include_raw_correlations=False)
+        return [{"model_score": float(score), MODEL_SET_SIZE_KEY: float(len(codes))}
+                for score in result["model_scores"]]
 
     # -- serialisation: JSON-able metadata plus named arrays (the store writes both) ----------
 
@@ -272,12 +377,14 @@ class EvaluationPlan:
 
 
 def scaled_sizes(name: str, scale: float) -> dict:
-    """The registry's study sizes of ``name`` with every sample count times ``scale``."""
+    """The registry's study sizes of ``name`` (and the plan's sizes of its input kind, where
+    the registry gives none) with every sample count times ``scale``."""
     def scale_one(value):
         return max(MIN_SCALED_COUNT, int(round(value * scale)))
 
+    spec = get_metric(name)
     sizes = {}
-    for key, value in get_metric(name).sizes.items():
+    for key, value in {**_KIND_SIZES.get(spec.inputs, {}), **spec.sizes}.items():
         if key in _UNSCALED_SIZES:
             sizes[key] = value
         elif isinstance(value, tuple):
@@ -304,14 +411,15 @@ def make_plan(
         ``sample_factors(n, random_state)``; ``factors_to_index(factors)`` (or fastdis.data's
         ``flat_index``) gives ``plan.indices`` when present.
     metrics : str or sequence of str, default=None
-        Registered metric names (or one name); ``None`` means every metric a plan can serve
+        Registered metric names (or one name); ``None`` means every registered metric
         (:func:`plannable_metrics`).
     seed : int, default=0
     scale : float, default=1.0
         Multiplies the study's sample counts (at least :data:`MIN_SCALED_COUNT` each).
     sizes : mapping, default=None
         Per-metric overrides, e.g. ``{"factor_vae_metric": {"batch_size": 16}}``: positive
-        integers; downstream's ``num_train`` takes one size or a sequence of them.
+        integers; downstream's ``num_train`` takes one size or a sequence of them; a
+        ``posterior_grid`` metric's ``num_grid_points`` bounds its factor grid.
 
     Returns
     -------
@@ -321,7 +429,8 @@ def make_plan(
     ------
     ValueError
         On an unknown or unsupported metric, a non-positive scale, an unknown size key or a
-        size that is not a positive integer, or a data set with fewer than 2 factors.
+        size that is not a positive integer, a data set with fewer than 2 factors, or (strong
+        downstream) a factor with a single value to intervene on.
     """
     seed = check_positive_int(seed, name="seed", minimum=0)
     if not (isinstance(scale, (int, float)) and scale > 0):
@@ -371,32 +480,17 @@ def make_plan(
     pool_rs = np.random.RandomState(seed)
     pool = np.asarray(data.sample_factors(num_train + num_test, pool_rs), dtype=np.int64)
 
-    group_metrics = [n for n in names if get_metric(n).inputs in ("beta_vae_pairs",
-                                                                    "factor_vae_groups")]
+    group_metrics = [n for n in names if get_metric(n).inputs in _GROUP_INPUTS]
     # Each group metric needs this many points with factor k = v for every (k, v).
     needed = max([2] + [plan_sizes[n]["batch_size"] for n in group_metrics
                         if get_metric(n).inputs == "factor_vae_groups"])
     top_up = (_top_up(data, pool, factor_sizes, needed, _stream(seed, "top-up"))
               if group_metrics else [])
-    factors = np.concatenate([pool] + [points for _, points in top_up]) if top_up else pool
-    candidates = _Candidates(factors, len(pool), factor_sizes, top_up)
+    points = _Points(np.concatenate([pool] + [points for _, points in top_up]))
+    candidates = _Candidates(points.factors, len(pool), factor_sizes, top_up)
 
-    groups = {}
-    for name in group_metrics:
-        rs = _stream(seed, name)
-        spec_sizes = plan_sizes[name]
-        if get_metric(name).inputs == "beta_vae_pairs":
-            groups[name] = {}
-            for part, count in (("train", spec_sizes["num_train"]),
-                                ("eval", spec_sizes["num_eval"])):
-                a, b, fixed = candidates.pairs(count, spec_sizes["batch_size"], rs)
-                groups[name].update({f"{part}_a": a, f"{part}_b": b, f"{part}_factor": fixed})
-        else:
-            groups[name] = {}
-            for part, count in (("train", spec_sizes["num_train"]),
-                                ("eval", spec_sizes["num_eval"])):
-                members, fixed = candidates.groups(count, spec_sizes["batch_size"], rs)
-                groups[name].update({part: members, f"{part}_factor": fixed})
+    groups = _metric_groups(data, plan_sizes, num_train, points, candidates, seed)
+    factors = points.factors
 
     # dlib's StateSpaceAtomIndex calls it factors_to_index, fastdis.data flat_index.
     to_index = getattr(data, "factors_to_index", None) or getattr(data, "flat_index", None)
@@ -405,10 +499,132 @@ def make_plan(
                           num_test, groups, indices)
 
 
+def _metric_groups(data, plan_sizes, num_train, points, candidates, seed) -> dict:
+    """``{metric: {name: indices}}`` of every metric that reads more than the pool's regions,
+    in registry order; intervention sets and grids are appended to ``points``."""
+    factor_sizes = tuple(int(c) for c in data.factors_num_values)
+    groups, grids = {}, {}
+    for name, sizes in plan_sizes.items():
+        inputs, rs = get_metric(name).inputs, _stream(seed, name)
+        if inputs in _GROUP_INPUTS:
+            groups[name] = _fixed_factor_groups(inputs, sizes, candidates, rs)
+        elif inputs == "fairness":
+            groups[name] = _fairness_sets(data, sizes["num_test_points_per_class"], points, rs)
+        elif inputs == "strong_downstream":
+            groups[name] = _strong_downstream_sets(name, sizes, factor_sizes, num_train, points,
+                                                   rs)
+        elif inputs == "posterior_grid":
+            budget = sizes["num_grid_points"]
+            if budget not in grids:  # metrics with the same grid share its points
+                grids[budget] = points.append(factor_grid(factor_sizes, budget))
+            groups[name] = {"grid": grids[budget]}
+    return groups
+
+
 def _stream(seed: int, purpose: str) -> np.random.RandomState:
     """A RandomState of its own for ``purpose``, derived from the plan seed."""
     entropy = np.random.SeedSequence([seed, zlib.crc32(purpose.encode())])
     return np.random.RandomState(entropy.generate_state(1)[0])
+
+
+def _ordered_pairs(n_factors: int) -> list[tuple[int, int]]:
+    """(target, sensitive) pairs of fairness, in the reference's loop order."""
+    return [(i, j) for i in range(n_factors) for j in range(n_factors) if i != j]
+
+
+class _Points:
+    """The plan's factors as blocks of points are appended, each block addressed by index."""
+
+    def __init__(self, pool):
+        self.blocks = [np.asarray(pool, dtype=np.int64)]
+        self.size = len(pool)
+
+    @property
+    def factors(self) -> np.ndarray:
+        return np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
+
+    def append(self, points) -> np.ndarray:
+        """Append ``points`` (..., n_factors); their indices, shaped like ``points[..., 0]``."""
+        points = np.asarray(points, dtype=np.int64)
+        flat = points.reshape(-1, points.shape[-1])
+        indices = np.arange(self.size, self.size + len(flat), dtype=np.int64)
+        self.blocks.append(flat)
+        self.size += len(flat)
+        return indices.reshape(points.shape[:-1])
+
+    def edited(self, rows, new_factors) -> np.ndarray:
+        """Indices of ``new_factors``, an edit of the pool's ``rows``: a row left unchanged
+        keeps its index, a changed one is appended."""
+        indices = np.array(rows, dtype=np.int64)
+        changed = (np.asarray(new_factors) != self.blocks[0][indices]).any(axis=1)
+        indices[changed] = self.append(np.asarray(new_factors)[changed])
+        return indices
+
+
+def _fixed_factor_groups(inputs, sizes, candidates, rs) -> dict:
+    """BetaVAE's pairs of batches or FactorVAE's groups, train then eval."""
+    groups = {}
+    for part in ("train", "eval"):
+        count = sizes[f"num_{part}"]
+        if inputs == "beta_vae_pairs":
+            a, b, fixed = candidates.pairs(count, sizes["batch_size"], rs)
+            groups.update({f"{part}_a": a, f"{part}_b": b, f"{part}_factor": fixed})
+        else:
+            members, fixed = candidates.groups(count, sizes["batch_size"], rs)
+            groups.update({part: members, f"{part}_factor": fixed})
+    return groups
+
+
+def _fairness_sets(data, n_points, points, rs) -> dict:
+    """Per (target i, sensitive j) pair, as the reference draws them: ``n_points`` factor
+    vectors sampled once, then repeated with factor j set to each of its values c."""
+    sizes = [int(c) for c in data.factors_num_values]
+    sets = {}
+    for i, j in _ordered_pairs(len(sizes)):
+        original = np.asarray(data.sample_factors(n_points, rs), dtype=np.int64)
+        intervened = np.repeat(original[np.newaxis], sizes[j], axis=0)  # (C_j, n, K)
+        intervened[:, :, j] = np.arange(sizes[j])[:, np.newaxis]
+        sets[f"pair_{i}_{j}"] = points.append(intervened)
+    return sets
+
+
+def _strong_downstream_sets(name, sizes, factor_sizes, num_train, points, rs) -> dict:
+    """Per training size N, target and experiment (the reference's loop order), the train
+    rows ``[0, N)`` and test rows of the plan after :func:`intervene`."""
+    test_rows = np.arange(num_train, num_train + sizes["num_test"])
+    sets = {}
+    for n_train in sizes["num_train"]:
+        train_rows = np.arange(n_train)
+        train, test, targets = [], [], []
+        for target in range(len(factor_sizes)):
+            for _ in range(sizes["n_experiment"]):
+                try:
+                    new_train, new_test, _, _ = intervene(
+                        points.blocks[0][train_rows], points.blocks[0][test_rows], target,
+                        factor_sizes, rs)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc} Leave {name} out of the plan's metrics "
+                                     "for this data set.") from None
+                train.append(points.edited(train_rows, new_train))
+                test.append(points.edited(test_rows, new_test))
+                targets.append(target)
+        sets.update({f"{n_train}_train": np.stack(train), f"{n_train}_test": np.stack(test),
+                     f"{n_train}_target": np.asarray(targets, dtype=np.int64)})
+    return sets
+
+
+def factor_grid(factor_sizes, max_points: int) -> np.ndarray:
+    """Every combination of the factor values, or a complete sub-grid of at most
+    ``max_points`` points: the factor with the most values kept loses one (values stay evenly
+    spaced over its range) until the grid fits, down to 2 values per factor (a grid of 2 values
+    per factor is returned even when it is larger). Rows in C order, last factor fastest."""
+    kept = [int(c) for c in factor_sizes]
+    while math.prod(kept) > max_points and max(kept) > 2:
+        kept[int(np.argmax(kept))] -= 1
+    values = [np.unique(np.round(np.linspace(0, size - 1, count)).astype(np.int64))
+              for size, count in zip(factor_sizes, kept, strict=True)]
+    mesh = np.meshgrid(*values, indexing="ij")
+    return np.stack([axis.reshape(-1) for axis in mesh], axis=1)
 
 
 def _top_up(data, pool, factor_sizes, needed, rs):

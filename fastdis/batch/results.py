@@ -56,13 +56,15 @@ _FLUSH_SECONDS = 0.5
 
 
 def failed_rows(task, reason: str) -> list[dict]:
-    """The one row that records ``task`` as failed, with ``reason`` (one per task of a
-    bundle of tasks)."""
+    """The rows that record ``task`` as failed, with ``reason``: one per checkpoint the task
+    writes rows for (``task.members``, (checkpoint, encoding_id) pairs), for each task of a
+    bundle (``task.tasks``)."""
     if hasattr(task, "tasks"):
         return [row for member in task.tasks for row in failed_rows(member, reason)]
-    return [{"checkpoint": task.checkpoint, "representation": task.representation,
-             "metric": task.metric, "encoding_id": task.encoding_id, "key": None,
-             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}]
+    return [{"checkpoint": checkpoint, "representation": task.representation,
+             "metric": task.metric, "encoding_id": encoding_id, "key": None,
+             "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}
+            for checkpoint, encoding_id in task.members]
 
 
 def _frame(rows):

@@ -8,8 +8,9 @@ Layout (``LocalStore``, Blosc zstd, chunked by checkpoint)::
       plan/groups/<metric>/<name>    BetaVAE / FactorVAE index arrays
       checkpoints/<key>/             one group per checkpoint; attributes: name, config,
         mean, sampled, ...           encoding_id, representations, n_codes, kl (per code),
-                                     checksums, complete; one array of (n_points, n_codes)
-                                     per representation, one chunk each
+        logvar                       checksums, complete; one array of (n_points, n_codes)
+                                     per representation, one chunk each, and the posterior
+                                     log-variances of the ``mean`` codes when known
 
 A checkpoint group is written arrays first and ``complete: true`` last, so a crash mid-write
 leaves an incomplete group that readers ignore and the next write replaces. ``encoding_id``
@@ -54,6 +55,11 @@ _VERSION = 1
 WRITE_LOCK = ".write.lock"
 #: Attributes every complete checkpoint group has.
 _REQUIRED_ATTRIBUTES = ("name", "encoding_id", "representations")
+#: Array of a checkpoint group holding the posterior log-variances of its ``mean`` codes;
+#: not a representation, so the name is reserved.
+LOGVAR = "logvar"
+#: The representation whose codes are the posterior means that ``logvar`` belongs to.
+POSTERIOR_MEANS = "mean"
 
 
 class StoreError(ValueError):
@@ -206,9 +212,26 @@ class RepresentationStore:
     def config(self, name: str) -> dict:
         return dict(self._group(name).attrs["config"])
 
+    def kl(self, name: str) -> np.ndarray | None:
+        """Mean KL divergence of each code of checkpoint ``name`` to the prior, or None when
+        it was written without."""
+        kl = self._group(name).attrs.get("kl")
+        return None if kl is None else np.asarray(kl, dtype=np.float64)
+
+    def logvar(self, name: str) -> np.ndarray | None:
+        """Posterior log-variances of the :data:`POSTERIOR_MEANS` codes, (n_points, n_codes),
+        verified, or None when the checkpoint was written without."""
+        if LOGVAR not in self._group(name).attrs.get("checksums", {}):
+            return None
+        return self.array(name, LOGVAR)
+
     def codes(self, name: str, representation: str = "mean") -> np.ndarray:
         """Codes of one checkpoint and representation, (n_points, n_codes), verified
         (module docstring: Integrity)."""
+        available = list(self._group(name).attrs.get("representations", []))
+        if representation not in available:
+            raise StoreError(f"{self.path}: checkpoint {name!r} has no {representation!r} "
+                             f"codes; it has {available}.")
         return self.array(name, representation)
 
     def array(self, name: str, array_name: str) -> np.ndarray:
@@ -359,16 +382,16 @@ def open_or_create_store(store, plan: EvaluationPlan | None = None, *,
     return store
 
 
-def _as_codes(representation, codes, n_points):
+def _as_codes(label, codes, n_points):
+    """``codes`` (named ``label`` in errors) as a contiguous float32 or float64 array."""
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[0] != n_points:
         raise ValueError(
-            f"codes_by_representation[{representation!r}] must have shape (n_points, n_codes) "
-            f"= ({n_points}, n_codes), one row per plan point (plan.factors); got {codes.shape}."
+            f"{label} must have shape (n_points, n_codes) = ({n_points}, n_codes), one row per "
+            f"plan point (plan.factors); got {codes.shape}."
         )
     if not np.issubdtype(codes.dtype, np.number) or np.iscomplexobj(codes):
-        raise ValueError(f"codes_by_representation[{representation!r}] must hold real numbers;"
-                         f" got dtype {codes.dtype}.")
+        raise ValueError(f"{label} must hold real numbers; got dtype {codes.dtype}.")
     # float32 stays float32 (as in the metrics); NaN is stored and reported when scoring.
     return np.ascontiguousarray(codes if codes.dtype == np.float32 else codes.astype(np.float64))
 
@@ -381,6 +404,7 @@ def write_codes(
     *,
     plan: EvaluationPlan | None = None,
     kl=None,
+    logvar=None,
     replace: bool = False,
     dataset: str | None = None,
 ) -> bool:
@@ -405,7 +429,11 @@ def write_codes(
     plan : EvaluationPlan, default=None
         Required to create the store; otherwise checked against the store's plan.
     kl : array of shape (n_codes,), default=None
-        Mean KL divergence of each code to the prior (kept for UDR-style analyses).
+        Mean KL divergence of each code's posterior to the prior over the plan's points; UDR
+        needs it (its inactive codes), and records an error for checkpoints without it.
+    logvar : array of shape (n_points, n_codes), default=None
+        Posterior log-variances of the ``mean`` codes; Chen et al.'s MIG needs them (and
+        records an error without them).
     replace : bool, default=False
         Overwrite an existing checkpoint of that name; otherwise it is kept and skipped.
     dataset : str, default=None
@@ -419,8 +447,9 @@ def write_codes(
     Raises
     ------
     ValueError
-        On malformed codes (shape not (n_points, n_codes), non-numeric), a config that is not
-        JSON-serialisable, or a plan that differs from the store's (StoreError).
+        On malformed codes (shape not (n_points, n_codes), non-numeric), a ``kl`` or
+        ``logvar`` that does not fit the codes, a config that is not JSON-serialisable, or a
+        plan that differs from the store's (StoreError).
 
     Examples
     --------
@@ -440,14 +469,21 @@ def write_codes(
         if not isinstance(representation, str) or not representation or "/" in representation:
             raise ValueError(f"representation names must be non-empty strings without '/'; "
                              f"got {representation!r}.")
-        arrays[representation] = _as_codes(representation, codes, store.plan.n_points)
+        if representation == LOGVAR:
+            raise ValueError(f"{LOGVAR!r} is reserved for the posterior log-variances: pass "
+                             "them as write_codes(..., logvar=...).")
+        arrays[representation] = _as_codes(f"codes_by_representation[{representation!r}]",
+                                           codes, store.plan.n_points)
+    representations = list(arrays)
+    if logvar is not None:
+        arrays[LOGVAR] = _posterior_logvar(logvar, arrays)
     config = dict(config or {})
     try:
         config = json.loads(json.dumps(config))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config of {name!r} must be JSON-serialisable: {exc}") from None
     if kl is not None:
-        kl = [float(v) for v in np.asarray(kl, dtype=np.float64).reshape(-1)]
+        kl = _per_code_kl(kl, arrays)
 
     checkpoints = store._checkpoints_group()
     if (store.path / "checkpoints" / key).is_dir():
@@ -460,12 +496,38 @@ def write_codes(
                            compressors=_compressors())
     group.attrs.update({
         "name": name, "config": config, "encoding_id": uuid.uuid4().hex,
-        "representations": list(arrays), "n_codes": {r: int(c.shape[1]) for r, c in
-                                                     arrays.items()},
-        "kl": kl,
+        "representations": representations,
+        "n_codes": {r: int(arrays[r].shape[1]) for r in representations}, "kl": kl,
     })
     seal_checkpoint(group)
     return True
+
+
+def _per_code_kl(kl, arrays) -> list[float]:
+    """``kl`` as a list of one float per code; ValueError unless every array has that many
+    codes."""
+    try:
+        kl = np.asarray(kl, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"kl must be an array of numbers (one per code); got {kl!r}.") from None
+    widths = {r: int(c.shape[1]) for r, c in arrays.items()}
+    if kl.ndim != 1 or any(width != kl.size for width in widths.values()):
+        raise ValueError(f"kl must have shape (n_codes,), one value per code; got shape "
+                         f"{kl.shape} for codes of widths {widths}.")
+    return [float(v) for v in kl]  # NaN (a diverged model) is kept: UDR reports it
+
+
+def _posterior_logvar(logvar, arrays) -> np.ndarray:
+    """``logvar`` checked against the ``mean`` codes it belongs to."""
+    if POSTERIOR_MEANS not in arrays:
+        raise ValueError(f"logvar is the posterior log-variance of the {POSTERIOR_MEANS!r} "
+                         f"codes: pass codes_by_representation[{POSTERIOR_MEANS!r}] too.")
+    mean = arrays[POSTERIOR_MEANS]
+    logvar = _as_codes("logvar", logvar, mean.shape[0])
+    if logvar.shape != mean.shape:
+        raise ValueError(f"logvar must have the shape of the {POSTERIOR_MEANS!r} codes "
+                         f"{mean.shape}; got {logvar.shape}.")
+    return logvar
 
 
 def seal_checkpoint(group) -> None:

@@ -50,9 +50,9 @@ from .._validation import (
     check_informative_factors,
     check_min_columns,
     check_positive_int,
+    check_random_state,
     check_same_rows,
 )
-from ._gbt import _check_random_state
 
 __all__ = ["chen_mig", "check_factor_grid", "mixture_entropies"]
 
@@ -190,7 +190,7 @@ def chen_mig(means, logvars, factors, *, num_samples: int = 10_000, random_state
     means, logvars, factors = _check_posteriors(means, logvars, factors)
     num_samples = check_positive_int(num_samples, name="num_samples")
     labels, sizes = check_factor_grid(factors)
-    rs = _check_random_state(random_state)
+    rs = check_random_state(random_state)
     samples = means + np.exp(0.5 * logvars) * rs.standard_normal(means.shape)
 
     def entropies(rows):

@@ -55,6 +55,16 @@ runs all trees of a stage in parallel. Their roots all hold every sample in pres
 the root scans of a model's K trees run together, one pass per feature (vectorised over the
 trees, one gathered gradient row serving all K) before the trees are grown.
 
+How the compiled code is laid out: the rules of the candidate scan of a sorted feature are
+inlined helpers (:func:`_distinct`, :func:`_reverse_reset`, :func:`_approx_score` and the tie
+rule :func:`_candidate`), shared by the one-feature, two-feature and root scans. A tree is grown
+by :func:`_build_tree` from small steps, each sklearn's counterpart: :func:`_draw_features`,
+:func:`_scan_visited` / :func:`_first_best` (the split), :func:`_partition`,
+:func:`_children_impurities` and :func:`_carry_segments_down`. The arrays they share travel as
+named tuples: the presorted codes (:data:`_Presorted`), the per-thread scratch
+(:data:`_Scratch`), the fitted trees (:data:`_Trees`) and the stage's root splits
+(:data:`_RootSplits`).
+
 Backends of :class:`GradientBoostingClassifier`: ``"numba"`` (this engine, the default: it
 matches scikit-learn to rounding), ``"lightgbm"`` (LightGBM set up as close to scikit-learn as it
 allows; it bins features and scores splits by gradient/hessian, so it only approximates), and
@@ -66,11 +76,13 @@ Annals of Statistics 29(5), 2001.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from .._validation import check_random_state
 from ._libm_exp import exp_into, reproduces_libm
 from ._shared import memoized
 
@@ -89,6 +101,51 @@ _EPSILON = float(np.finfo(np.float64).eps)  # sklearn tree/_tree.pyx (leaf and s
 _RAND_R_MAX = 2147483647  # sklearn tree/_utils.pxd
 _TREE_LEAF = -1
 _TREE_UNDEFINED = -2
+
+# The arrays the compiled steps share travel as named tuples (numba passes them as one
+# argument and reads the fields without copying).
+_Presorted = namedtuple("_Presorted", ["codes_t", "src_idx", "src_val", "inverse"])
+_Presorted.__doc__ = """The training codes, sorted once per fit.
+
+codes_t (D, N) float32: the codes by feature; src_idx (D, N) int32: the sample ids sorted by
+each feature (stable); src_val (D, N) float32: the matching sorted values; inverse (N + 1,)
+float64: ``inverse[n] = 1 / n``.
+"""
+_Scratch = namedtuple("_Scratch", [
+    "work_idx", "work_val", "order", "flag", "leaf_of", "features", "constant_features",
+    "target", "bucket_a", "bucket_b", "counts", "cand_pos", "cand_sum",
+])
+_Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of every array
+(leading axis W, ``numba.get_thread_id()``) belongs to one thread.
+
+work_idx (W, L, D, N) int32, work_val (W, L, D, N) float32: the sorted segments of the nodes of
+depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int64: sklearn's ``samples`` array;
+flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
+constant_features (W, D) int64: sklearn's feature draw state; target, bucket_a, bucket_b
+(W, N) float64 and counts (W, M + 1) int64: the Newton step's; cand_pos (W, 2, N) int64,
+cand_sum (W, 2, N) float64: the candidates of two feature scans.
+"""
+_Trees = namedtuple("_Trees", [
+    "feature", "threshold", "left", "right", "value", "impurity", "n_node", "node_count",
+])
+_Trees.__doc__ = """Fitted trees, row j (leading job axis) for job j, M nodes each.
+
+feature, left, right (J, M) int64; threshold, value, impurity, n_node (J, M) float64;
+node_count (J,) int64. A stage's trees are the rows of :func:`_stage_trees`.
+"""
+_RootSplits = namedtuple("_RootSplits", ["proxy", "pos", "threshold"])
+_RootSplits.__doc__ = """The root's best split of every feature for every tree of a stage:
+(C, D) arrays (float64, int64, float64), row = the tree's raw column."""
+_FeatureScans = namedtuple("_FeatureScans", ["visit", "proxy", "pos", "threshold"])
+_FeatureScans.__doc__ = """One node's visited features (D,) int64 in sklearn's visiting order
+and the best split of each: proxy, pos, threshold (D,)."""
+_NodeStack = namedtuple("_NodeStack", [
+    "start", "end", "depth", "parent", "is_left", "impurity", "n_constants",
+])
+_NodeStack.__doc__ = """sklearn's stack of nodes to build, one array (capacity,) per field."""
+_Jobs = namedtuple("_Jobs", ["model", "col", "klass"])
+_Jobs.__doc__ = """The trees of a stage (J,) int64: job j fits raw column col[j] of model
+model[j] (class klass[j])."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,14 +237,74 @@ def _resolve_candidates(values, start, end, sum_total, weight_total, inverse, ca
     return best_proxy, best_pos, best_threshold
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The candidate scan: one rule, inlined into every scan
+# ---------------------------------------------------------------------------------------------
+
+
+# The helpers take and return scalars only (the arrays stay in the callers' loops): numba would
+# otherwise count references to every array passed, on every position of the scan.
+
+
+@numba.njit(inline="always")
+def _distinct(low, high):
+    """Whether sorted float32 values ``low <= high`` are distinct for a split: sklearn's
+    ``high > low + FEATURE_THRESHOLD``, in float32."""
+    return high > low + _FEATURE_THRESHOLD
+
+
+@numba.njit(inline="always")
+def _reverse_reset(p, pos, end):
+    """sklearn's ``MSE.update`` rule: the left sum at split position ``p`` (the last one was
+    ``pos``) is the total minus the tail [p, end) when the tail is shorter than the step."""
+    return (p - pos) > (end - p)
+
+
+@numba.njit(cache=True)
+def _tail_sum(sum_total, gradient, samples, p, end):
+    """sklearn's ``reverse_reset``: ``sum_total`` minus the gradients of samples[p:end], from the
+    last one down."""
+    sum_left = sum_total
+    for r in range(end - 1, p - 1, -1):
+        sum_left -= gradient[samples[r]]
+    return sum_left
+
+
+@numba.njit(inline="always")
+def _approx_score(sum_left, sum_total, inv_left, inv_right):
+    """``S_L^2 / n_L + S_R^2 / n_R`` with multiplications by the reciprocal counts (a few ulp
+    off the exact proxy: division is slow; :func:`_resolve_candidates` rescores)."""
+    sum_right = sum_total - sum_left
+    return sum_left * sum_left * inv_left + sum_right * sum_right * inv_right
+
+
+@numba.njit(inline="always")
+def _candidate(approx, top, cut):
+    """The tie rule of a scan: a split position whose approximate score ``approx`` is within
+    1e-12 of the running maximum ``top`` (``cut`` is that bound) is a candidate, so every
+    position the exact rescoring could pick is kept (the first best wins there).
+
+    Returns (is_candidate, top, cut), the running maximum and bound updated.
+    """
+    if approx >= cut:  # rare: near the running maximum
+        if approx > top:
+            top = approx
+            cut = approx - approx * 1e-12
+        return True, top, cut
+    return False, top, cut
+
+
 @numba.njit(cache=True)
 def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, cand_pos, cand_sum):
     """Forward scan of one sorted feature: approximate scores, candidates and their maximum.
 
-    Running sums follow sklearn's ``MSE.update`` (forward, or the total minus the tail when that
-    is shorter); a first pass scores every candidate position with multiplications by
-    ``inverse[n] = 1 / n`` (a few ulp off, division is slow) and keeps those within 1e-12 of the
-    running maximum in ``cand_pos`` / ``cand_sum``. Returns (n_cand, top).
+    values[p], samples[p] for p in [start, end): the node's feature values (float32, ascending)
+    and sample ids; gradient: (n_samples,) regression target; inverse[n] = 1 / n. Running sums
+    follow sklearn's ``MSE.update`` (:func:`_reverse_reset`); every split position is scored by
+    :func:`_approx_score` and the :func:`_candidate` s go to ``cand_pos`` / ``cand_sum``.
+    Returns (n_cand, top).
     """
     sum_left = 0.0
     pos = start
@@ -198,20 +315,17 @@ def _scan_feature(values, samples, gradient, start, end, sum_total, inverse, can
         q = np.uintp(q_int)  # unsigned indices: no negative-index wrap-around in the hot loop
         sum_left += gradient[np.uintp(samples[q])]
         p = q_int + 1
-        if values[q + np.uintp(1)] <= values[q] + _FEATURE_THRESHOLD:
+        if not _distinct(values[q], values[q + np.uintp(1)]):
             continue
-        if (p - pos) > (end - p):  # sklearn's reverse_reset: the total minus the tail
-            sum_left = sum_total
-            for r in range(end - 1, p - 1, -1):
-                sum_left -= gradient[samples[r]]
+        if _reverse_reset(p, pos, end):
+            sum_left = _tail_sum(sum_total, gradient, samples, p, end)
         pos = p
-        sum_right = sum_total - sum_left
-        approx = (sum_left * sum_left * inverse[np.uintp(p - start)]
-                  + sum_right * sum_right * inverse[np.uintp(end - p)])
-        if approx >= cut:  # rare: near the running maximum
-            if approx > top:
-                top = approx
-                cut = approx - approx * 1e-12
+        keep, top, cut = _candidate(
+            _approx_score(sum_left, sum_total, inverse[np.uintp(p - start)],
+                          inverse[np.uintp(end - p)]),
+            top, cut,
+        )
+        if keep:
             cand_pos[n_cand] = p
             cand_sum[n_cand] = sum_left
             n_cand += 1
@@ -243,33 +357,25 @@ def _scan_two_features(values_a, samples_a, values_b, samples_b, gradient, start
         pu = q + np.uintp(1)
         inv_l = inverse[np.uintp(p - start)]
         inv_r = inverse[np.uintp(end - p)]
-        if values_a[pu] > values_a[q] + _FEATURE_THRESHOLD:
-            if (p - pos_a) > (end - p):
-                sum_a = sum_total
-                for r in range(end - 1, p - 1, -1):
-                    sum_a -= gradient[samples_a[r]]
+        if _distinct(values_a[q], values_a[pu]):
+            if _reverse_reset(p, pos_a, end):
+                sum_a = _tail_sum(sum_total, gradient, samples_a, p, end)
             pos_a = p
-            right = sum_total - sum_a
-            approx = sum_a * sum_a * inv_l + right * right * inv_r
-            if approx >= cut_a:  # rare: near the running maximum
-                if approx > top_a:
-                    top_a = approx
-                    cut_a = approx - approx * 1e-12
+            keep, top_a, cut_a = _candidate(
+                _approx_score(sum_a, sum_total, inv_l, inv_r), top_a, cut_a
+            )
+            if keep:
                 cand_pos_a[n_a] = p
                 cand_sum_a[n_a] = sum_a
                 n_a += 1
-        if values_b[pu] > values_b[q] + _FEATURE_THRESHOLD:
-            if (p - pos_b) > (end - p):
-                sum_b = sum_total
-                for r in range(end - 1, p - 1, -1):
-                    sum_b -= gradient[samples_b[r]]
+        if _distinct(values_b[q], values_b[pu]):
+            if _reverse_reset(p, pos_b, end):
+                sum_b = _tail_sum(sum_total, gradient, samples_b, p, end)
             pos_b = p
-            right = sum_total - sum_b
-            approx = sum_b * sum_b * inv_l + right * right * inv_r
-            if approx >= cut_b:  # rare: near the running maximum
-                if approx > top_b:
-                    top_b = approx
-                    cut_b = approx - approx * 1e-12
+            keep, top_b, cut_b = _candidate(
+                _approx_score(sum_b, sum_total, inv_l, inv_r), top_b, cut_b
+            )
+            if keep:
                 cand_pos_b[n_b] = p
                 cand_sum_b[n_b] = sum_b
                 n_b += 1
@@ -304,13 +410,13 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
     """:func:`_scan_feature` at the root, for the K trees of a stage at once.
 
     values, samples: one presorted feature (N,); grad_t: (N, C) negative gradients by sample,
-    the K trees' columns c0 + k contiguous; sum_total (K,): each tree's root total. The tie test
-    and sklearn's ``reverse_reset`` depend on the values only, so the trees share the control
-    flow and every per-tree step is an inner loop over k (vectorised; one gathered gradient row
-    serves all K trees). Left sums and approximate scores are :func:`_scan_feature`'s, bit for
-    bit. Outputs per tree k: n_cand[k], top[k] and cand_pos[k], cand_sum[k] as
-    :func:`_scan_feature` returns them (a superset: candidates score >= 0, so the cut starts
-    there). sums, approx, cut (K,) are scratch.
+    the K trees' columns c0 + k contiguous; sum_total (K,): each tree's root total. Which
+    positions split and when the running sum resets depend on the values only, so the trees
+    share the control flow; the running sums and the scores are inner loops over k (vectorised;
+    one gathered gradient row serves all K trees), and the rare positions near a running maximum
+    go through :func:`_candidate` tree by tree. Outputs per tree k: n_cand[k], top[k] and
+    cand_pos[k], cand_sum[k] as :func:`_scan_feature` returns them (a superset: candidates score
+    >= 0, so the cut starts there). sums, approx, cut (K,) are scratch.
     """
     n = values.shape[0]
     n_k = sums.shape[0]
@@ -324,46 +430,61 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
         for k in range(n_k):
             sums[k] += row[k]
         p = q + 1
-        if values[p] <= values[q] + _FEATURE_THRESHOLD:
+        if not _distinct(values[q], values[p]):
             continue
-        if (p - pos) > (n - p):  # sklearn's reverse_reset: the total minus the tail
-            sums[:] = sum_total
-            for r in range(n - 1, p - 1, -1):
-                tail = grad_t[samples[r], c0 : c0 + n_k]
-                for k in range(n_k):
-                    sums[k] -= tail[k]
+        if _reverse_reset(p, pos, n):
+            for k in range(n_k):
+                sums[k] = _tail_sum(sum_total[k], grad_t[:, c0 + k], samples, p, n)
         pos = p
         inv_l = inverse[p]
         inv_r = inverse[n - p]
         hits = 0
         for k in range(n_k):
-            right = sum_total[k] - sums[k]
-            approx[k] = sums[k] * sums[k] * inv_l + right * right * inv_r
+            approx[k] = _approx_score(sums[k], sum_total[k], inv_l, inv_r)
             hits += approx[k] >= cut[k]
         if hits == 0:  # the common case: no tree is near its running maximum here
             continue
         for k in range(n_k):
-            if approx[k] >= cut[k]:
-                if approx[k] > top[k]:
-                    top[k] = approx[k]
-                    cut[k] = approx[k] - approx[k] * 1e-12
+            keep, top[k], cut[k] = _candidate(approx[k], top[k], cut[k])
+            if keep:
                 cand_pos[k, n_cand[k]] = p
                 cand_sum[k, n_cand[k]] = sums[k]
                 n_cand[k] += 1
 
 
+@numba.njit(cache=True)
+def _root_splits_of_feature(data, grad_t, totals, c0, n_k, f, cand_pos, cand_sum, roots):
+    """The root's best split of feature f for the K = n_k trees of one model (raw columns
+    c0 .. c0 + n_k - 1, root totals in ``totals``) into ``roots``; cand_pos, cand_sum (max K, N)
+    scratch."""
+    n_samples = data.src_idx.shape[1]
+    sum_total = totals[c0 : c0 + n_k].copy()
+    top = np.empty(n_k)
+    n_cand = np.empty(n_k, dtype=np.int64)
+    _root_scan(
+        data.src_val[f], data.src_idx[f], grad_t, c0, sum_total, data.inverse, np.empty(n_k),
+        np.empty(n_k), top, np.empty(n_k), n_cand, cand_pos, cand_sum,
+    )
+    for k in range(n_k):
+        roots.proxy[c0 + k, f], roots.pos[c0 + k, f], roots.threshold[c0 + k, f] = (
+            _resolve_candidates(
+                data.src_val[f], 0, n_samples, sum_total[k], float(n_samples), data.inverse,
+                cand_pos[k], cand_sum[k], n_cand[k], top[k],
+            )
+        )
+
+
 @numba.njit(parallel=True, cache=True)
-def _root_splits(src_idx, src_val, grad_t, first_col, n_cols, inverse, cand_pos, cand_sum,
-                 root_proxy, root_pos, root_threshold):
+def _root_splits(data, grad_t, first_col, n_cols, cand_pos, cand_sum, roots):
     """Best root split of every feature for every tree of a stage (all models at once).
 
     The root holds all samples in presorted order in every tree, so the K trees of a model
     scan a feature together (:func:`_root_scan`); the (model, feature) tasks run in parallel.
-    cand_pos (int64), cand_sum (float64): (W, max K, N) per-thread scratch. Outputs (C, D),
-    row = the tree's raw column: (proxy, pos, threshold) as :func:`_best_split_of_feature`
-    returns them at the root.
+    data: the :data:`_Presorted` codes; cand_pos (int64), cand_sum (float64): (W, max K, N)
+    per-thread scratch. Output ``roots`` (:data:`_RootSplits`, arrays (C, D), row = the tree's
+    raw column): (proxy, pos, threshold) as :func:`_best_split_of_feature` returns them.
     """
-    n_features, n_samples = src_idx.shape
+    n_features, n_samples = data.src_idx.shape
     n_models = first_col.shape[0]
     totals = np.zeros(grad_t.shape[1])
     for i in range(n_samples):  # each tree's root total, summed in sample order as init() does
@@ -372,332 +493,370 @@ def _root_splits(src_idx, src_val, grad_t, first_col, n_cols, inverse, cand_pos,
     for task in numba.prange(n_models * n_features):
         worker = numba.get_thread_id()
         m = task // n_features
-        f = task % n_features
-        c0 = first_col[m]
-        n_k = n_cols[m]
-        sum_total = totals[c0 : c0 + n_k].copy()
-        top = np.empty(n_k)
-        n_cand = np.empty(n_k, dtype=np.int64)
-        _root_scan(
-            src_val[f], src_idx[f], grad_t, c0, sum_total, inverse, np.empty(n_k),
-            np.empty(n_k), top, np.empty(n_k), n_cand, cand_pos[worker], cand_sum[worker],
-        )
-        for k in range(n_k):
-            root_proxy[c0 + k, f], root_pos[c0 + k, f], root_threshold[c0 + k, f] = (
-                _resolve_candidates(
-                    src_val[f], 0, n_samples, sum_total[k], float(n_samples), inverse,
-                    cand_pos[worker, k], cand_sum[worker, k], n_cand[k], top[k],
-                )
-            )
+        # one call: stores made in a prange body into a tuple's arrays are lost (see _fit_stage)
+        _root_splits_of_feature(data, grad_t, totals, first_col[m], n_cols[m], task % n_features,
+                                cand_pos[worker], cand_sum[worker], roots)
 
 
 # ---------------------------------------------------------------------------------------------
-# One regression tree (sklearn's DepthFirstTreeBuilder + BestSplitter on presorted segments)
+# One regression tree (sklearn's DepthFirstTreeBuilder + BestSplitter on presorted segments),
+# in steps: draw the features, find the split, partition, the children's impurities, carry the
+# sorted segments down
 # ---------------------------------------------------------------------------------------------
 
 
 @numba.njit(cache=True)
-def _segment_lists(src_idx, src_val, work_idx, work_val, worker, depth):
+def _segment_lists(data, scratch, worker, depth):
     """Sorted sample lists of the nodes at ``depth``: the presorted data at the root, else a
     per-worker buffer level."""
     if depth == 0:
-        return src_idx, src_val
-    return work_idx[worker, depth - 1], work_val[worker, depth - 1]
+        return data.src_idx, data.src_val
+    return scratch.work_idx[worker, depth - 1], scratch.work_val[worker, depth - 1]
 
 
 @numba.njit(cache=True)
-def _build_tree(
-    codes_t,  # (D, N) float32, the codes by feature
-    src_idx,  # (D, N) int32, sample ids sorted by each feature
-    src_val,  # (D, N) float32, the matching sorted values
-    work_idx,  # (W, L, D, N) int32 per-worker segment buffers, L = max(max_depth - 1, 1)
-    work_val,  # (W, L, D, N) float32
-    worker,
-    gradient,  # (N,) float64 regression target (negative gradient)
-    root_proxy,  # (D,) float64: the root's best split of each feature (from _root_splits)
-    root_pos,  # (D,) int64
-    root_threshold,  # (D,) float64
-    seed,
-    max_depth,
-    inverse,  # (N + 1,) float64, inverse[n] = 1 / n
-    cand_pos,  # (2, N) int64 scratch: candidate positions of two feature scans
-    cand_sum,  # (2, N) float64 scratch: their left sums
-    order,  # (N,) int64 scratch: sklearn's ``samples`` array
-    flag,  # (N,) uint8 scratch
-    leaf_of,  # (N,) int64 out: the leaf (node id) of every sample
-    features,  # (D,) int64 scratch
-    constant_features,  # (D,) int64 scratch
-    feature_out,  # (M,) int64 out, M = 2 ** (max_depth + 1) - 1 nodes
-    threshold_out,  # (M,) float64 out
-    left_out,  # (M,) int64 out
-    right_out,  # (M,) int64 out
-    impurity_out,  # (M,) float64 out
-    n_node_out,  # (M,) float64 out
-):
-    """Fit one depth-limited squared-error regression tree; returns the node count.
+def _node_totals(gradient, order, start, end):
+    """sklearn's ``criterion.init``: the sum and sum of squares of the node's targets, in the
+    order sklearn's ``samples`` array holds them."""
+    sum_total = 0.0
+    sq_sum_total = 0.0
+    for q in range(start, end):
+        y = gradient[np.uintp(order[q])]
+        sum_total += y
+        sq_sum_total += y * y
+    return sum_total, sq_sum_total
 
-    Nodes are numbered in sklearn's order (depth-first, left child first).
+
+@numba.njit(cache=True)
+def _draw_features(seg_val, start, end, features, constant_features, n_known_constants, rng,
+                   visit):
+    """sklearn's feature draw of ``node_split_best``: the Fisher-Yates visiting order.
+
+    features: sklearn's ``features`` array (permuted in place), its first ``n_known_constants``
+    the constants inherited from the parent; a drawn feature whose values span no more than
+    FEATURE_THRESHOLD on the node is a new constant. The non-constant features go to
+    ``visit`` in drawing order; ``constant_features`` is updated for the children and
+    ``features`` restored as sklearn leaves it. Returns (n_visit, n_total_constants,
+    last_sorted), the last feature sklearn would have sorted the node's samples by.
     """
-    n_features, n_samples = src_idx.shape
+    n_features = features.shape[0]
+    n_total_constants = n_known_constants
+    last_sorted = -1
+    f_i = n_features
+    n_visited = 0
+    n_found_constants = 0
+    n_drawn_constants = 0
+    n_visit = 0
+    while f_i > n_total_constants and (
+        n_visited < n_features or n_visited <= n_found_constants + n_drawn_constants
+    ):
+        n_visited += 1
+        f_j = _rand_int(n_drawn_constants, f_i - n_found_constants, rng)
+        if f_j < n_known_constants:
+            tmp = features[n_drawn_constants]
+            features[n_drawn_constants] = features[f_j]
+            features[f_j] = tmp
+            n_drawn_constants += 1
+            continue
+        f_j += n_found_constants
+        feature = features[f_j]
+        last_sorted = feature
+        if not _distinct(seg_val[feature, start], seg_val[feature, end - 1]):
+            features[f_j] = features[n_total_constants]
+            features[n_total_constants] = feature
+            n_found_constants += 1
+            n_total_constants += 1
+            continue
+        f_i -= 1
+        features[f_j] = features[f_i]
+        features[f_i] = feature
+        visit[n_visit] = feature
+        n_visit += 1
+    for f in range(n_known_constants):
+        features[f] = constant_features[f]
+    for f in range(n_known_constants, n_total_constants):
+        constant_features[f] = features[f]
+    return n_visit, n_total_constants, last_sorted
+
+
+@numba.njit(cache=True)
+def _scan_visited(seg_idx, seg_val, gradient, start, end, sum_total, inverse, cand_pos, cand_sum,
+                  scans, n_visit):
+    """Best split of each visited feature into ``scans``, two features per loop.
+
+    The scans do not touch the RNG, so their order is free; :func:`_first_best` applies
+    sklearn's visiting order.
+    """
+    weight_node = float(end - start)
+    visit = scans.visit
+    for v in range(0, n_visit - 1, 2):
+        fa = visit[v]
+        fb = visit[v + 1]
+        n_a, top_a, n_b, top_b = _scan_two_features(
+            seg_val[fa], seg_idx[fa], seg_val[fb], seg_idx[fb], gradient, start, end,
+            sum_total, inverse, cand_pos[0], cand_sum[0], cand_pos[1], cand_sum[1],
+        )
+        scans.proxy[v], scans.pos[v], scans.threshold[v] = _resolve_candidates(
+            seg_val[fa], start, end, sum_total, weight_node, inverse, cand_pos[0], cand_sum[0],
+            n_a, top_a,
+        )
+        scans.proxy[v + 1], scans.pos[v + 1], scans.threshold[v + 1] = _resolve_candidates(
+            seg_val[fb], start, end, sum_total, weight_node, inverse, cand_pos[1], cand_sum[1],
+            n_b, top_b,
+        )
+    if n_visit % 2 == 1:
+        v = n_visit - 1
+        fa = visit[v]
+        scans.proxy[v], scans.pos[v], scans.threshold[v] = _best_split_of_feature(
+            seg_val[fa], seg_idx[fa], gradient, start, end, sum_total, weight_node, inverse,
+            cand_sum[0], cand_pos[0],
+        )
+
+
+@numba.njit(cache=True)
+def _gather_root_splits(roots, col, scans, n_visit):
+    """The root's splits of the visited features, scanned for the whole stage by
+    :func:`_root_splits` (row ``col`` of ``roots``)."""
+    for v in range(n_visit):
+        feature = scans.visit[v]
+        scans.proxy[v] = roots.proxy[col, feature]
+        scans.pos[v] = roots.pos[col, feature]
+        scans.threshold[v] = roots.threshold[col, feature]
+
+
+@numba.njit(cache=True)
+def _first_best(scans, n_visit, end):
+    """sklearn's choice among the visited features: the first best in visiting order (strict
+    ``>``). Returns (feature, pos, threshold); pos == end when no feature splits."""
+    best_proxy = -np.inf
+    best_feature = -1
+    best_pos = end
+    best_threshold = 0.0
+    for v in range(n_visit):
+        if scans.proxy[v] > best_proxy:
+            best_proxy = scans.proxy[v]
+            best_feature = scans.visit[v]
+            best_pos = scans.pos[v]
+            best_threshold = scans.threshold[v]
+    return best_feature, best_pos, best_threshold
+
+
+@numba.njit(cache=True)
+def _partition(order, sorted_ids, column, start, end, threshold):
+    """sklearn's ``partition_samples_final``: ``order[start:end]``, left sorted by the last
+    feature sklearn sorted (``sorted_ids``), swapped in place around ``threshold``."""
+    for q in range(start, end):
+        order[q] = sorted_ids[q]
+    lo = start
+    hi = end
+    while lo < hi:
+        if column[np.uintp(order[lo])] <= threshold:
+            lo += 1
+        else:
+            hi -= 1
+            tmp = order[lo]
+            order[lo] = order[hi]
+            order[hi] = tmp
+
+
+@numba.njit(cache=True)
+def _children_impurities(gradient, order, start, split, end, sum_total, sq_sum_total):
+    """sklearn's ``criterion.reset(); update(split); children_impurity()`` on the partitioned
+    ``order``. Returns (impurity_left, impurity_right, weight_left, weight_right)."""
+    weight_node = float(end - start)
+    if (split - start) <= (end - split):
+        sum_left = 0.0
+        weight_left = 0.0
+        for q in range(start, split):
+            sum_left += gradient[np.uintp(order[q])]
+            weight_left += 1.0
+    else:
+        sum_left = sum_total
+        weight_left = weight_node
+        for q in range(end - 1, split - 1, -1):
+            sum_left -= gradient[np.uintp(order[q])]
+            weight_left -= 1.0
+    weight_right = weight_node - weight_left
+    sum_right = sum_total - sum_left
+    sq_sum_left = 0.0
+    for q in range(start, split):
+        y = gradient[np.uintp(order[q])]
+        sq_sum_left += y * y
+    sq_sum_right = sq_sum_total - sq_sum_left
+    mean_left = sum_left / weight_left
+    mean_right = sum_right / weight_right
+    impurity_left = sq_sum_left / weight_left - mean_left * mean_left
+    impurity_right = sq_sum_right / weight_right - mean_right * mean_right
+    return impurity_left, impurity_right, weight_left, weight_right
+
+
+@numba.njit(cache=True)
+def _carry_segments_down(seg_idx, seg_val, child_idx, child_val, order, flag, start, split, end,
+                         constant_features, n_constants):
+    """The children's sorted segments: every non-constant feature's [start, end) segment
+    stably partitioned into [start, split) (the samples of ``order[start:split]``) and
+    [split, end); flag (N,) uint8 is scratch."""
+    for q in range(start, split):
+        flag[np.uintp(order[q])] = 1
+    for q in range(split, end):
+        flag[np.uintp(order[q])] = 0
+    for f in range(seg_idx.shape[0]):
+        in_constants = False
+        for c in range(n_constants):
+            if constant_features[c] == f:
+                in_constants = True
+                break
+        if in_constants:
+            continue
+        parent_idx = seg_idx[f]
+        parent_val = seg_val[f]
+        out_left = np.uintp(start)
+        out_right = np.uintp(split)
+        out_idx = child_idx[f]
+        out_val = child_val[f]
+        for q in range(start, end):  # branch-free stable partition (unsigned indices)
+            s = parent_idx[np.uintp(q)]
+            go_left = np.uintp(flag[np.uintp(s)])
+            dest = out_right + go_left * (out_left - out_right)
+            out_idx[dest] = s
+            out_val[dest] = parent_val[np.uintp(q)]
+            out_left += go_left
+            out_right += np.uintp(1) - go_left
+
+
+@numba.njit(cache=True)
+def _new_stack(max_depth):
+    """sklearn's node stack (depth first, left child on top), room for a depth-limited tree."""
+    cap = 2 * max_depth + 4
+    return _NodeStack(
+        np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
+        np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int64),
+        np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64),
+        np.empty(cap, dtype=np.int64),
+    )
+
+
+@numba.njit(cache=True)
+def _push(stack, top, start, end, depth, parent, is_left, impurity, n_constants):
+    """Push a node onto ``stack`` at height ``top``; returns the new height."""
+    stack.start[top] = start
+    stack.end[top] = end
+    stack.depth[top] = depth
+    stack.parent[top] = parent
+    stack.is_left[top] = is_left
+    stack.impurity[top] = impurity
+    stack.n_constants[top] = n_constants
+    return top + 1
+
+
+@numba.njit(cache=True)
+def _record_node(trees, j, node_id, parent, is_left, impurity, weight, feature, threshold):
+    """Write node ``node_id`` of tree ``j`` (a leaf when ``feature`` is ``_TREE_UNDEFINED``)
+    and link it to its parent."""
+    if parent >= 0:
+        if is_left:
+            trees.left[j, parent] = node_id
+        else:
+            trees.right[j, parent] = node_id
+    trees.left[j, node_id] = _TREE_LEAF
+    trees.right[j, node_id] = _TREE_LEAF
+    trees.impurity[j, node_id] = impurity
+    trees.n_node[j, node_id] = weight
+    trees.feature[j, node_id] = feature
+    trees.threshold[j, node_id] = threshold
+
+
+@numba.njit(cache=True)
+def _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, trees, j):
+    """Fit one depth-limited squared-error regression tree into row ``j`` of ``trees``.
+
+    data: the :data:`_Presorted` codes; scratch: the :data:`_Scratch` buffers, row ``worker``
+    used; gradient: (N,) float64 regression target; roots: the stage's root splits, row ``col``
+    this tree's; seed: sklearn's per-tree seed of its feature draws. Nodes are numbered in
+    sklearn's order (depth-first, left child first); the leaf of every sample goes to
+    ``scratch.leaf_of[worker]``. Returns the node count.
+    """
+    n_features, n_samples = data.src_idx.shape
     rng = np.empty(1, dtype=np.int64)
     rng[0] = seed
+    features = scratch.features[worker]
+    constant_features = scratch.constant_features[worker]
+    order = scratch.order[worker]  # sklearn's ``samples`` array
+    leaf_of = scratch.leaf_of[worker]
     for f in range(n_features):
         features[f] = f
     for i in range(n_samples):
         order[i] = i
-    visit = np.empty(n_features, dtype=np.int64)
-    res_proxy = np.empty(n_features, dtype=np.float64)
-    res_pos = np.empty(n_features, dtype=np.int64)
-    res_threshold = np.empty(n_features, dtype=np.float64)
+    scans = _FeatureScans(
+        np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
+        np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
+    )
     weight_samples = float(n_samples)
-
-    stack_cap = 2 * max_depth + 4
-    st_start = np.empty(stack_cap, dtype=np.int64)
-    st_end = np.empty(stack_cap, dtype=np.int64)
-    st_depth = np.empty(stack_cap, dtype=np.int64)
-    st_parent = np.empty(stack_cap, dtype=np.int64)
-    st_is_left = np.empty(stack_cap, dtype=np.int64)
-    st_impurity = np.empty(stack_cap, dtype=np.float64)
-    st_n_const = np.empty(stack_cap, dtype=np.int64)
-    top = 0
-    st_start[0] = 0
-    st_end[0] = n_samples
-    st_depth[0] = 0
-    st_parent[0] = -1
-    st_is_left[0] = 0
-    st_impurity[0] = np.inf
-    st_n_const[0] = 0
-    top = 1
+    stack = _new_stack(max_depth)
+    top = _push(stack, 0, 0, n_samples, 0, -1, 0, np.inf, 0)
     node_count = 0
-    first = True
-
     while top > 0:
         top -= 1
-        start = st_start[top]
-        end = st_end[top]
-        depth = st_depth[top]
-        parent = st_parent[top]
-        is_left = st_is_left[top]
-        impurity = st_impurity[top]
-        n_known_constants = st_n_const[top]
-        n_node = end - start
-        weight_node = float(n_node)
-
-        # criterion.init over sklearn's current sample order of the node
-        sum_total = 0.0
-        sq_sum_total = 0.0
-        for q in range(start, end):
-            y = gradient[np.uintp(order[q])]
-            sum_total += y
-            sq_sum_total += y * y
-
-        is_leaf = depth >= max_depth or n_node < 2
-        if first:
+        start = stack.start[top]
+        end = stack.end[top]
+        depth = stack.depth[top]
+        impurity = stack.impurity[top]
+        n_constants = stack.n_constants[top]
+        weight_node = float(end - start)
+        sum_total, sq_sum_total = _node_totals(gradient, order, start, end)
+        if node_count == 0:
             mean = sum_total / weight_node
             impurity = sq_sum_total / weight_node - mean * mean
-            first = False
-        is_leaf = is_leaf or impurity <= _EPSILON
-
+        is_leaf = depth >= max_depth or end - start < 2 or impurity <= _EPSILON
         best_feature = -1
-        best_pos = end
-        best_threshold = 0.0
+        split = end
+        threshold = 0.0
         impurity_left = 0.0
         impurity_right = 0.0
-        n_total_constants = n_known_constants
         if not is_leaf:
-            seg_idx, seg_val = _segment_lists(src_idx, src_val, work_idx, work_val, worker, depth)
-            best_proxy = -np.inf
-            last_sorted = -1
-            f_i = n_features
-            n_visited = 0
-            n_found_constants = 0
-            n_drawn_constants = 0
-            n_visit = 0
-            while f_i > n_total_constants and (
-                n_visited < n_features or n_visited <= n_found_constants + n_drawn_constants
-            ):
-                n_visited += 1
-                f_j = _rand_int(n_drawn_constants, f_i - n_found_constants, rng)
-                if f_j < n_known_constants:
-                    tmp = features[n_drawn_constants]
-                    features[n_drawn_constants] = features[f_j]
-                    features[f_j] = tmp
-                    n_drawn_constants += 1
-                    continue
-                f_j += n_found_constants
-                feature = features[f_j]
-                last_sorted = feature
-                if seg_val[feature, end - 1] <= seg_val[feature, start] + _FEATURE_THRESHOLD:
-                    features[f_j] = features[n_total_constants]
-                    features[n_total_constants] = feature
-                    n_found_constants += 1
-                    n_total_constants += 1
-                    continue
-                f_i -= 1
-                features[f_j] = features[f_i]
-                features[f_i] = feature
-                visit[n_visit] = feature
-                n_visit += 1
-            # the scans do not touch the RNG: run them two at a time (the root's ran for the
-            # whole stage), then pick the winner in sklearn's visiting order (strict >: the first
-            # best feature wins)
+            seg_idx, seg_val = _segment_lists(data, scratch, worker, depth)
+            n_visit, n_constants, last_sorted = _draw_features(
+                seg_val, start, end, features, constant_features, n_constants, rng, scans.visit
+            )
             if depth == 0:
-                for v in range(n_visit):
-                    res_proxy[v] = root_proxy[visit[v]]
-                    res_pos[v] = root_pos[visit[v]]
-                    res_threshold[v] = root_threshold[visit[v]]
-                n_visit_scanned = 0
+                _gather_root_splits(roots, col, scans, n_visit)
             else:
-                n_visit_scanned = n_visit
-            for v in range(0, n_visit_scanned - 1, 2):
-                fa = visit[v]
-                fb = visit[v + 1]
-                n_a, top_a, n_b, top_b = _scan_two_features(
-                    seg_val[fa], seg_idx[fa], seg_val[fb], seg_idx[fb], gradient, start, end,
-                    sum_total, inverse, cand_pos[0], cand_sum[0], cand_pos[1], cand_sum[1],
+                _scan_visited(
+                    seg_idx, seg_val, gradient, start, end, sum_total, data.inverse,
+                    scratch.cand_pos[worker], scratch.cand_sum[worker], scans, n_visit,
                 )
-                res_proxy[v], res_pos[v], res_threshold[v] = _resolve_candidates(
-                    seg_val[fa], start, end, sum_total, weight_node, inverse, cand_pos[0],
-                    cand_sum[0], n_a, top_a,
+            best_feature, split, threshold = _first_best(scans, n_visit, end)
+            is_leaf = split >= end
+            if not is_leaf:
+                _partition(order, seg_idx[last_sorted], data.codes_t[best_feature], start, end,
+                           threshold)
+                impurity_left, impurity_right, weight_left, weight_right = _children_impurities(
+                    gradient, order, start, split, end, sum_total, sq_sum_total
                 )
-                res_proxy[v + 1], res_pos[v + 1], res_threshold[v + 1] = _resolve_candidates(
-                    seg_val[fb], start, end, sum_total, weight_node, inverse, cand_pos[1],
-                    cand_sum[1], n_b, top_b,
-                )
-            if n_visit_scanned % 2 == 1:
-                v = n_visit - 1
-                fa = visit[v]
-                res_proxy[v], res_pos[v], res_threshold[v] = _best_split_of_feature(
-                    seg_val[fa], seg_idx[fa], gradient, start, end, sum_total, weight_node,
-                    inverse, cand_sum[0], cand_pos[0],
-                )
-            for v in range(n_visit):
-                if res_proxy[v] > best_proxy:
-                    best_proxy = res_proxy[v]
-                    best_feature = visit[v]
-                    best_pos = res_pos[v]
-                    best_threshold = res_threshold[v]
-            for f in range(n_known_constants):
-                features[f] = constant_features[f]
-            for f in range(n_known_constants, n_total_constants):
-                constant_features[f] = features[f]
-
-            if best_pos < end:
-                # sklearn's samples[start:end] are now sorted by the last feature it sorted;
-                # partition_samples_final swaps them in place around the threshold.
-                src = seg_idx[last_sorted]
-                for q in range(start, end):
-                    order[q] = src[q]
-                lo = start
-                hi = end
-                column = codes_t[best_feature]
-                while lo < hi:
-                    if column[np.uintp(order[lo])] <= best_threshold:
-                        lo += 1
-                    else:
-                        hi -= 1
-                        tmp = order[lo]
-                        order[lo] = order[hi]
-                        order[hi] = tmp
-                # criterion.reset(); update(best_pos); children_impurity()
-                if (best_pos - start) <= (end - best_pos):
-                    sum_left = 0.0
-                    weight_left = 0.0
-                    for q in range(start, best_pos):
-                        sum_left += gradient[np.uintp(order[q])]
-                        weight_left += 1.0
-                else:
-                    sum_left = sum_total
-                    weight_left = weight_node
-                    for q in range(end - 1, best_pos - 1, -1):
-                        sum_left -= gradient[np.uintp(order[q])]
-                        weight_left -= 1.0
-                weight_right = weight_node - weight_left
-                sum_right = sum_total - sum_left
-                sq_sum_left = 0.0
-                for q in range(start, best_pos):
-                    y = gradient[np.uintp(order[q])]
-                    sq_sum_left += y * y
-                sq_sum_right = sq_sum_total - sq_sum_left
-                mean_left = sum_left / weight_left
-                mean_right = sum_right / weight_right
-                impurity_left = sq_sum_left / weight_left - mean_left * mean_left
-                impurity_right = sq_sum_right / weight_right - mean_right * mean_right
                 improvement = (weight_node / weight_samples) * (
                     impurity
                     - (weight_right / weight_node * impurity_right)
                     - (weight_left / weight_node * impurity_left)
                 )
                 is_leaf = improvement + _EPSILON < 0.0
-            else:
-                is_leaf = True
 
         node_id = node_count
         node_count += 1
-        if parent >= 0:
-            if is_left:
-                left_out[parent] = node_id
-            else:
-                right_out[parent] = node_id
-        left_out[node_id] = _TREE_LEAF
-        right_out[node_id] = _TREE_LEAF
-        impurity_out[node_id] = impurity
-        n_node_out[node_id] = weight_node
         if is_leaf:
-            feature_out[node_id] = _TREE_UNDEFINED
-            threshold_out[node_id] = float(_TREE_UNDEFINED)
+            _record_node(trees, j, node_id, stack.parent[top], stack.is_left[top], impurity,
+                         weight_node, _TREE_UNDEFINED, float(_TREE_UNDEFINED))
             for q in range(start, end):
                 leaf_of[np.uintp(order[q])] = node_id
             continue
-        feature_out[node_id] = best_feature
-        threshold_out[node_id] = best_threshold
-
+        _record_node(trees, j, node_id, stack.parent[top], stack.is_left[top], impurity,
+                     weight_node, best_feature, threshold)
         if depth + 1 < max_depth:  # children will be split: carry the sorted segments down
-            for q in range(start, best_pos):
-                flag[np.uintp(order[q])] = 1
-            for q in range(best_pos, end):
-                flag[np.uintp(order[q])] = 0
-            child_idx = work_idx[worker, depth]
-            child_val = work_val[worker, depth]
-            for f in range(n_features):
-                in_constants = False
-                for c in range(n_total_constants):
-                    if constant_features[c] == f:
-                        in_constants = True
-                        break
-                if in_constants:
-                    continue
-                parent_idx = seg_idx[f]
-                parent_val = seg_val[f]
-                out_left = np.uintp(start)
-                out_right = np.uintp(best_pos)
-                out_idx = child_idx[f]
-                out_val = child_val[f]
-                for q in range(start, end):  # branch-free stable partition (unsigned indices)
-                    s = parent_idx[np.uintp(q)]
-                    go_left = np.uintp(flag[np.uintp(s)])
-                    dest = out_right + go_left * (out_left - out_right)
-                    out_idx[dest] = s
-                    out_val[dest] = parent_val[np.uintp(q)]
-                    out_left += go_left
-                    out_right += np.uintp(1) - go_left
-
-        st_start[top] = best_pos
-        st_end[top] = end
-        st_depth[top] = depth + 1
-        st_parent[top] = node_id
-        st_is_left[top] = 0
-        st_impurity[top] = impurity_right
-        st_n_const[top] = n_total_constants
-        top += 1
-        st_start[top] = start
-        st_end[top] = best_pos
-        st_depth[top] = depth + 1
-        st_parent[top] = node_id
-        st_is_left[top] = 1
-        st_impurity[top] = impurity_left
-        st_n_const[top] = n_total_constants
-        top += 1
+            _carry_segments_down(
+                seg_idx, seg_val, scratch.work_idx[worker, depth], scratch.work_val[worker, depth],
+                order, scratch.flag[worker], start, split, end, constant_features, n_constants,
+            )
+        top = _push(stack, top, split, end, depth + 1, node_id, 0, impurity_right, n_constants)
+        top = _push(stack, top, start, split, depth + 1, node_id, 1, impurity_left, n_constants)
     return node_count
 
 
@@ -820,58 +979,59 @@ def _negative_gradient(labels, raw, first_col, n_cols, out, out_t, libm_equal):
                     out_t[lo + j, c0 + k] = gradient
 
 
+@numba.njit(cache=True)
+def _class_target(labels, n_classes, klass, out):
+    """The 0/1 target of one tree's class (the label itself for two classes) into ``out``."""
+    if n_classes == 2:
+        out[:] = labels
+    else:
+        for i in range(labels.shape[0]):
+            out[i] = 1.0 if labels[i] == klass else 0.0
+    return out
+
+
+@numba.njit(cache=True)
+def _add_leaf_values(raw_col, learning_rate, value, leaf_of):
+    """raw_col[i] += learning_rate * value of sample i's leaf."""
+    for i in range(raw_col.shape[0]):
+        raw_col[i] += learning_rate * value[np.uintp(leaf_of[i])]
+
+
+@numba.njit(cache=True)
+def _fit_job(data, scratch, worker, trees, roots, jobs, j, seed, labels, n_classes, raw,
+             neg_gradient, learning_rate, max_depth):
+    """Job j of a stage: fit its tree into row j of ``trees``, give the leaves their Newton
+    values and move the model's raw predictions (row ``jobs.col[j]`` of ``raw``)."""
+    m = jobs.model[j]
+    col = jobs.col[j]
+    gradient = neg_gradient[col]
+    count = _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, trees, j)
+    trees.node_count[j] = count
+    target = _class_target(labels[m], n_classes[m], jobs.klass[j], scratch.target[worker])
+    _newton_leaf_values(
+        gradient, target, scratch.leaf_of[worker], count, trees.left[j], n_classes[m],
+        scratch.bucket_a[worker], scratch.bucket_b[worker], scratch.counts[worker],
+        trees.value[j],
+    )
+    _add_leaf_values(raw[col], learning_rate, trees.value[j], scratch.leaf_of[worker])
+
+
 @numba.njit(parallel=True, cache=True)
-def _fit_stage(
-    codes_t, src_idx, src_val, work_idx, work_val,
-    labels, raw, neg_gradient, root_proxy, root_pos, root_threshold,
-    job_model, job_col, job_class, n_classes, seeds,
-    learning_rate, max_depth, n_workers, inverse,
-    order, flag, leaf_of, features, constant_features, target, bucket_a, bucket_b, counts,
-    cand_pos, cand_sum, feature_out, threshold_out, left_out, right_out, value_out,
-    impurity_out, n_node_out, node_count_out,
-):
+def _fit_stage(data, scratch, trees, roots, jobs, seeds, labels, n_classes, raw, neg_gradient,
+               learning_rate, max_depth):
     """Fit the trees of one boosting stage (all models, all classes) and update ``raw``.
 
-    raw, neg_gradient: (C, N); root_proxy, root_pos, root_threshold: (C, D), the roots' best
-    splits from :func:`_root_splits`. Job j fits row job_col[j] of model job_model[j] (class
-    job_class[j]); the jobs are independent and run in one parallel loop (the driver sets a
-    chunk size of 1, so a thread that finishes early takes the next job). Scratch arrays have a
-    leading thread axis (``numba.get_thread_id()`` < ``n_workers``, the active thread count);
-    outputs have a leading job axis.
+    raw, neg_gradient: (C, N); roots: the stage's :data:`_RootSplits`; labels (M, N), n_classes
+    (M,): the encoded classes of each model; seeds (J,): each job's tree seed. The jobs
+    (:data:`_Jobs`, :func:`_fit_job`) are independent and run in one parallel loop (the driver
+    sets a chunk size of 1, so a thread that finishes early takes the next job); job j's tree
+    goes to row j of ``trees``.
     """
-    n_jobs = job_model.shape[0]
-    n_samples = codes_t.shape[1]
-    for j in numba.prange(n_jobs):
-        worker = numba.get_thread_id()
-        m = job_model[j]
-        col = job_col[j]
-        gradient = neg_gradient[col]
-        k_classes = n_classes[m]
-        tgt = target[worker]
-        if k_classes == 2:
-            for i in range(n_samples):
-                tgt[i] = labels[m, i]
-        else:
-            for i in range(n_samples):
-                tgt[i] = 1.0 if labels[m, i] == job_class[j] else 0.0
-        count = _build_tree(
-            codes_t, src_idx, src_val, work_idx, work_val, worker, gradient, root_proxy[col],
-            root_pos[col], root_threshold[col], seeds[j],
-            max_depth, inverse, cand_pos[worker], cand_sum[worker], order[worker],
-            flag[worker], leaf_of[worker], features[worker],
-            constant_features[worker], feature_out[j], threshold_out[j], left_out[j],
-            right_out[j], impurity_out[j], n_node_out[j],
-        )
-        node_count_out[j] = count
-        _newton_leaf_values(
-            gradient, tgt, leaf_of[worker], count, left_out[j], k_classes,
-            bucket_a[worker], bucket_b[worker], counts[worker], value_out[j],
-        )
-        lw = leaf_of[worker]
-        vals = value_out[j]
-        raw_col = raw[col]
-        for i in range(n_samples):
-            raw_col[i] += learning_rate * vals[np.uintp(lw[i])]
+    for j in numba.prange(jobs.model.shape[0]):
+        # one call: numba 0.68's parfor lowering drops stores made in the loop body itself into
+        # the arrays of a tuple argument; stores inside a called function are kept
+        _fit_job(data, scratch, numba.get_thread_id(), trees, roots, jobs, j, seeds[j], labels,
+                 n_classes, raw, neg_gradient, learning_rate, max_depth)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -912,20 +1072,6 @@ def _float32_codes(codes, name: str = "codes") -> np.ndarray:
             "boosted trees compare codes in float32, as scikit-learn's do. Rescale the codes."
         )
     return x32
-
-
-def _check_random_state(random_state):
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        if not 0 <= random_state < 2**32:
-            raise ValueError(f"random_state must be in [0, 2**32); got {random_state}.")
-        return np.random.RandomState(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return random_state
-    raise ValueError(
-        f"random_state must be None, an int or a numpy RandomState; got {random_state!r}."
-    )
 
 
 def _init_raw(counts: np.ndarray) -> np.ndarray:
@@ -1053,15 +1199,45 @@ def fit_gbt(
                 f"random_state must be one RNG or a list of one per model ({n_models}); got "
                 f"{len(random_state)}."
             )
-        model_rngs = [_check_random_state(r) for r in random_state]
+        model_rngs = [check_random_state(r) for r in random_state]
     else:
-        model_rngs = [_check_random_state(random_state)] * n_models
+        model_rngs = [check_random_state(random_state)] * n_models
 
-    x32 = _float32_codes(codes)
+    data = _presort(_float32_codes(codes))
+    classes, encoded, n_classes, n_cols, init_raw = _encode_labels(labels)
+    first_col = np.concatenate([[0], np.cumsum(n_cols)[:-1]]).astype(np.int64)
+    jobs = _Jobs(
+        model=np.repeat(np.arange(n_models), n_cols).astype(np.int64),
+        col=np.arange(int(n_cols.sum()), dtype=np.int64),
+        klass=np.concatenate([np.arange(k) for k in n_cols]).astype(np.int64),
+    )
+    seeds = _tree_seeds(model_rngs, n_estimators, n_cols)[jobs.model, :, jobs.klass]  # (J, S)
+    n_jobs = jobs.model.size
+    if n_threads is None:
+        n_threads = numba.get_num_threads()
+    n_workers = max(1, min(int(n_threads), n_jobs, numba.config.NUMBA_NUM_THREADS))
+    trees = _new_trees((n_estimators, n_jobs), 2 ** (max_depth + 1) - 1)
+    raw = np.ascontiguousarray(np.tile(init_raw[:, None], (1, n_samples)))  # (C, N)
+    _boost(data, _new_scratch(n_workers, n_features, n_samples, max_depth), trees, jobs, seeds,
+           encoded, n_classes, first_col, n_cols, raw, float(learning_rate), int(max_depth))
+    return _collect_models(trees, jobs, n_features, classes, first_col, n_cols, init_raw,
+                           float(learning_rate), raw)
+
+
+def _presort(x32: np.ndarray):
+    """The float32 codes (N, D) as :data:`_Presorted`: every feature sorted once per fit."""
     codes_t = np.ascontiguousarray(x32.T)
     src_idx = np.argsort(codes_t, axis=1, kind="stable").astype(np.int32)
     src_val = np.ascontiguousarray(np.take_along_axis(codes_t, src_idx, axis=1))
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / np.arange(x32.shape[0] + 1, dtype=np.float64)
+    return _Presorted(codes_t, src_idx, src_val, inverse)
 
+
+def _encode_labels(labels: np.ndarray):
+    """Per model (label column): sorted classes, labels encoded as class indices (M, N) float64,
+    class counts (M,), raw columns (M,: 1 if binary) and the prior's raw prediction (C,)."""
+    n_samples, n_models = labels.shape
     classes = []
     encoded = np.empty((n_models, n_samples), dtype=np.float64)
     n_classes = np.empty(n_models, dtype=np.int64)
@@ -1079,100 +1255,107 @@ def fit_gbt(
         n_classes[m] = uniques.size
         n_cols[m] = 1 if uniques.size == 2 else uniques.size
         init_parts.append(_init_raw(np.bincount(inverse.reshape(-1)).astype(np.float64)))
-    first_col = np.concatenate([[0], np.cumsum(n_cols)[:-1]]).astype(np.int64)
-    init_raw = np.concatenate(init_parts)
-    n_total_cols = int(n_cols.sum())
+    return classes, encoded, n_classes, n_cols, np.concatenate(init_parts)
 
-    # one seed per tree, drawn in sklearn's order: model, stage, class
-    seeds = np.empty((n_models, n_estimators, int(n_cols.max())), dtype=np.int64)
-    for m in range(n_models):
-        seeds[m, :, : n_cols[m]] = model_rngs[m].randint(
-            0, _RAND_R_MAX, size=(n_estimators, n_cols[m])
-        )
 
-    job_model = np.repeat(np.arange(n_models), n_cols).astype(np.int64)
-    job_class = np.concatenate([np.arange(k) for k in n_cols]).astype(np.int64)
-    job_col = np.arange(n_total_cols, dtype=np.int64)
-    n_jobs = job_model.size
-    if n_threads is None:
-        n_threads = numba.get_num_threads()
-    n_workers = max(1, min(int(n_threads), n_jobs, numba.config.NUMBA_NUM_THREADS))
+def _tree_seeds(model_rngs, n_estimators: int, n_cols: np.ndarray) -> np.ndarray:
+    """One seed per tree, drawn in sklearn's order (model, stage, class): (M, S, max K)."""
+    seeds = np.empty((len(model_rngs), n_estimators, int(n_cols.max())), dtype=np.int64)
+    for m, rng in enumerate(model_rngs):
+        seeds[m, :, : n_cols[m]] = rng.randint(0, _RAND_R_MAX, size=(n_estimators, n_cols[m]))
+    return seeds
 
-    n_nodes = 2 ** (max_depth + 1) - 1
+
+def _new_scratch(n_workers: int, n_features: int, n_samples: int, max_depth: int):
+    """:data:`_Scratch` for ``n_workers`` threads."""
     levels = max(max_depth - 1, 1)
-    work_idx = np.empty((n_workers, levels, n_features, n_samples), dtype=np.int32)
-    work_val = np.empty((n_workers, levels, n_features, n_samples), dtype=np.float32)
-    order = np.empty((n_workers, n_samples), dtype=np.int64)
-    flag = np.empty((n_workers, n_samples), dtype=np.uint8)
-    leaf_of = np.empty((n_workers, n_samples), dtype=np.int64)
-    feats = np.empty((n_workers, n_features), dtype=np.int64)
-    const_feats = np.empty((n_workers, n_features), dtype=np.int64)
-    target = np.empty((n_workers, n_samples), dtype=np.float64)
-    bucket_a = np.empty((n_workers, n_samples), dtype=np.float64)
-    bucket_b = np.empty((n_workers, n_samples), dtype=np.float64)
-    counts = np.empty((n_workers, n_nodes + 1), dtype=np.int64)
-    cand_pos = np.empty((n_workers, 2, n_samples), dtype=np.int64)
-    cand_sum = np.empty((n_workers, 2, n_samples), dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        inverse = 1.0 / np.arange(n_samples + 1, dtype=np.float64)
+    n_nodes = 2 ** (max_depth + 1) - 1
+    rows = (n_workers, n_samples)
+    return _Scratch(
+        work_idx=np.empty((n_workers, levels, n_features, n_samples), dtype=np.int32),
+        work_val=np.empty((n_workers, levels, n_features, n_samples), dtype=np.float32),
+        order=np.empty(rows, dtype=np.int64),
+        flag=np.empty(rows, dtype=np.uint8),
+        leaf_of=np.empty(rows, dtype=np.int64),
+        features=np.empty((n_workers, n_features), dtype=np.int64),
+        constant_features=np.empty((n_workers, n_features), dtype=np.int64),
+        target=np.empty(rows, dtype=np.float64),
+        bucket_a=np.empty(rows, dtype=np.float64),
+        bucket_b=np.empty(rows, dtype=np.float64),
+        counts=np.empty((n_workers, n_nodes + 1), dtype=np.int64),
+        cand_pos=np.empty((n_workers, 2, n_samples), dtype=np.int64),
+        cand_sum=np.empty((n_workers, 2, n_samples), dtype=np.float64),
+    )
 
-    shape = (n_estimators, n_jobs, n_nodes)
-    feature = np.full(shape, _TREE_UNDEFINED, dtype=np.int64)
-    threshold = np.full(shape, float(_TREE_UNDEFINED), dtype=np.float64)
-    left = np.full(shape, _TREE_LEAF, dtype=np.int64)
-    right = np.full(shape, _TREE_LEAF, dtype=np.int64)
-    value = np.zeros(shape, dtype=np.float64)
-    impurity = np.zeros(shape, dtype=np.float64)
-    n_node = np.zeros(shape, dtype=np.float64)
-    node_count = np.zeros((n_estimators, n_jobs), dtype=np.int64)
 
-    raw = np.ascontiguousarray(np.tile(init_raw[:, None], (1, n_samples)))  # (C, N)
+def _new_trees(shape: tuple, n_nodes: int):
+    """:data:`_Trees` for ``shape`` trees (stage, job) of ``n_nodes`` nodes, all leaves."""
+    nodes = shape + (n_nodes,)
+    return _Trees(
+        feature=np.full(nodes, _TREE_UNDEFINED, dtype=np.int64),
+        threshold=np.full(nodes, float(_TREE_UNDEFINED), dtype=np.float64),
+        left=np.full(nodes, _TREE_LEAF, dtype=np.int64),
+        right=np.full(nodes, _TREE_LEAF, dtype=np.int64),
+        value=np.zeros(nodes, dtype=np.float64),
+        impurity=np.zeros(nodes, dtype=np.float64),
+        n_node=np.zeros(nodes, dtype=np.float64),
+        node_count=np.zeros(shape, dtype=np.int64),
+    )
+
+
+def _boost(data, scratch, trees, jobs, seeds, encoded, n_classes, first_col, n_cols, raw,
+           learning_rate: float, max_depth: int) -> None:
+    """The boosting stages: gradient, root scans, then the trees, stage after stage.
+
+    trees: :data:`_Trees` with a leading stage axis; seeds (J, S); raw (C, N) updated in place.
+    """
+    n_samples = raw.shape[1]
+    n_workers = scratch.order.shape[0]
+    max_k = int(n_cols.max())
     neg_gradient = np.empty_like(raw)
-    grad_t = np.empty((n_samples, n_total_cols), dtype=np.float64)
-    root_proxy = np.empty((n_total_cols, n_features), dtype=np.float64)
-    root_pos = np.empty((n_total_cols, n_features), dtype=np.int64)
-    root_threshold = np.empty((n_total_cols, n_features), dtype=np.float64)
-    root_cand_pos = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.int64)
-    root_cand_sum = np.empty((n_workers, int(n_cols.max()), n_samples), dtype=np.float64)
+    grad_t = np.empty((n_samples, raw.shape[0]), dtype=np.float64)
+    root_shape = (raw.shape[0], data.src_idx.shape[0])
+    roots = _RootSplits(np.empty(root_shape), np.empty(root_shape, dtype=np.int64),
+                        np.empty(root_shape))
+    root_cand_pos = np.empty((n_workers, max_k, n_samples), dtype=np.int64)
+    root_cand_sum = np.empty((n_workers, max_k, n_samples), dtype=np.float64)
     libm_equal = reproduces_libm()
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(n_workers)
     try:
         with numba.parallel_chunksize(1):  # dynamic: a busy core does not stall the stage
-            for stage in range(n_estimators):
+            for stage in range(seeds.shape[1]):
                 _negative_gradient(
                     encoded, raw, first_col, n_cols, neg_gradient, grad_t, libm_equal
                 )
-                _root_splits(
-                    src_idx, src_val, grad_t, first_col, n_cols, inverse, root_cand_pos,
-                    root_cand_sum, root_proxy, root_pos, root_threshold,
-                )
+                _root_splits(data, grad_t, first_col, n_cols, root_cand_pos, root_cand_sum,
+                             roots)
                 _fit_stage(
-                    codes_t, src_idx, src_val, work_idx, work_val,
-                    encoded, raw, neg_gradient, root_proxy, root_pos, root_threshold,
-                    job_model, job_col, job_class, n_classes,
-                    seeds[job_model, stage, job_class], float(learning_rate), int(max_depth),
-                    n_workers, inverse, order, flag, leaf_of, feats, const_feats, target,
-                    bucket_a, bucket_b, counts, cand_pos, cand_sum,
-                    feature[stage], threshold[stage], left[stage], right[stage], value[stage],
-                    impurity[stage], n_node[stage], node_count[stage],
+                    data, scratch, _Trees(*(a[stage] for a in trees)), roots, jobs,
+                    np.ascontiguousarray(seeds[:, stage]), encoded, n_classes, raw,
+                    neg_gradient, learning_rate, max_depth,
                 )
     finally:
         numba.set_num_threads(previous_threads)
 
+
+def _collect_models(trees, jobs, n_features, classes, first_col, n_cols, init_raw,
+                    learning_rate, raw) -> GBTModels:
+    """The fitted trees (stage, job) as :class:`GBTModels`, with their importances, in
+    sklearn's order: model, then stage, then class."""
+    n_estimators, n_jobs = trees.node_count.shape
     importances = np.zeros((n_estimators, n_jobs, n_features), dtype=np.float64)
     for stage in range(n_estimators):
         for j in range(n_jobs):
             _tree_importances(
-                feature[stage, j], left[stage, j], right[stage, j], impurity[stage, j],
-                n_node[stage, j], node_count[stage, j], importances[stage, j],
+                trees.feature[stage, j], trees.left[stage, j], trees.right[stage, j],
+                trees.impurity[stage, j], trees.n_node[stage, j], trees.node_count[stage, j],
+                importances[stage, j],
             )
-
-    # reorder the trees as sklearn stores them: model, then stage, then class
     perm = np.concatenate(
         [
-            (np.arange(n_estimators)[:, None] * n_jobs + job_col[job_model == m][None, :]).ravel()
-            for m in range(n_models)
+            (np.arange(n_estimators)[:, None] * n_jobs + jobs.col[jobs.model == m][None, :]).ravel()
+            for m in range(len(classes))
         ]
     )
 
@@ -1184,16 +1367,16 @@ def fit_gbt(
         first_col=first_col,
         n_cols=n_cols,
         init_raw=init_raw,
-        feature=flat(feature),
-        threshold=flat(threshold),
-        left=flat(left),
-        right=flat(right),
-        value=flat(value),
-        node_count=flat(node_count),
+        feature=flat(trees.feature),
+        threshold=flat(trees.threshold),
+        left=flat(trees.left),
+        right=flat(trees.right),
+        value=flat(trees.value),
+        node_count=flat(trees.node_count),
         tree_importances=flat(importances),
-        tree_model=flat(np.broadcast_to(job_model, (n_estimators, n_jobs))),
-        tree_col=flat(np.broadcast_to(job_col, (n_estimators, n_jobs))),
-        learning_rate=float(learning_rate),
+        tree_model=flat(np.broadcast_to(jobs.model, (n_estimators, n_jobs))),
+        tree_col=flat(np.broadcast_to(jobs.col, (n_estimators, n_jobs))),
+        learning_rate=learning_rate,
         train_raw=np.ascontiguousarray(raw.T),
     )
 
@@ -1426,18 +1609,11 @@ def gbt_importance_matrix(
     ValueError
         On invalid input or a factor with a single value in the training set.
     """
-    from .._validation import check_codes_factors, check_informative_factors
+    from .._validation import check_informative_factors, check_train_test
 
-    codes, factors = check_codes_factors(codes, factors)
-    test_codes, test_factors = check_codes_factors(
-        test_codes, test_factors, codes_name="test_codes", factors_name="test_factors"
+    codes, factors, test_codes, test_factors = check_train_test(
+        codes, factors, test_codes, test_factors
     )
-    if test_codes.shape[1] != codes.shape[1] or test_factors.shape[1] != factors.shape[1]:
-        raise ValueError(
-            "test_codes/test_factors must have the same columns as codes/factors; got "
-            f"{test_codes.shape[1]}/{test_factors.shape[1]} and "
-            f"{codes.shape[1]}/{factors.shape[1]}."
-        )
     check_informative_factors(factors)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
@@ -1452,7 +1628,7 @@ def gbt_importance_matrix(
             importance[:, k] = np.abs(models.feature_importances(k))
         train_acc, test_acc = model_accuracies(models, factors, test_codes, test_factors)
     else:
-        rs = _check_random_state(random_state)  # one RNG shared by the fits, as dlib's loop
+        rs = check_random_state(random_state)  # one RNG shared by the fits, as dlib's loop
         for k in range(n_factors):
             model = GradientBoostingClassifier(backend=backend, random_state=rs)
             model.fit(codes, factors[:, k])

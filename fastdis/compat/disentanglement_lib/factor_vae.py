@@ -78,8 +78,7 @@ def _compute_variances(
         # nothing, so they are made (and encoded) chunk by chunk instead of all at once.
         factors = ground_truth_data.sample_factors(batch_size, random_state)
         representations = utils._encode_factors(
-            ground_truth_data, representation_function, factors, random_state,
-            max(eval_batch_size, utils.ENCODE_BATCH_SIZE))
+            ground_truth_data, representation_function, factors, random_state)
     else:
         observations = ground_truth_data.sample_observations(batch_size, random_state)
         representations = np.transpose(utils.obtain_representation(

@@ -4,11 +4,14 @@ Layouts follow the reference: codes ``mus`` are ``(n_codes, n_points)`` and fact
 ``(n_factors, n_points)`` (transposed with respect to fastdis' array-level API).
 
 Sampling draws from ``random_state`` exactly as the reference does (same calls, same sizes, same
-order), so the same points are drawn. Only the encoder calls differ: observations are collected
-and passed to ``representation_function`` in chunks of up to :data:`ENCODE_BATCH_SIZE` instead of
-one call per sampling batch of 16 or 64. Results are identical as long as the representation
-function encodes each observation independently of the others in its batch and does not draw
-from ``random_state`` (true of the reference's TF-Hub representation functions).
+order), so the same points are drawn. Only the encoder calls differ: observations are collected,
+in the reference's order, and passed to ``representation_function`` in chunks whose size is
+picked for speed (see :data:`ENCODE_BATCH_SIZE`) instead of one call per sampling batch of 16 or
+64. Results are identical as long as the representation function encodes each observation
+independently of the others in its batch and does not draw from ``random_state`` (true of the
+reference's TF-Hub representation functions and of fastdis checkpoints' ``mean`` and
+``sampled`` representations, whose noise is drawn row after row from the function's own
+generator).
 
 For data sets whose observations draw no random numbers (see
 :func:`._bulk_sampling.plain_factor_sizes`: fastdis' own, dlib's plain DSprites, Shapes3D,
@@ -30,8 +33,13 @@ reference has no default (``gin.REQUIRED``) the error says to pass the value or 
 
 from __future__ import annotations
 
+import os
+import time
+import weakref
+
 import numpy as np
 
+from ..._validation import check_positive_int
 from ...metrics import _information
 from . import _bulk_sampling
 
@@ -47,8 +55,23 @@ DLIB_NAMES = (
     "gradient_boosting_classifier",
 )
 
-#: How many observations are encoded per call of the representation function.
-ENCODE_BATCH_SIZE = 2048
+#: Observations per call of the representation function. None (the default) picks, for each
+#: representation function, the size that encodes fastest, timed on the first calls a metric
+#: makes anyway (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
+#: environment variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No
+#: choice changes which observations are drawn, their order, or any result.
+ENCODE_BATCH_SIZE = None
+ENCODE_BATCH_SIZE_ENV = "FASTDIS_ENCODE_BATCH_SIZE"
+
+#: Sizes the automatic choice times, smallest first. 64 is the reference's own batch (BetaVAE,
+#: FactorVAE). Bigger calls pay the per-call overhead (Python, the framework's dispatch, a
+#: device transfer) less often; on CPU, activations of too many images stop fitting in cache.
+#: Which wins depends on the encoder and the machine (bench/bench_encoder_chunks.py), hence
+#: the measurement.
+TRIED_CHUNK_SIZES = (64, 128, 256, 512, 1024, 2048)
+_CALLS_PER_SIZE = 2  # the faster of two calls: a size's first call pays one-off set-up
+_SLOWER = 1.1  # a size this much slower per observation than the best one ends the search
+_tuners = weakref.WeakKeyDictionary()  # representation function -> its _ChunkSizeTuner
 
 _config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None, "prune_threshold": 0.0}
 
@@ -182,20 +205,96 @@ def _check_representation(codes, n_observations):
     return codes
 
 
+class _ChunkSizeTuner:
+    """How many observations to hand one representation function per call: the fastest size.
+
+    Sizes of :data:`TRIED_CHUNK_SIZES` are tried in turn, each on ``_CALLS_PER_SIZE`` full calls,
+    until one is ``_SLOWER`` times slower per observation than the best so far (or the list
+    ends); the best is kept from then on. The timed calls are the metric's own, so the search
+    costs only the difference between the sizes it tries. One tuner serves every metric called
+    with the same function, so the search runs once per function and process.
+    """
+
+    def __init__(self):
+        self._index = 0
+        self._seconds_per_row = {}  # size -> timings of its full calls
+        self.chosen = None
+
+    @property
+    def size(self) -> int:
+        return self.chosen or TRIED_CHUNK_SIZES[self._index]
+
+    def record(self, rows: int, seconds: float) -> None:
+        """Note that a call with ``rows`` observations took ``seconds``."""
+        if self.chosen is not None or rows < self.size:  # a short last call says little
+            return
+        timings = self._seconds_per_row.setdefault(self.size, [])
+        timings.append(seconds / rows)
+        if len(timings) < _CALLS_PER_SIZE:
+            return
+        fastest = {size: min(times) for size, times in self._seconds_per_row.items()}
+        best = min(fastest, key=fastest.get)
+        if fastest[self.size] > _SLOWER * fastest[best] or \
+                self._index + 1 == len(TRIED_CHUNK_SIZES):
+            self.chosen = best
+        else:
+            self._index += 1
+
+
+class _FixedChunkSize:
+    """A size set by hand (:data:`ENCODE_BATCH_SIZE`, its environment variable, or a caller)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def record(self, rows: int, seconds: float) -> None:
+        pass
+
+
+def _chunk_size_setting():
+    """The size set by hand, or None for the automatic choice."""
+    if ENCODE_BATCH_SIZE is not None:
+        return check_positive_int(ENCODE_BATCH_SIZE, name="utils.ENCODE_BATCH_SIZE")
+    text = os.environ.get(ENCODE_BATCH_SIZE_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"environment variable {ENCODE_BATCH_SIZE_ENV} must be a positive "
+                         f"integer (observations per encoder call); got {text!r}.")
+    return int(text)
+
+
+def _tuner_for(representation_function):
+    """The chunk-size policy for ``representation_function``: fixed by hand, or its tuner."""
+    size = _chunk_size_setting()
+    if size is not None:
+        return _FixedChunkSize(size)
+    try:
+        tuner = _tuners.get(representation_function)
+        if tuner is None:
+            tuner = _tuners[representation_function] = _ChunkSizeTuner()
+    except TypeError:  # not weak-referenceable or not hashable: tune for this encoder only
+        tuner = _ChunkSizeTuner()
+    return tuner
+
+
 class _ChunkedEncoder:
-    """Collects observations and encodes them in chunks of ENCODE_BATCH_SIZE.
+    """Collects observations and encodes them in calls of :attr:`chunk_size` observations.
 
     ``add`` returns the row offset of the added observations in the final code array, so callers
-    can sample first (in the reference's RNG order) and address the codes afterwards. With
-    ``total_rows`` (how many observations will be added), codes are copied into one array as
-    they come, while the chunk is still in cache, instead of concatenated at the end; a chunk of
-    another dtype or width, or rows beyond ``total_rows``, fall back to concatenation (same
-    result either way).
+    can sample first (in the reference's RNG order) and address the codes afterwards. The call
+    size comes from ``chunk_size`` if given, else from :func:`_tuner_for`, and may change
+    between calls while the tuner searches; every call but the last has exactly the size of
+    its turn. With ``total_rows`` (how many observations will be added), codes are copied into
+    one array as they come, while the chunk is still in cache, instead of concatenated at the
+    end; a chunk of another dtype or width, or rows beyond ``total_rows``, fall back to
+    concatenation (same result either way).
     """
 
     def __init__(self, representation_function, chunk_size=None, total_rows=None):
         self._fn = representation_function
-        self._chunk = chunk_size or ENCODE_BATCH_SIZE
+        self._policy = (_tuner_for(representation_function) if chunk_size is None
+                        else _FixedChunkSize(chunk_size))
         self._pending = []
         self._pending_rows = 0
         self._codes = []
@@ -203,21 +302,41 @@ class _ChunkedEncoder:
         self._total_rows = total_rows
         self._out = None  # (total_rows, n_codes) while every chunk fits into it
 
+    @property
+    def chunk_size(self) -> int:
+        """Observations in the next call of the representation function."""
+        return self._policy.size
+
+    def add_rows(self, n_rows: int, make) -> None:
+        """Add observations ``0 .. n_rows - 1``, made by ``make(start, stop)`` in pieces that
+        each fill the next call exactly (no piece is copied to join another)."""
+        start = 0
+        while start < n_rows:
+            stop = min(start + max(self.chunk_size - self._pending_rows, 1), n_rows)
+            self.add(make(start, stop))
+            start = stop
+
     def add(self, observations) -> int:
         offset = self._rows + self._pending_rows
         self._pending.append(observations)
         self._pending_rows += len(observations)
-        if self._pending_rows >= self._chunk:
-            self._flush()
+        while self._pending and self._pending_rows >= self.chunk_size:
+            self._encode(self._take(self.chunk_size))
         return offset
 
-    def _flush(self):
-        if not self._pending:
-            return
+    def _take(self, rows=None):
+        """The first ``rows`` pending observations (all with None) as one array."""
         batch = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        self._store(_check_representation(self._fn(batch), len(batch)))
+        rest = batch[rows:] if rows is not None else batch[:0]
+        self._pending, self._pending_rows = ([rest] if len(rest) else []), len(rest)
+        return batch if rows is None else batch[:rows]
+
+    def _encode(self, batch):
+        start = time.perf_counter()
+        codes = self._fn(batch)
+        self._policy.record(len(batch), time.perf_counter() - start)
+        self._store(_check_representation(codes, len(batch)))
         self._rows += len(batch)
-        self._pending, self._pending_rows = [], 0
 
     def _store(self, codes):
         if self._total_rows and self._out is None and not self._codes:
@@ -233,7 +352,8 @@ class _ChunkedEncoder:
 
     def codes(self) -> np.ndarray:
         """All codes, (n_observations, n_codes), in the order observations were added."""
-        self._flush()
+        if self._pending:
+            self._encode(self._take())
         if self._out is not None:
             return self._out if self._rows == len(self._out) else self._out[: self._rows]
         if not self._codes:
@@ -293,15 +413,14 @@ def _add_observations(ground_truth_data, factors, random_state, encoder) -> None
     Only for data sets whose observations draw nothing (the bulk paths): making them in
     chunks then changes no number, and at most one chunk of observations is held at a time.
     """
-    for start in range(0, factors.shape[0], encoder._chunk):
-        encoder.add(ground_truth_data.sample_observations_from_factors(
-            factors[start : start + encoder._chunk], random_state))
+    encoder.add_rows(factors.shape[0], lambda start, stop: (
+        ground_truth_data.sample_observations_from_factors(factors[start:stop], random_state)))
 
 
-def _encode_factors(ground_truth_data, representation_function, factors, random_state,
-                    chunk_size=None) -> np.ndarray:
+def _encode_factors(ground_truth_data, representation_function, factors,
+                    random_state) -> np.ndarray:
     """Codes (n, n_codes) of the observations of factor rows (n, n_factors): bulk paths only."""
-    encoder = _ChunkedEncoder(representation_function, chunk_size, len(factors))
+    encoder = _ChunkedEncoder(representation_function, total_rows=len(factors))
     _add_observations(ground_truth_data, factors, random_state, encoder)
     return encoder.codes()
 
@@ -323,11 +442,13 @@ def generate_train_test(
 
 
 def obtain_representation(observations, representation_function, batch_size):
-    """Encode a fixed array of observations; returns codes of shape (n_codes, n_points)."""
-    encoder = _ChunkedEncoder(representation_function, max(batch_size, ENCODE_BATCH_SIZE))
-    step = encoder._chunk
-    for start in range(0, observations.shape[0], step):
-        encoder.add(observations[start : start + step])
+    """Encode a fixed array of observations; returns codes of shape (n_codes, n_points).
+
+    ``batch_size`` is the reference's call size; calls here take the encoder's chunk size.
+    """
+    del batch_size
+    encoder = _ChunkedEncoder(representation_function, total_rows=observations.shape[0])
+    encoder.add_rows(observations.shape[0], lambda start, stop: observations[start:stop])
     return np.transpose(encoder.codes())
 
 
