@@ -14,6 +14,9 @@ Measured:
   loopback (same numbers required, checked bit for bit);
 * the boosted-tree metrics (DCI and boosted-tree downstream) on ``--gbt-checkpoints`` of them,
   scaled to the whole store;
+* with ``--sharing-representations N``, instead: the study suite and every plannable metric
+  scored per representation with and without :func:`fastdis.metrics.shared_fits` (the fits
+  several metrics share made once), interleaved in one process on one thread;
 * the reference, disentanglement_lib 1.5, scoring the same representations checkpoint by
   checkpoint with its own protocol at the same sizes, on ``--reference-checkpoints`` of them
   (it samples and fits from scratch per metric), scaled to the store.
@@ -23,6 +26,7 @@ Usage::
     python bench/bench_batch.py --checkpoints 50
     python bench/bench_batch.py --checkpoints 1000 --gbt-checkpoints 20 --reference-checkpoints 2
     fastdis bench batch --json run.json -- --checkpoints 50
+    python bench/bench_batch.py --sharing-representations 2 --sharing-scale 0.1
 """
 
 from __future__ import annotations
@@ -155,6 +159,53 @@ def run(args):
     recorder.write_json(args.json)
 
 
+def sharing_cost(args):
+    """Seconds per representation of the study suite and of every plannable metric, scored
+    with and without :func:`fastdis.metrics.shared_fits`, interleaved (one process, numba and
+    BLAS on one thread, as the engine's workers), on ``--sharing-representations`` mixes."""
+    import contextlib
+
+    import numba
+
+    from fastdis._parallel import single_threaded_blas
+    from fastdis.batch import make_plan
+    from fastdis.demo import SyntheticFactors, representation
+    from fastdis.metrics import shared_fits, study_metrics
+
+    suites = {"study": [spec.name for spec in study_metrics()]}
+    plan = make_plan(SyntheticFactors(), seed=0, scale=args.sharing_scale)
+    suites["all"] = list(plan.metrics)
+    numba.set_num_threads(1)
+    seconds = {(suite, mode): [] for suite in suites for mode in ("separate", "shared")}
+    results = {}
+    with single_threaded_blas():
+        for name in suites["all"]:  # compile every kernel before timing
+            plan.score(name, representation("entangled", seed=99)(plan.factors))
+        for i in range(args.sharing_representations):
+            codes = representation("entangled", seed=i)(plan.factors).astype(np.float32)
+            for suite, names in suites.items():
+                # Interleaved, alternating which mode goes first (the machine is shared).
+                for mode in ("separate", "shared")[:: 1 if i % 2 == 0 else -1]:
+                    scope = shared_fits() if mode == "shared" else contextlib.nullcontext()
+                    start = time.perf_counter()
+                    with scope:
+                        scores = [plan.score(name, codes) for name in names]
+                    seconds[suite, mode].append(time.perf_counter() - start)
+                    results[mode] = scores
+                if results["separate"] != results["shared"]:
+                    raise AssertionError(f"{suite}: shared fits changed a score")
+    recorder = Recorder("batch-sharing", scale=args.sharing_scale, num_train=plan.num_train,
+                        representations=args.sharing_representations, numba_threads=1)
+    table = recorder.table("fit sharing", {
+        "suite": "{}", "metrics": "{}", "separate_fits_s": "{:.2f}", "shared_fits_s": "{:.2f}",
+        "saved": "{:.0%}"}, ["suite"], heading="seconds per representation (one process)")
+    for suite, names in suites.items():
+        separate = float(np.mean(seconds[suite, "separate"]))
+        shared = float(np.mean(seconds[suite, "shared"]))
+        table.add(suite=suite, metrics=len(names), separate_fits_s=separate,
+                  shared_fits_s=shared, saved=1 - shared / separate)
+    recorder.write_json(args.json)
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", type=int, default=50)
@@ -164,7 +215,16 @@ def main(argv=None):
                         help="also time the reference's boosted trees (~10 min each)")
     parser.add_argument("--workers", type=int, default=2)
     add_json_argument(parser)
-    run(parser.parse_args(argv))
+    parser.add_argument("--sharing-representations", type=int, default=0,
+                        help="only measure fit sharing (shared_fits) on this many "
+                             "representations")
+    parser.add_argument("--sharing-scale", type=float, default=0.1,
+                        help="plan scale of the fit-sharing measurement")
+    args = parser.parse_args(argv)
+    if args.sharing_representations:
+        sharing_cost(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":  # spawned workers re-import this file

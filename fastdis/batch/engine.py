@@ -11,6 +11,10 @@ tasks, skips the ones already in the output, and hands the rest to one of
 * a ``distributed.Client`` or a scheduler address (``"tcp://host:8786"``): the same task
   function on an existing Dask cluster; the workers must see the store's path.
 
+The metrics of one checkpoint's representation that fit the same boosted trees or histograms
+run in one worker call (:class:`ScoreBundle`), which fits each of those once; their rows are
+journaled per metric as before.
+
 Every task runs numba single-threaded, so the numbers do not depend on where it ran: local
 and Dask results are identical, bit for bit.
 
@@ -46,7 +50,7 @@ from .._progress import stderr_progress
 from .._validation import check_positive_int
 from ..metrics import METRICS, get_metric, study_metrics
 from .executors import run_dask, run_local
-from .plan import MODEL_SET_INPUTS, MODEL_SET_SIZE_KEY, POSTERIOR_INPUTS
+from .plan import FIT_SHARING_METRICS, MODEL_SET_INPUTS, MODEL_SET_SIZE_KEY, POSTERIOR_INPUTS
 from .results import (
     RESULT_COLUMNS,
     TASK_COLUMNS,
@@ -59,8 +63,9 @@ from .results import (
 )
 from .store import POSTERIOR_MEANS, RepresentationStore, StoreError, open_store
 
-__all__ = ["score_store", "score_task", "read_scores", "to_wide", "resolve_metrics",
-           "ScoreTask", "ModelSetTask", "setting_of", "RESULT_COLUMNS"]
+__all__ = ["score_store", "score_task", "score_bundle", "bundle_tasks", "read_scores",
+           "to_wide", "resolve_metrics", "ScoreTask", "ModelSetTask", "ScoreBundle", "setting_of",
+           "RESULT_COLUMNS"]
 
 _LOCK = ".lock"
 #: The representation recorded for a checkpoint whose metadata cannot be read.
@@ -116,6 +121,48 @@ def setting_of(config: Mapping) -> str:
     differ only in their seed, the models UDR compares."""
     return json.dumps({key: value for key, value in config.items()
                        if key not in RUN_IDENTITY_KEYS}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ScoreBundle:
+    """Tasks one worker call runs together: the metrics of one checkpoint's representation
+    that fit the same classifiers or histograms (:data:`fastdis.batch.plan.FIT_SHARING_METRICS`),
+    scored inside :func:`fastdis.metrics.shared_fits` so the shared fits run once. Each task
+    still gets its own rows (journal, resume and table are per task); a lone task is a bundle
+    of one. A worker that dies fails every task of its bundle.
+    """
+
+    tasks: tuple[ScoreTask, ...]
+
+    @property
+    def token(self) -> str:
+        """Deterministic name (Dask key), the same in every run."""
+        first = self.tasks[0]
+        return "+".join([first.token] + [task.metric for task in self.tasks[1:]])
+
+
+def bundle_tasks(tasks) -> list[ScoreBundle]:
+    """``tasks`` as bundles: the fit-sharing metrics of one (checkpoint, representation,
+    encoding) together (at the first one's place), every other task alone, order kept."""
+    bundles, sharing = [], {}
+    for task in tasks:
+        if task.metric not in FIT_SHARING_METRICS:
+            bundles.append([task])
+            continue
+        key = (task.checkpoint, task.representation, task.encoding_id)
+        if key not in sharing:
+            sharing[key] = []
+            bundles.append(sharing[key])
+        sharing[key].append(task)
+    return [ScoreBundle(tuple(members)) for members in bundles]
+
+
+def score_bundle(store_path: str, bundle: ScoreBundle) -> list[dict]:
+    """:func:`score_task` for each task of ``bundle``, sharing fits; their rows, in order."""
+    from ..metrics import shared_fits
+
+    with shared_fits():
+        return [row for task in bundle.tasks for row in score_task(store_path, task)]
 
 
 def resolve_metrics(metrics, plan) -> list[str]:
@@ -441,9 +488,10 @@ def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_r
     def on_result(rows):
         nonlocal failures
         journal.add(rows)
-        failures += rows[0]["error"] is not None
+        finished = {row["metric"]: row["error"] is not None for row in rows}  # a bundle's tasks
+        failures += sum(finished.values())
         if bar is not None:
-            bar.update(bar_task, advance=1,
+            bar.update(bar_task, advance=len(finished),
                        description=f"scoring ({failures} failed)" if failures else "scoring")
 
     journal.add(extra_rows)
@@ -454,12 +502,13 @@ def _run_tasks(store_path, tasks, scheduler, workers, progress, journal, extra_r
         if not tasks:
             pass
         elif scheduler == "synchronous":
-            for task in tasks:
-                on_result(score_task(store_path, task))
+            for bundle in bundle_tasks(tasks):
+                on_result(score_bundle(store_path, bundle))
         elif scheduler is None or scheduler == "processes":
-            run_local(store_path, tasks, workers or default_workers(), on_result, score_task)
+            run_local(store_path, bundle_tasks(tasks), workers or default_workers(), on_result,
+                      score_bundle)
         else:
-            run_dask(store_path, tasks, scheduler, on_result, score_task)
+            run_dask(store_path, bundle_tasks(tasks), scheduler, on_result, score_bundle)
     finally:
         journal.flush()
         if bar is not None:

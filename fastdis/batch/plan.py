@@ -41,7 +41,10 @@ and experiment counts stay), overridable per metric. Every random draw comes fro
 ``RandomState`` streams derived from ``seed``: the pool from ``seed`` itself, each metric's
 groups and sets from ``(seed, metric name)``, so adding a metric to a plan does not move the
 others' groups. Appended points (top-up, intervention sets, grid) come after the pool, in that
-order.
+order. The boosted trees of
+DCI, unified scores and the boosted-tree downstream task are seeded per fit, from (seed,
+training rows, factor, estimator) (:meth:`EvaluationPlan.fit_options`), so that the metrics
+fitting the same classifiers fit them once inside :func:`fastdis.metrics.shared_fits`.
 
 Scoring a metric from the plan is calling the registered array-level function on the gathered
 codes (:meth:`EvaluationPlan.metric_arguments`), nothing more.
@@ -57,7 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_codes, check_positive_int
-from ..metrics import METRICS, get_metric
+from ..metrics import METRICS, fit_seeds, get_metric
 from ..metrics._downstream import Intervention, intervene
 
 __all__ = ["EvaluationPlan", "make_plan", "plannable_metrics", "factor_grid", "SUPPORTED_INPUTS"]
@@ -78,6 +81,18 @@ POSTERIOR_INPUTS = ("posterior_grid",)
 #: ``num_grid_points`` size: the full grid of Cars3D (17,568 points) does not fit, a 10,000
 #: point sub-grid keeps Chen et al.'s O(points^2) entropy estimate to seconds.
 DEFAULT_GRID_POINTS = 10_000
+
+#: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`).
+SEEDED_BOOSTED_FITS = ("dci", "downstream_task_boosted_trees", "unified_scores")
+
+#: Metrics that discretise the same training codes into the study's 20-bin histograms (and
+#: take their MI with the same factors).
+HISTOGRAM_METRICS = ("mig", "modularity_explicitness", "unified_scores", "unsupervised", "irs",
+                     "mig_sup", "jemmig", "dcimig", "infomec")
+
+#: Metrics that share fits (:func:`fastdis.metrics.shared_fits`) when scored together on one
+#: checkpoint's representation.
+FIT_SHARING_METRICS = tuple(dict.fromkeys(SEEDED_BOOSTED_FITS + HISTOGRAM_METRICS))
 
 #: Scaled sample counts never go below this: fewer points cannot hold every class of a factor,
 #: and the classifiers of the downstream task would see a constant factor.
@@ -258,12 +273,34 @@ class EvaluationPlan:
             return {"num_factors": self.num_factors}
         return {}
 
+    def fit_options(self, name: str, arguments: tuple) -> dict:
+        """Per-fit seeds of the boosted trees that ``name`` fits on ``arguments``' rows.
+
+        The metrics of :data:`SEEDED_BOOSTED_FITS` fit one boosted-tree classifier per factor
+        on the first ``n`` training rows; factor k's is seeded from (plan seed, n, k,
+        estimator) by :func:`fastdis.metrics.fit_seeds`, not from the metric, so DCI, the
+        importance matrix of unified scores and the boosted-tree downstream task at DCI's
+        training size fit the same classifiers, which :func:`fastdis.metrics.shared_fits` fits
+        once. (Before, DCI drew every factor's seeds from one ``RandomState(0)`` and the
+        downstream task seeded each factor with 0; the seeds only break exact ties between
+        splits, so only scores of codes with tied splits move.)
+        """
+        if name not in SEEDED_BOOSTED_FITS:
+            return {}
+        n_rows = int(np.shape(arguments[0])[0])
+        return {"random_state": fit_seeds(self.seed, n_rows, self.num_factors,
+                                          "gradient_boosting")}
+
     def score(self, name: str, codes, logvars=None) -> dict:
-        """Score one checkpoint's codes with the registered metric ``name`` (study defaults)."""
+        """Score one checkpoint's codes with the registered metric ``name`` (study defaults).
+
+        Inside :func:`fastdis.metrics.shared_fits`, fits already made for another metric on
+        the same codes are reused (same numbers, bit for bit).
+        """
         spec, options = self.check_metric(name), self.metric_options(name)
         result = {}
         for arguments in self.metric_arguments(name, codes, logvars):
-            result.update(spec(*arguments, **options))
+            result.update(spec(*arguments, **options, **self.fit_options(name, arguments)))
         return result
 
     def score_models(self, name: str, codes_per_model, kl_per_model) -> list[dict]:

@@ -57,7 +57,10 @@ _FLUSH_SECONDS = 0.5
 
 def failed_rows(task, reason: str) -> list[dict]:
     """The rows that record ``task`` as failed, with ``reason``: one per checkpoint the task
-    writes rows for (``task.members``, (checkpoint, encoding_id) pairs)."""
+    writes rows for (``task.members``, (checkpoint, encoding_id) pairs), for each task of a
+    bundle (``task.tasks``)."""
+    if hasattr(task, "tasks"):
+        return [row for member in task.tasks for row in failed_rows(member, reason)]
     return [{"checkpoint": checkpoint, "representation": task.representation,
              "metric": task.metric, "encoding_id": encoding_id, "key": None,
              "value": np.nan, "error": reason, "warnings": None, "elapsed_time": 0.0}

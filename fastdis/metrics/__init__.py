@@ -24,6 +24,7 @@ from ._mig import mig
 from ._modularity_explicitness import modularity, modularity_explicitness
 from ._registry import METRICS, MetricSpec, get_metric, study_metrics
 from ._sap import sap_score, sap_score_matrix
+from ._shared import fit_seeds, shared_fits
 from ._udr import udr
 from ._unified import pr_curves_values, unified_scores
 from ._unsupervised import unsupervised_metrics
@@ -69,4 +70,7 @@ __all__ = [
     "pr_curves_values",
     "infom_infoc",
     "check_factor_grid",
+    # fit once what several metrics fit
+    "shared_fits",
+    "fit_seeds",
 ]

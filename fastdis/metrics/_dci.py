@@ -103,10 +103,13 @@ def dci(codes, factors, test_codes, test_factors, *, backend: str = "numba", ran
         runs scikit-learn itself; ``"lightgbm"`` is an approximation and no faster here (at the
         study sizes 0.04-0.07 off in disentanglement and completeness on structured codes:
         ``bench/bench_dci_binned.py``).
-    random_state : None, int or RandomState, default=0
+    random_state : None, int, RandomState or list of int, default=0
         Seeds the trees' tie-breaking feature order (as scikit-learn's ``random_state``), so a
         call gives the same numbers wherever it runs. ``None`` draws from numpy's global RNG, as
-        the reference's unseeded ``GradientBoostingClassifier()`` does (the compat module).
+        the reference's unseeded ``GradientBoostingClassifier()`` does (the compat module). A
+        list (numba backend) seeds factor k's classifier with ``random_state[k]``, as the
+        batch does (:func:`fastdis.metrics.fit_seeds`). Integer seeds let
+        :func:`fastdis.metrics.shared_fits` share the fit with other metrics.
 
     Returns
     -------

@@ -72,7 +72,8 @@ def _fit_and_score(model, x_train, y_train, x_test, y_test, *, fitted=False):
 
 
 def predictive_accuracies(
-    codes, factors, test_codes, test_factors, factory, *, factor_indices=None, n_jobs=1
+    codes, factors, test_codes, test_factors, factory, *, factor_indices=None, n_jobs=1,
+    random_state=None,
 ) -> tuple[list[float], list[float]]:
     """Fit ``factory()`` on each factor; return (train accuracies, test accuracies) per factor.
 
@@ -81,10 +82,12 @@ def predictive_accuracies(
     called once per factor. fastdis' boosted trees are fitted for all factors in one boosting
     run (same trees, same RNG draws; see :func:`fastdis.metrics._gbt.boosted_together`), and
     fastdis' LogisticRegressionCV fold paths of all factors share one thread pool
-    (:func:`fastdis.metrics._linear.fit_cv_together`).
+    (:func:`fastdis.metrics._linear.fit_cv_together`). ``random_state`` (see
+    :func:`downstream_task`) seeds the estimators.
     """
     indices = list(range(factors.shape[1]) if factor_indices is None else factor_indices)
     models = [factory() for _ in indices]
+    _seed_models(models, random_state)
     together = _gbt.boosted_together(models, codes, factors[:, indices], test_codes,
                                      test_factors[:, indices])
     if together is not None:
@@ -100,13 +103,30 @@ def predictive_accuracies(
     return [r[0] for r in results], [r[1] for r in results]
 
 
+def _seed_models(models, random_state):
+    """Set each model's ``random_state``: one seed for all, or a sequence with one per model."""
+    if random_state is None:
+        return
+    seeds = (list(random_state) if isinstance(random_state, (list, tuple, np.ndarray))
+             else [random_state] * len(models))
+    if len(seeds) != len(models):
+        raise ValueError(f"random_state must be one seed or one per factor ({len(models)}); "
+                         f"got {len(seeds)}.")
+    for model, seed in zip(models, seeds, strict=True):
+        if not hasattr(model, "random_state"):
+            raise ValueError(f"random_state given, but the predictor "
+                             f"{type(model).__name__} has no random_state to seed.")
+        model.random_state = seed
+
+
 # ---------------------------------------------------------------------------------------------
 # Downstream task
 # ---------------------------------------------------------------------------------------------
 
 
 def downstream_task(
-    codes, factors, test_codes, test_factors, *, predictor="logistic_regression_cv", n_jobs=None
+    codes, factors, test_codes, test_factors, *, predictor="logistic_regression_cv", n_jobs=None,
+    random_state=None,
 ) -> dict:
     """Accuracy of a classifier predicting each factor from the codes, for one training size.
 
@@ -128,6 +148,12 @@ def downstream_task(
         ``None`` means 1. fastdis' LogisticRegressionCV and numba boosted trees ignore it:
         they fit every factor at once on all of numba's threads (see
         :func:`predictive_accuracies`).
+    random_state : None, int or sequence of int, default=None
+        ``None`` keeps the predictor's own seed (a named ``"gradient_boosting"`` seeds every
+        factor's trees with 0). An int seeds every factor's estimator with it, a sequence seeds
+        factor k's with ``random_state[k]``, as the batch does
+        (:func:`fastdis.metrics.fit_seeds`): then DCI and this task fit the same boosted trees
+        at the same training size, and :func:`fastdis.metrics.shared_fits` fits them once.
 
     Returns
     -------
@@ -152,7 +178,8 @@ def downstream_task(
     check_informative_factors(factors)
     factory = resolve_predictor(predictor)
     train_acc, test_acc = predictive_accuracies(
-        codes, factors, test_codes, test_factors, factory, n_jobs=check_n_jobs(n_jobs)
+        codes, factors, test_codes, test_factors, factory, n_jobs=check_n_jobs(n_jobs),
+        random_state=random_state,
     )
     size = str(codes.shape[0])
     scores = {

@@ -84,6 +84,7 @@ import numpy as np
 
 from .._validation import check_random_state
 from ._libm_exp import exp_into, reproduces_libm
+from ._shared import memoized
 
 __all__ = [
     "GradientBoostingClassifier",
@@ -1146,6 +1147,7 @@ class GBTModels:
         return softmax(block, axis=1)
 
 
+@memoized(ignore=("n_threads",))  # shared within fastdis.metrics.shared_fits()
 def fit_gbt(
     codes,
     labels,

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from .._validation import check_codes, check_labels, check_num_bins, check_same_rows
+from ._shared import memoized
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -132,6 +133,7 @@ def histogram_edges(values: np.ndarray, num_bins: int) -> np.ndarray:
     )
 
 
+@memoized(seeded=False)  # shared within fastdis.metrics.shared_fits()
 def histogram_discretize(values, num_bins: int = 20) -> np.ndarray:
     """Discretize each column of ``values`` into ``num_bins`` equal-width bins.
 
@@ -208,6 +210,7 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, sizes
 
 
+@memoized(seeded=False)  # shared within fastdis.metrics.shared_fits()
 def mutual_info_matrix(left_labels, right_labels) -> np.ndarray:
     """Discrete mutual information (nats) between every column of two label arrays.
 

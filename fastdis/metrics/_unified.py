@@ -36,6 +36,8 @@ Every key is namespaced ``"{matrix name}.{key}"``.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import scipy.stats
@@ -325,6 +327,7 @@ def unified_scores(
     test_factors,
     *,
     matrix_fns=("importance_gbt_matrix", "mutual_information_matrix", "accuracy_svm_matrix"),
+    random_state=0,
 ) -> dict:
     """All four aggregations and the precision curve of each code-factor matrix.
 
@@ -338,6 +341,10 @@ def unified_scores(
         Names in :data:`MATRIX_FNS` or callables
         ``f(codes, factors, test_codes, test_factors) -> (n_codes, n_factors)`` named by their
         ``__name__``. Default: all three of the reference (it has no study default).
+    random_state : None, int, RandomState or list of int, default=0
+        Seeds the boosted trees of ``"importance_gbt_matrix"`` (see :func:`fastdis.metrics.dci`:
+        with the same seed both fit the same classifiers, which
+        :func:`fastdis.metrics.shared_fits` then fits once).
 
     Returns
     -------
@@ -377,7 +384,10 @@ def unified_scores(
                     f"matrix_fns entries must be one of {list(MATRIX_FNS)} or callables; got "
                     f"{fn!r}."
                 )
-            resolved.append((fn, MATRIX_FNS[fn]))
+            matrix_fn = MATRIX_FNS[fn]
+            if fn == "importance_gbt_matrix":
+                matrix_fn = functools.partial(matrix_fn, random_state=random_state)
+            resolved.append((fn, matrix_fn))
         elif callable(fn):
             resolved.append((fn.__name__, fn))
         else:
