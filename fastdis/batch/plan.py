@@ -82,17 +82,10 @@ POSTERIOR_INPUTS = ("posterior_grid",)
 #: point sub-grid keeps Chen et al.'s O(points^2) entropy estimate to seconds.
 DEFAULT_GRID_POINTS = 10_000
 
-#: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`).
-SEEDED_BOOSTED_FITS = ("dci", "downstream_task_boosted_trees", "unified_scores")
-
-#: Metrics that discretise the same training codes into the study's 20-bin histograms (and
-#: take their MI with the same factors).
-HISTOGRAM_METRICS = ("mig", "modularity_explicitness", "unified_scores", "unsupervised", "irs",
-                     "mig_sup", "jemmig", "dcimig", "infomec")
-
-#: Metrics that share fits (:func:`fastdis.metrics.shared_fits`) when scored together on one
-#: checkpoint's representation.
-FIT_SHARING_METRICS = tuple(dict.fromkeys(SEEDED_BOOSTED_FITS + HISTOGRAM_METRICS))
+#: Metrics whose boosted trees the plan seeds per fit (:meth:`EvaluationPlan.fit_options`),
+#: and all metrics that share fits when scored together: from the registry's ``shares``.
+SEEDED_BOOSTED_FITS = tuple(name for name, spec in METRICS.items() if "seeded_trees" in spec.shares)
+FIT_SHARING_METRICS = tuple(name for name, spec in METRICS.items() if spec.shares)
 
 #: Scaled sample counts never go below this: fewer points cannot hold every class of a factor,
 #: and the classifiers of the downstream task would see a constant factor.

@@ -72,6 +72,12 @@ class MetricSpec:
     #: Fits gradient-boosted trees (by far the costliest metrics at study sizes), so a batch can
     #: leave them out or give them their own budget.
     boosted_trees: bool = False
+    #: Intermediates the metric computes that others compute identically on the same codes,
+    #: so a batch scores them together under :func:`fastdis.metrics.shared_fits`:
+    #: ``"histograms"`` (the 20-bin discretisation of the training codes and its MI with the
+    #: factors) and ``"seeded_trees"`` (one boosted-tree classifier per factor on the first n
+    #: training rows, seeded per fit by the plan, not by the metric).
+    shares: tuple = ()
 
     @property
     def function(self):
@@ -103,10 +109,10 @@ class MetricSpec:
 
 
 def _spec(name, target, inputs, reference, *, defaults=None, sizes=None, study=False,
-          description="", headline=(), boosted_trees=False):
+          description="", headline=(), boosted_trees=False, shares=()):
     return MetricSpec(name, target, inputs, reference, MappingProxyType(dict(defaults or {})),
                       MappingProxyType(dict(sizes or {})), study, description, tuple(headline),
-                      boosted_trees)
+                      boosted_trees, tuple(shares))
 
 
 _SPECS = [
@@ -124,18 +130,21 @@ _SPECS = [
     _spec("mig", "_mig:mig", "codes_factors", "mig.compute_mig", defaults={"num_bins": 20},
           sizes={"num_train": 10_000}, study=True,
           description="Mutual Information Gap (Chen et al. 2018), 20-bin histograms",
-          headline=("discrete_mig",)),
+          headline=("discrete_mig",),
+          shares=("histograms",)),
     _spec("modularity_explicitness", "_modularity_explicitness:modularity_explicitness",
           "train_test", "modularity_explicitness.compute_modularity_explicitness",
           defaults={"num_bins": 20}, sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
           description="Modularity and explicitness (Ridgeway & Mozer 2018)",
-          headline=("modularity_score", "explicitness_score_test")),
+          headline=("modularity_score", "explicitness_score_test"),
+          shares=("histograms",)),
     _spec("dci", "_dci:dci", "train_test", "dci.compute_dci", defaults={"backend": "numba"},
           sizes={"num_train": 10_000, "num_test": 5_000}, study=True,
           description="DCI disentanglement/completeness/informativeness (Eastwood & Williams "
                       "2018), boosted trees",
           headline=("disentanglement", "completeness", "informativeness_test"),
-          boosted_trees=True),
+          boosted_trees=True,
+          shares=("seeded_trees",)),
     _spec("sap_score", "_sap:sap_score", "train_test", "sap_score.compute_sap",
           defaults={"continuous_factors": False}, sizes={"num_train": 10_000, "num_test": 5_000},
           study=True, description="SAP score (Kumar et al. 2018)",
@@ -145,7 +154,8 @@ _SPECS = [
           sizes={"num_train": 10_000}, study=True,
           description="Gaussian total correlation, Wasserstein dependency, mean pairwise MI",
           headline=("gaussian_total_correlation", "gaussian_wasserstein_correlation_norm",
-                    "mutual_info_score")),
+                    "mutual_info_score"),
+          shares=("histograms",)),
     _spec("downstream_task_logistic_regression", "_downstream:downstream_task", "downstream",
           "downstream_task.compute_downstream_task",
           defaults={"predictor": "logistic_regression_cv"},
@@ -157,12 +167,14 @@ _SPECS = [
           sizes={"num_train": (10, 100, 1_000, 10_000), "num_test": 5_000}, study=True,
           description="Downstream accuracy of gradient-boosted trees per factor",
           headline=("*:mean_test_accuracy",),
-          boosted_trees=True),
+          boosted_trees=True,
+          shares=("seeded_trees",)),
     _spec("irs", "_irs:irs", "codes_factors", "irs.compute_irs",
           defaults={"diff_quantile": 0.99, "num_bins": 20},
           sizes={"num_train": 10_000, "batch_size": 16},
           description="Interventional Robustness Score (Suter et al. 2019)",
-          headline=("IRS",)),
+          headline=("IRS",),
+          shares=("histograms",)),
     _spec("fairness", "_fairness:fairness", "fairness", "fairness.compute_fairness",
           defaults={"predictor": "gradient_boosting"},
           sizes={"num_train": 10_000, "num_test_points_per_class": 100},
@@ -185,7 +197,8 @@ _SPECS = [
           "unified_scores.compute_unified_scores",
           sizes={"num_train": 10_000, "num_test": 5_000},
           description="Every aggregation on every score matrix (importance, MI, SVM accuracy)",
-          boosted_trees=True),
+          boosted_trees=True,
+          shares=("seeded_trees", "histograms")),
     _spec("udr", "_udr:udr", "udr", "udr.compute_udr_sklearn",
           defaults={"correlation_matrix": "lasso", "filter_low_kl": True,
                     "include_raw_correlations": True, "kl_filter_threshold": 0.01},
@@ -196,22 +209,26 @@ _SPECS = [
           defaults={"num_bins": 20, "active_variance": 0.01}, sizes={"num_train": 10_000},
           description="MIG-sup (Li et al. 2020): per active code, gap between its top two "
                       "factors, 20-bin histograms",
-          headline=("mig_sup",)),
+          headline=("mig_sup",),
+          shares=("histograms",)),
     _spec("jemmig", "_mi_gaps:jemmig", "codes_factors", "", defaults={"num_bins": 20},
           sizes={"num_train": 10_000},
           description="JEMMIG (Do & Tran 2020): joint entropy minus MI gap, 20-bin histograms",
-          headline=("jemmig_score",)),
+          headline=("jemmig_score",),
+          shares=("histograms",)),
     _spec("dcimig", "_mi_gaps:dcimig", "codes_factors", "", defaults={"num_bins": 20},
           sizes={"num_train": 10_000},
           description="DCIMIG (Sepliarskaia et al. 2019): best exclusive gap per factor, 20-bin "
                       "histograms",
-          headline=("dcimig",)),
+          headline=("dcimig",),
+          shares=("histograms",)),
     _spec("infomec", "_infomec:infomec", "train_test", "",
           defaults={"num_bins": 20, "active_range_fraction": 0.05},
           sizes={"num_train": 10_000, "num_test": 5_000},
           description="InfoM, InfoC (20-bin histograms) and InfoE (linear probe) of Hsu et al. "
                       "2023",
-          headline=("infom", "infoc", "infoe_train")),
+          headline=("infom", "infoc", "infoe_train"),
+          shares=("histograms",)),
     _spec("chen_mig", "_chen_mig:chen_mig", "posterior_grid", "",
           defaults={"num_samples": 10_000, "random_state": 0},
           description="MIG of Chen et al. 2018 from Gaussian posteriors over the factor grid",
