@@ -13,12 +13,18 @@ The ``*_reference`` functions are dlib's formulas written plainly in torch (the 
 """
 
 from ._common import HAS_TRITON
-from .dip import dip_covariance, dip_regularizer, dip_regularizer_reference
+from .dip import (
+    covariance_penalty,
+    dip_covariance,
+    dip_regularizer,
+    dip_regularizer_reference,
+)
 from .kl import gaussian_kl
 from .tc import tc_log_densities, total_correlation, total_correlation_reference
 
 __all__ = [
     "HAS_TRITON",
+    "covariance_penalty",
     "dip_covariance",
     "dip_regularizer",
     "dip_regularizer_reference",

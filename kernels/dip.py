@@ -68,6 +68,19 @@ def dip_regularizer_reference(
     return lambda_od * off_diagonal.square().sum() + lambda_d * (diagonal - 1.0).square().sum()
 
 
+def covariance_penalty(covariance: torch.Tensor, lambda_od, lambda_d) -> torch.Tensor:
+    """P = λ_od·Σ_{i≠j} C_ij² + λ_d·Σ_i (C_ii − 1)² of a (d, d) covariance; the weights may be
+    numbers or 0-d tensors (a packed model's own under ``torch.vmap``).
+
+    The off-diagonal entries are summed on their own: Σ C² − Σ C_ii² would cancel when C is
+    near the identity (the off-diagonal part is then tiny beside d), in float32 to a few per
+    cent.
+    """
+    diagonal = covariance.diagonal()
+    off_diagonal = covariance - torch.diag(diagonal)
+    return lambda_od * off_diagonal.square().sum() + lambda_d * (diagonal - 1.0).square().sum()
+
+
 def penalty_gradient(covariance: torch.Tensor, lambda_od: float, lambda_d: float) -> torch.Tensor:
     """G = ∂P/∂C: 2λ_od C off the diagonal, 2λ_d (C_ii − 1) on it."""
     gradient = (2.0 * lambda_od) * covariance
@@ -82,12 +95,7 @@ def _dip_forward_torch(z_mean, z_logvar, lambda_od, lambda_d, include_variance):
     covariance = centered.T @ centered / batch_size
     if include_variance:
         covariance.diagonal().add_(torch.exp(z_logvar).mean(dim=0))
-    diagonal = covariance.diagonal()
-    # The off-diagonal entries summed on their own: Σ C² − Σ C_ii² would cancel when C is near
-    # the identity (the off-diagonal part is then tiny beside d), in float32 to a few per cent.
-    off_diagonal = covariance - torch.diag(diagonal)
-    penalty = lambda_od * off_diagonal.square().sum() + lambda_d * (diagonal - 1.0).square().sum()
-    return penalty, covariance, batch_mean
+    return covariance_penalty(covariance, lambda_od, lambda_d), covariance, batch_mean
 
 
 def _dip_backward_torch(grads, saved, lambda_od, lambda_d, include_variance):

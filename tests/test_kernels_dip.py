@@ -107,6 +107,11 @@ def test_covariance_near_identity_keeps_float32_accuracy(backend, dip_type, vari
     expected = dlib_dip_regularizer(*inputs64, 1.0, 1.0, dip_type).item()
     assert expected == pytest.approx(2 * 45 * 0.003**2, rel=1e-6)  # the target's penalty
     assert value == pytest.approx(expected, rel=1e-5)
+    if backend == "torch":  # a packed model's tensor weights take the same path
+        from fastdis.train.objectives import dip_penalty
+
+        packed = dip_penalty(*inputs, torch.tensor(1.0), torch.tensor(1.0), dip_type).item()
+        assert packed == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -53,9 +53,7 @@ def dip_penalty(z_mean: torch.Tensor, z_logvar: torch.Tensor, lambda_od, lambda_
                                        lambda_d=lambda_d, dip_type=dip_type)
     _, covariance, _ = kernels.dip_covariance(z_mean, z_logvar, lambda_od=0.0, lambda_d=0.0,
                                               dip_type=dip_type)
-    diagonal = covariance.diagonal()
-    off_diagonal_squares = covariance.square().sum() - diagonal.square().sum()
-    return lambda_od * off_diagonal_squares + lambda_d * (diagonal - 1.0).square().sum()
+    return kernels.covariance_penalty(covariance, lambda_od, lambda_d)
 
 
 def permute_dims(z: torch.Tensor, shuffle_keys: torch.Tensor) -> torch.Tensor:
