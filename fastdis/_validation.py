@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "check_random_state",
     "check_codes",
     "check_factors",
     "check_labels",

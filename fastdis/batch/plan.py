@@ -274,9 +274,7 @@ class EvaluationPlan:
         estimator) by :func:`fastdis.metrics.fit_seeds`, not from the metric, so DCI, the
         importance matrix of unified scores and the boosted-tree downstream task at DCI's
         training size fit the same classifiers, which :func:`fastdis.metrics.shared_fits` fits
-        once. (Before, DCI drew every factor's seeds from one ``RandomState(0)`` and the
-        downstream task seeded each factor with 0; the seeds only break exact ties between
-        splits, so only scores of codes with tied splits move.)
+        once. The seeds only break exact ties between splits.
         """
         if name not in SEEDED_BOOSTED_FITS:
             return {}

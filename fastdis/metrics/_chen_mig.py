@@ -70,6 +70,8 @@ def _running_log_sum_exp(z, means, inverse_variances, log_normalisers):
     for n in range(means.shape[0]):
         diff = z - means[n]
         log_density = log_normalisers[n] - 0.5 * diff * diff * inverse_variances[n]
+        if log_density == -np.inf:  # an underflowed component adds nothing (and -inf - -inf
+            continue                # would be NaN below)
         if log_density > largest:
             scaled_sum = scaled_sum * math.exp(largest - log_density) + 1.0
             largest = log_density

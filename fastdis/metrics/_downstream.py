@@ -385,7 +385,7 @@ def intervene(factors, test_factors, target, factor_sizes, random_state):
     among the factors other than ``target``; its train value ``v`` uniformly in
     ``range(factor_sizes[j])``; and one test value per test point, uniformly among the other
     values. These are the reference's draws (which come from numpy's global random state there:
-    pass ``np.random.mtrand._rand`` to reproduce it).
+    pass ``None`` to draw from it too).
 
     Parameters
     ----------

@@ -3,7 +3,8 @@
 In a batch every metric reads the same evaluation plan, so identical fits recur: DCI's boosted
 trees, the importance matrix of ``unified_scores`` and the boosted-tree downstream task at the
 training size of DCI fit the same classifiers on the same rows; MIG, modularity, unified scores,
-MIG-sup, JEMMIG, DCIMIG and InfoMEC discretise the same codes into 20-bin histograms and take
+the unsupervised scores, MIG-sup, JEMMIG, DCIMIG and InfoMEC (the registry's ``shares``)
+discretise the same codes into 20-bin histograms and take
 their mutual information with the same factors. Inside :func:`shared_fits` a fit
 routed through :func:`memoized` is computed once and its result handed to every later caller
 that asks for the same fit. The key is the fit's *content*: a digest of the input arrays'
@@ -74,6 +75,8 @@ def _seed_key(random_state):
 def _key_part(value):
     if isinstance(value, np.ndarray):
         return array_digest(value)
+    if hasattr(value, "__array__"):  # a DataFrame, a tensor: by content, as the fit sees it
+        return array_digest(np.asarray(value))
     if isinstance(value, (list, tuple)):
         return tuple(_key_part(v) for v in value)
     return value

@@ -250,7 +250,8 @@ def sweep(
               "them with --only-print.")
     if out is None:
         _fail("--out is required to train (each model goes to OUT/<model_num>/).")
-    _usable_device(device)
+    if scheduler is None:  # on a cluster, the workers' devices count (train_pack checks there)
+        _usable_device(device)
     overrides = {"data_dir": str(data_dir) if data_dir is not None else None,
                  "compile": compile, "compile_mode": compile_mode, "device": device,
                  "checkpoint_every": checkpoint_every, "data_sampling": data_sampling}

@@ -212,10 +212,10 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
     out_dirs = [Path(out_dir) for out_dir in out_dirs]
     if len(out_dirs) != len(configs):
         raise ValueError(f"{len(configs)} configs but {len(out_dirs)} output directories.")
+    first = configs[0]
+    check_device(first.device, name="device")  # before anything is created
     for out_dir in out_dirs:
         out_dir.mkdir(parents=True, exist_ok=True)
-    first = configs[0]
-    check_device(first.device, name="device")
     if dataset is None:
         dataset = load_named_dataset(first.dataset, first.data_dir)
     observation_shape = check_dataset(dataset)
@@ -235,10 +235,12 @@ def train_pack(configs: list[TrainConfig], out_dirs, *, progress: bool = True, d
                         f"one {first.method} model at batch size {first.batch_size} does not "
                         f"fit in the memory of {first.device}; lower the batch size or use "
                         f"another device.") from None
-                largest //= 2  # the runs resume where they stand: nothing is lost
-                torch.cuda.empty_cache()  # the failed pack's blocks, before a smaller one
-                _warn(f"a pack of {2 * largest} {first.method} models does not fit in the "
-                      f"memory of {first.device}; training packs of at most {largest}.")
+            # Outside the except block: its traceback no longer holds the failed pack's
+            # tensors, so their blocks can go back before a smaller pack starts.
+            torch.cuda.empty_cache()
+            largest //= 2  # the runs resume where they stand: nothing is lost
+            _warn(f"a pack of {2 * largest} {first.method} models does not fit in the "
+                  f"memory of {first.device}; training packs of at most {largest}.")
 
 
 def _train_levels(configs, out_dirs, dataset, observation_shape, bar, strategy,
