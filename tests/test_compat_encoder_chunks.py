@@ -95,3 +95,14 @@ def test_bad_size_settings_are_named(clock, monkeypatch, setting, text):
     name = "ENCODE_BATCH_SIZE" if setting is not None else utils.ENCODE_BATCH_SIZE_ENV
     with pytest.raises(ValueError, match=name):
         _codes_and_state(TimedEncoder(clock), num_points=10)
+
+
+def test_a_bound_method_keeps_its_tuner_across_metric_calls():
+    # model.encode is a new object at every access; its search must still run only once.
+    class Model:
+        def encode(self, observations):
+            return observations
+
+    model = Model()
+    assert utils._tuner_for(model.encode) is utils._tuner_for(model.encode)
+    assert utils._tuner_for(model.encode) is not utils._tuner_for(Model().encode)

@@ -59,7 +59,10 @@ DLIB_NAMES = (
 #: representation function, the size that encodes fastest, timed on the first calls a metric
 #: makes anyway (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
 #: environment variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No
-#: choice changes which observations are drawn, their order, or any result.
+#: choice changes which observations are drawn or their order. The codes are the same as long
+#: as the function encodes each observation independently of its batch; a library that picks
+#: its kernels by batch shape (cuDNN, oneDNN) may round the last bit differently, so fix the
+#: size by hand where that matters.
 ENCODE_BATCH_SIZE = None
 ENCODE_BATCH_SIZE_ENV = "FASTDIS_ENCODE_BATCH_SIZE"
 
@@ -269,10 +272,18 @@ def _tuner_for(representation_function):
     size = _chunk_size_setting()
     if size is not None:
         return _FixedChunkSize(size)
+    # A bound method (``model.encode``) is a new object at every attribute access: its tuner
+    # lives with the instance, one per method, or every metric call would search again.
+    owner, method = (getattr(representation_function, "__self__", None),
+                     getattr(representation_function, "__func__", None))
     try:
-        tuner = _tuners.get(representation_function)
+        if owner is not None and method is not None:
+            tuners, key = _tuners.setdefault(owner, {}), method
+        else:
+            tuners, key = _tuners, representation_function
+        tuner = tuners.get(key)
         if tuner is None:
-            tuner = _tuners[representation_function] = _ChunkSizeTuner()
+            tuner = tuners[key] = _ChunkSizeTuner()
     except TypeError:  # not weak-referenceable or not hashable: tune for this encoder only
         tuner = _ChunkSizeTuner()
     return tuner
