@@ -113,3 +113,10 @@ def test_a_users_own_configurable_is_called_as_bound():
                      "discretizer.num_bins = 7")
     discretized()
     assert calls == [7]
+
+
+def test_a_binding_in_the_active_gin_scope_wins():
+    gin.parse_config("discretizer.num_bins = 5\nnarrow/discretizer.num_bins = 3")
+    assert discretized().max() == 5
+    with gin.config_scope("narrow"):
+        assert discretized().max() == 3

@@ -120,10 +120,17 @@ def gin_binding(scope: str, parameter: str):
     try:
         import gin
 
-        value = gin.query_parameter(f"{scope}.{parameter}")
-    except Exception:  # gin absent, the configurable not registered, or nothing bound
+        scopes = list(gin.current_scope())
+    except Exception:  # gin absent
         return False, None
-    return True, _resolve(value)
+    # The innermost active gin.config_scope first, as gin's own wrapper resolves bindings.
+    for depth in range(len(scopes), -1, -1):
+        try:
+            value = gin.query_parameter("/".join([*scopes[:depth], f"{scope}.{parameter}"]))
+        except Exception:  # the configurable not registered, or nothing bound here
+            continue
+        return True, _resolve(value)
+    return False, None
 
 
 def _resolve(value):
