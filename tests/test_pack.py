@@ -267,6 +267,25 @@ def test_a_non_finite_model_stops_while_the_others_train_on(tmp_path, monkeypatc
         assert_same_state(state_of(alone), state_of(tmp_path / str(k)))
 
 
+def test_a_stop_record_of_another_configuration_no_longer_applies(tmp_path, monkeypatch):
+    # Diverged before its first checkpoint, then rerun with a lower strength: it trains.
+    original_step = Pack.step
+
+    def diverging_step(self, *args):
+        with torch.no_grad():
+            self.params["decoder.d6.bias"].fill_(float("nan"))
+        return original_step(self, *args)
+
+    monkeypatch.setattr(Pack, "step", diverging_step)
+    config = pack_config(0, "beta_vae", beta=16.0, checkpoint_every=100)
+    assert run_pack([config], [tmp_path])[0]["step"] == 1
+    assert run_pack([config], [tmp_path])[0]["step"] == 1  # the same run: still stopped
+    monkeypatch.setattr(Pack, "step", original_step)
+    assert run_pack([pack_config(0, "beta_vae", beta=4.0, checkpoint_every=100)],
+                    [tmp_path]) == [None]
+    assert not (tmp_path / STOP_FILE).exists()
+
+
 def test_weights_that_overflow_in_an_update_are_never_saved(tmp_path, monkeypatch):
     original_step = Pack.step
 

@@ -137,15 +137,32 @@ def write_stop_record(out_dir: Path, config: TrainConfig, record: dict) -> dict:
     has the update (``step``), the non-finite terms and the values of every term then; the
     global step and the reason are added. Its checkpoint stays the last finite one."""
     record = {**record, "global_step": config.global_step(record["step"]),
-              "reason": "a loss term is not finite"}
+              "reason": "a loss term is not finite", "config": _computing_fields(config)}
     atomic_write(out_dir / STOP_FILE, lambda file: file.write(json.dumps(record).encode()))
     return record
 
 
-def read_stop_record(out_dir: Path) -> dict | None:
-    """The stop record of a run directory, or None if its model has not stopped."""
+def _computing_fields(config: TrainConfig) -> dict:
+    """The config's fields that decide what a step computes, as JSON gives them back."""
+    ignored = (*config.SYSTEM_FIELDS, "data_dir")  # the folder may be spelled otherwise
+    fields = {k: v for k, v in config.to_dict().items() if k not in ignored}
+    return json.loads(json.dumps(fields))
+
+
+def read_stop_record(out_dir: Path, config: TrainConfig) -> dict | None:
+    """The stop record of a run directory, or None if its model has not stopped.
+
+    A record written for another configuration (rerun with, say, a lower strength after the
+    divergence) no longer applies: it is removed and the run trains under the new one.
+    """
     path = Path(out_dir) / STOP_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("config", _computing_fields(config)) != _computing_fields(config):
+        path.unlink(missing_ok=True)
+        return None
+    return record
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:

@@ -249,7 +249,8 @@ def _train_levels(configs, out_dirs, dataset, observation_shape, bar, strategy,
     packs of at most ``largest``: first the models behind, up to the step of the others."""
     steps = [read_run(config, out_dir, observation_shape)[0]
              for config, out_dir in zip(configs, out_dirs, strict=True)]
-    stopped = [read_stop_record(out_dir) for out_dir in out_dirs]
+    stopped = [read_stop_record(out_dir, config)
+               for config, out_dir in zip(configs, out_dirs, strict=True)]
     num_iterations = configs[0].num_iterations()
     levels = sorted({step for step, record in zip(steps, stopped, strict=True) if record is None}
                     | {num_iterations})
