@@ -142,11 +142,10 @@ def load_reference():
 
     The reference's metrics import ``gin.tf`` (TensorFlow) but only need gin itself.
     """
-    try:
-        import gin
+    from fastdis.compat.disentanglement_lib._patch import _ensure_gin_without_tensorflow
 
-        sys.modules.setdefault("gin.tf", gin)
-        gin.tf = gin
+    try:
+        _ensure_gin_without_tensorflow()
         return importlib.import_module("disentanglement_lib")
     except ImportError as error:
         note(f"disentanglement_lib is not installed ({error}): its rows are skipped; install "

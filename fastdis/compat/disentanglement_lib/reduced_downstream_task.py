@@ -88,8 +88,8 @@ def compute_reduced_representation(
     mus_train, ys_train, mus_test, ys_test, factor_of_interest, correlation_measure=None
 ):
     """Delete the code most important for ``factor_of_interest`` from (n_codes, n_points) sets."""
-    if correlation_measure is None:
-        correlation_measure = _correlation_measure()
+    if correlation_measure is None:  # not bound with gin (the decorator looked)
+        correlation_measure = compute_factorwise_dci
     importance_matrix = correlation_measure(mus_train, ys_train, mus_test, ys_test)
     factor_to_remove_index = np.argmax(importance_matrix[:, factor_of_interest])
     return (
