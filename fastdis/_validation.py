@@ -281,6 +281,10 @@ def check_fraction(value, *, name: str, low: float = 0.0, high: float = 1.0) -> 
     return value
 
 
+#: What a ``random_state`` with one seed or RNG per model (per factor) may be.
+PER_MODEL_SEEDS = (list, tuple, np.ndarray)
+
+
 def check_random_state(random_state, *, name: str = "random_state") -> np.random.RandomState:
     """The ``numpy.random.RandomState`` that ``random_state`` stands for, as scikit-learn's
     ``check_random_state``:

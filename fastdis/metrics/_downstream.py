@@ -33,6 +33,7 @@ import numpy as np
 
 from .._parallel import thread_map
 from .._validation import (
+    PER_MODEL_SEEDS,
     check_informative_factors,
     check_matrix,
     check_positive_int,
@@ -107,7 +108,7 @@ def _seed_models(models, random_state):
     """Set each model's ``random_state``: one seed for all, or a sequence with one per model."""
     if random_state is None:
         return
-    seeds = (list(random_state) if isinstance(random_state, (list, tuple, np.ndarray))
+    seeds = (list(random_state) if isinstance(random_state, PER_MODEL_SEEDS)
              else [random_state] * len(models))
     if len(seeds) != len(models):
         raise ValueError(f"random_state must be one seed or one per factor ({len(models)}); "

@@ -82,7 +82,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .._validation import check_random_state
+from .._validation import PER_MODEL_SEEDS, check_random_state
 from ._libm_exp import exp_into, reproduces_libm
 from ._shared import memoized
 
@@ -1193,7 +1193,7 @@ def fit_gbt(
             "n_estimators and max_depth must be >= 1 and learning_rate > 0; got "
             f"{n_estimators}, {max_depth}, {learning_rate}."
         )
-    if isinstance(random_state, (list, tuple)):
+    if isinstance(random_state, PER_MODEL_SEEDS):
         if len(random_state) != n_models:
             raise ValueError(
                 f"random_state must be one RNG or a list of one per model ({n_models}); got "

@@ -29,6 +29,8 @@ import inspect
 
 import numpy as np
 
+from .._validation import PER_MODEL_SEEDS
+
 __all__ = ["shared_fits", "memoized", "array_digest", "fit_seeds"]
 
 _MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastdis_shared_fits",
@@ -67,7 +69,7 @@ def _seed_key(random_state):
     """A hashable key for an integer seed or a sequence of them; None for stateful RNGs."""
     if _is_seed(random_state):
         return int(random_state)
-    if isinstance(random_state, (list, tuple)) and all(_is_seed(s) for s in random_state):
+    if isinstance(random_state, PER_MODEL_SEEDS) and all(_is_seed(s) for s in random_state):
         return tuple(int(s) for s in random_state)
     return None
 
