@@ -159,6 +159,8 @@ def train(
     _usable_device(device)
     _set_threads(threads)
     if seeds is None:
+        if pack is not None:
+            _fail("--pack groups the models of --seeds; give --seeds too (e.g. --seeds 0-7).")
         _run(config, out, progress)
         _err.print(f"trained {config.method} to step {config.num_iterations()} in {out}")
         return
