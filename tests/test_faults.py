@@ -533,11 +533,9 @@ def test_data_list_checks_the_files_it_lists(tmp_path):
 # -- messages ---------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                    reason="needs a machine without CUDA")
 def test_an_unavailable_device_is_refused_before_anything_is_created(trained_runs, tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
     runner = CliRunner()
     train = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--device", "cuda",
                                 "--data-dir", str(trained_runs / "data"), "--steps", "1"])
