@@ -148,23 +148,10 @@ def _assert_same(expected, got):
 SLOW_CASES = ("dci", "downstream_task", "fairness", "reduced_downstream_task",
               "strong_downstream_task")
 
-#: Known deviations, not from the encoder path (the codes are bit-identical on both sides, and
-#: the sampled codes, which have no ties, match): on the mean codes, whose collapsed latents
-#: are constant, fastdis' boosted-tree replica differs from scikit-learn: DCI disentanglement
-#: by ~7e-5 relative, one fairness score (pred2:sens3) by 0.025, one reduced-downstream test
-#: accuracy by one point of 40.
-_TREES = "boosted-tree replica vs scikit-learn on float32 codes with constant ones"
-KNOWN_DEVIATIONS = {("dci", "mean"): _TREES, ("fairness", "mean"): _TREES,
-                    ("reduced_downstream_task", "mean"): _TREES}
-
-
 def _params():
     for case in sorted(CASES):
         for kind in ("mean", "sampled"):
             marks = [pytest.mark.slow] if case in SLOW_CASES else []
-            if (case, kind) in KNOWN_DEVIATIONS:
-                marks.append(pytest.mark.xfail(strict=True,
-                                               reason=KNOWN_DEVIATIONS[(case, kind)]))
             yield pytest.param(case, kind, marks=marks, id=f"{case}-{kind}")
 
 

@@ -179,7 +179,7 @@ def test_root_splits_match_single_tree_scans(n, n_distinct, seed):
     threshold = np.empty((9, 4))
     n_threads = numba.config.NUMBA_NUM_THREADS  # scratch rows are indexed by thread id
     _gbt._root_splits(
-        _gbt._Presorted(codes_t, src_idx, src_val, inverse), grad_t, first_col, n_cols,
+        _gbt._Presorted(codes_t, src_idx, src_val, inverse, None), grad_t, first_col, n_cols,
         np.empty((n_threads, 5, n), dtype=np.int64), np.empty((n_threads, 5, n)),
         _gbt._RootSplits(proxy, pos, threshold),
     )
@@ -253,13 +253,52 @@ def test_matches_sklearn_on_continuous_codes(n_classes):
     np.testing.assert_allclose(ours.predict_proba(X_test), ref.predict_proba(X_test), atol=1e-12)
 
 
+def _assert_same_trees(ref, ours):
+    """Every tree of ``ours`` is sklearn's ``ref`` tree: nodes, thresholds, leaf values."""
+    models = ours._models
+    stages, n_cols = ref.estimators_.shape
+    assert models.node_count.size == stages * n_cols
+    for t in range(stages * n_cols):
+        tree = ref.estimators_[t // n_cols, t % n_cols].tree_
+        n = tree.node_count
+        assert models.node_count[t] == n, t
+        leaf = tree.children_left[:n] == -1
+        np.testing.assert_array_equal(np.where(leaf, -2, models.feature[t, :n]), tree.feature[:n])
+        np.testing.assert_array_equal(models.threshold[t, :n][~leaf], tree.threshold[:n][~leaf])
+        np.testing.assert_array_equal(models.value[t, :n][leaf], tree.value[:n, 0, 0][leaf])
+
+
+def _assert_same_model(ref, ours, X_test):
+    _assert_same_trees(ref, ours)
+    np.testing.assert_array_equal(ours.feature_importances_, ref.feature_importances_)
+    np.testing.assert_array_equal(ours.decision_function(X_test), ref.decision_function(X_test))
+
+
 @pytest.mark.parametrize("n_classes", [2, 3, 10])
-def test_close_to_sklearn_on_repeated_values(n_classes):
-    # tied values: sklearn's introsort order inside ties is unspecified (last-bit differences)
+def test_matches_sklearn_on_repeated_values(n_classes):
+    # equal values on samples that are not twins: sklearn sums them in its introsort's order
     X, y = _problem(400, n_classes, "discrete")
-    ref, ours, _ = _fit_both(X, y)
-    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-6)
-    assert np.mean(ours.predict(X) == ref.predict(X)) >= 0.99
+    ref, ours, same_rng = _fit_both(X, y)
+    assert same_rng
+    _assert_same_model(ref, ours, _problem(100, n_classes, "discrete", seed=1)[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_sklearn_with_constant_codes_and_duplicated_rows(seed):
+    """A trained encoder's codes: collapsed (constant) latents, repeated images (twins: the same
+    row and label) and the same row under other labels, at the sizes where sklearn's sort
+    switches from insertion sort to introsort (15) and deeper."""
+    rs = np.random.RandomState(seed)
+    n = 300
+    X = rs.normal(size=(n, 6)).astype(np.float32)
+    X[:, 4] = 0.0  # collapsed latents
+    X[:, 5] = 0.37
+    X[:, 2] = np.round(X[:, 2], 1)  # a coarse code: many ties
+    X[150:200] = X[rs.randint(0, 150, size=50)]  # repeated observations
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5) + rs.randint(0, 2, size=n)
+    ref, ours, same_rng = _fit_both(X, y, n_estimators=40, seed=seed)
+    assert same_rng
+    _assert_same_model(ref, ours, rs.normal(size=(50, 6)))
 
 
 def test_depth_and_learning_rate_options():

@@ -104,15 +104,17 @@ _TREE_UNDEFINED = -2
 
 # The arrays the compiled steps share travel as named tuples (numba passes them as one
 # argument and reads the fields without copying).
-_Presorted = namedtuple("_Presorted", ["codes_t", "src_idx", "src_val", "inverse"])
+_Presorted = namedtuple("_Presorted", ["codes_t", "src_idx", "src_val", "inverse", "tied"])
 _Presorted.__doc__ = """The training codes, sorted once per fit.
 
 codes_t (D, N) float32: the codes by feature; src_idx (D, N) int32: the sample ids sorted by
 each feature (stable); src_val (D, N) float32: the matching sorted values; inverse (N + 1,)
-float64: ``inverse[n] = 1 / n``.
+float64: ``inverse[n] = 1 / n``; tied (M, D) uint8: whether feature d has, for model m, equal
+values on samples that are not twins (:func:`_tied_features`).
 """
 _Scratch = namedtuple("_Scratch", [
-    "work_idx", "work_val", "order", "flag", "leaf_of", "features", "constant_features",
+    "work_idx", "work_val", "order", "sorted_ids", "sorted_val", "flag", "leaf_of", "features",
+    "constant_features",
     "target", "bucket_a", "bucket_b", "counts", "cand_pos", "cand_sum",
 ])
 _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of every array
@@ -120,7 +122,8 @@ _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of 
 
 work_idx (W, L, D, N) int32, work_val (W, L, D, N) float32: the sorted segments of the nodes of
 depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int64: sklearn's ``samples`` array;
-flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
+sorted_ids (W, N) int32 and sorted_val (W, N) float32: a node's samples as sklearn's sort by a
+tied feature leaves them; flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
 constant_features (W, D) int64: sklearn's feature draw state; target, bucket_a, bucket_b
 (W, N) float64 and counts (W, M + 1) int64: the Newton step's; cand_pos (W, 2, N) int64,
 cand_sum (W, 2, N) float64: the candidates of two feature scans.
@@ -136,9 +139,10 @@ node_count (J,) int64. A stage's trees are the rows of :func:`_stage_trees`.
 _RootSplits = namedtuple("_RootSplits", ["proxy", "pos", "threshold"])
 _RootSplits.__doc__ = """The root's best split of every feature for every tree of a stage:
 (C, D) arrays (float64, int64, float64), row = the tree's raw column."""
-_FeatureScans = namedtuple("_FeatureScans", ["visit", "proxy", "pos", "threshold"])
-_FeatureScans.__doc__ = """One node's visited features (D,) int64 in sklearn's visiting order
-and the best split of each: proxy, pos, threshold (D,)."""
+_FeatureScans = namedtuple("_FeatureScans", ["sorted_by", "visit", "proxy", "pos", "threshold"])
+_FeatureScans.__doc__ = """One node's features: sorted_by (D,) int64, every feature sklearn sorts
+the node's samples by, in drawing order (the constants it finds included); visit (D,) int64, the
+non-constant ones among them, and the best split of each: proxy, pos, threshold (D,)."""
 _NodeStack = namedtuple("_NodeStack", [
     "start", "end", "depth", "parent", "is_left", "impurity", "n_constants",
 ])
@@ -237,6 +241,126 @@ def _resolve_candidates(values, start, end, sum_total, weight_total, inverse, ca
     return best_proxy, best_pos, best_threshold
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# sklearn's sort of a node's samples by one feature, for features with ties
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(inline="always")
+def _swap(values, ids, i, j):
+    values[i], values[j] = values[j], values[i]
+    ids[i], ids[j] = ids[j], ids[i]
+
+
+@numba.njit(inline="always")
+def _median_of_three(a, b, c):
+    """sklearn's pivot of a 3-way introsort segment: the median of its first, middle and last
+    values (Bentley and McIlroy's comparisons, so equal values pick the same one)."""
+    if a < b:
+        if b < c:
+            return b
+        return c if a < c else a
+    if b < c:
+        return a if a < c else c
+    return b
+
+
+@numba.njit(cache=True)
+def _insertion_sort(values, ids, lo, n):
+    """Insertion sort of ``values[lo:lo + n]`` (with ``ids``), moving a value left past larger
+    ones only: equal values keep their order."""
+    for i in range(lo + 1, lo + n):
+        value = values[i]
+        sample = ids[i]
+        j = i
+        while j > lo and values[j - 1] > value:
+            values[j] = values[j - 1]
+            ids[j] = ids[j - 1]
+            j -= 1
+        values[j] = value
+        ids[j] = sample
+
+
+@numba.njit(cache=True)
+def _sift_down(values, ids, lo, root, end):
+    """Move the heap's root ``root`` down until ``values[lo:lo + end]`` is a max-heap again."""
+    while True:
+        child = 2 * root + 1
+        largest = root
+        if child < end and values[lo + largest] < values[lo + child]:
+            largest = child
+        if child + 1 < end and values[lo + largest] < values[lo + child + 1]:
+            largest = child + 1
+        if largest == root:
+            return
+        _swap(values, ids, lo + root, lo + largest)
+        root = largest
+
+
+@numba.njit(cache=True)
+def _heapsort(values, ids, lo, n):
+    """Heapsort of ``values[lo:lo + n]``: introsort's fallback once it recursed too deep."""
+    start = (n - 2) // 2
+    while True:
+        _sift_down(values, ids, lo, start, n)
+        if start == 0:
+            break
+        start -= 1
+    for end in range(n - 1, 0, -1):
+        _swap(values, ids, lo, lo + end)
+        _sift_down(values, ids, lo, 0, end)
+
+
+@numba.njit(cache=True)
+def _introsort(values, ids, lo, n):
+    """scikit-learn's ``simultaneous_sort(..., use_three_way_partition=True)`` of
+    ``values[lo:lo + n]`` (float32) carrying ``ids``: the sort its tree splitter applies to a
+    node's samples for every feature it visits.
+
+    Segments longer than 15 are split around the median of three values into ``< pivot``,
+    ``== pivot`` and ``> pivot`` by one pass that swaps smaller values forward and larger ones to
+    the back; after ``2 * floor(log2(n))`` levels a segment is heapsorted; short segments are
+    insertion-sorted. Values are the same as any sort's; the order of *equal* values is this
+    algorithm's, and it is what fixes the order in which sklearn sums tied samples. Segments are
+    disjoint, so they are kept on a stack instead of recursing; the result is the same.
+    """
+    if n < 2:
+        return
+    stack_lo = np.empty(64, dtype=np.int64)
+    stack_n = np.empty(64, dtype=np.int64)
+    stack_depth = np.empty(64, dtype=np.int64)
+    stack_lo[0], stack_n[0], stack_depth[0] = lo, n, 2 * int(np.log2(n))
+    top = 1
+    while top > 0:
+        top -= 1
+        seg, size, depth = stack_lo[top], stack_n[top], stack_depth[top]
+        while size > 15:
+            if depth <= 0:
+                _heapsort(values, ids, seg, size)
+                size = 0
+                break
+            depth -= 1
+            pivot = _median_of_three(values[seg], values[seg + size // 2], values[seg + size - 1])
+            i = 0
+            less = 0
+            greater = size
+            while i < greater:
+                if values[seg + i] < pivot:
+                    _swap(values, ids, seg + i, seg + less)
+                    i += 1
+                    less += 1
+                elif values[seg + i] > pivot:
+                    greater -= 1
+                    _swap(values, ids, seg + i, seg + greater)
+                else:
+                    i += 1
+            stack_lo[top], stack_n[top], stack_depth[top] = seg, less, depth
+            top += 1
+            seg += greater
+            size -= greater
+        _insertion_sort(values, ids, seg, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,19 +653,19 @@ def _node_totals(gradient, order, start, end):
 
 @numba.njit(cache=True)
 def _draw_features(seg_val, start, end, features, constant_features, n_known_constants, rng,
-                   visit):
+                   scans):
     """sklearn's feature draw of ``node_split_best``: the Fisher-Yates visiting order.
 
     features: sklearn's ``features`` array (permuted in place), its first ``n_known_constants``
     the constants inherited from the parent; a drawn feature whose values span no more than
-    FEATURE_THRESHOLD on the node is a new constant. The non-constant features go to
-    ``visit`` in drawing order; ``constant_features`` is updated for the children and
-    ``features`` restored as sklearn leaves it. Returns (n_visit, n_total_constants,
-    last_sorted), the last feature sklearn would have sorted the node's samples by.
+    FEATURE_THRESHOLD on the node is a new constant. Every drawn feature that is not a known
+    constant goes to ``scans.sorted_by`` and, if it is not constant on the node, to
+    ``scans.visit``, in drawing order; ``constant_features`` is updated for the children and
+    ``features`` restored as sklearn leaves it. Returns (n_visit, n_total_constants, n_sorted).
     """
     n_features = features.shape[0]
     n_total_constants = n_known_constants
-    last_sorted = -1
+    n_sorted = 0
     f_i = n_features
     n_visited = 0
     n_found_constants = 0
@@ -560,7 +684,8 @@ def _draw_features(seg_val, start, end, features, constant_features, n_known_con
             continue
         f_j += n_found_constants
         feature = features[f_j]
-        last_sorted = feature
+        scans.sorted_by[n_sorted] = feature
+        n_sorted += 1
         if not _distinct(seg_val[feature, start], seg_val[feature, end - 1]):
             features[f_j] = features[n_total_constants]
             features[n_total_constants] = feature
@@ -570,13 +695,52 @@ def _draw_features(seg_val, start, end, features, constant_features, n_known_con
         f_i -= 1
         features[f_j] = features[f_i]
         features[f_i] = feature
-        visit[n_visit] = feature
+        scans.visit[n_visit] = feature
         n_visit += 1
     for f in range(n_known_constants):
         features[f] = constant_features[f]
     for f in range(n_known_constants, n_total_constants):
         constant_features[f] = features[f]
-    return n_visit, n_total_constants, last_sorted
+    return n_visit, n_total_constants, n_sorted
+
+
+@numba.njit(cache=True)
+def _replay_tied_sorts(data, tied, seg_idx, order, start, end, scans, n_sorted, n_visit,
+                       gradient, sum_total, sorted_ids, sorted_val, cand_pos, cand_sum):
+    """sklearn's sample order through a node's sorts, where ties make it matter.
+
+    sklearn sorts the node's ``samples`` in place by every feature in ``scans.sorted_by``, each
+    sort starting from the order the previous one left (the first from ``order``, the node's
+    entry order). Sorted by a feature without ties (``tied[f] == 0``), the samples have one order
+    up to twins: the feature's segment. For a tied feature the order depends on the one before;
+    its introsort is replayed into ``sorted_ids``/``sorted_val`` [start, end), and if the feature
+    is visited its split is rescanned on that order into ``scans``. Returns the feature whose
+    segment holds the order the node is partitioned from, or -1 for ``sorted_ids``.
+    """
+    source = -2  # the entry order
+    v = 0
+    weight_node = float(end - start)
+    for s in range(n_sorted):
+        feature = scans.sorted_by[s]
+        visited = v < n_visit and scans.visit[v] == feature
+        if tied[feature]:
+            if source != -1:
+                for q in range(start, end):
+                    sorted_ids[q] = order[q] if source == -2 else seg_idx[source, q]
+            for q in range(start, end):
+                sorted_val[q] = data.codes_t[feature, sorted_ids[q]]
+            _introsort(sorted_val, sorted_ids, start, end - start)
+            source = -1
+            if visited:
+                scans.proxy[v], scans.pos[v], scans.threshold[v] = _best_split_of_feature(
+                    sorted_val, sorted_ids, gradient, start, end, sum_total, weight_node,
+                    data.inverse, cand_sum, cand_pos,
+                )
+        else:
+            source = feature
+        if visited:
+            v += 1
+    return source
 
 
 @numba.njit(cache=True)
@@ -767,12 +931,13 @@ def _record_node(trees, j, node_id, parent, is_left, impurity, weight, feature, 
 
 
 @numba.njit(cache=True)
-def _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, trees, j):
+def _build_tree(data, tied, scratch, worker, gradient, roots, col, seed, max_depth, trees, j):
     """Fit one depth-limited squared-error regression tree into row ``j`` of ``trees``.
 
-    data: the :data:`_Presorted` codes; scratch: the :data:`_Scratch` buffers, row ``worker``
-    used; gradient: (N,) float64 regression target; roots: the stage's root splits, row ``col``
-    this tree's; seed: sklearn's per-tree seed of its feature draws. Nodes are numbered in
+    data: the :data:`_Presorted` codes, ``tied`` (D,) its row for this tree's model; scratch:
+    the :data:`_Scratch` buffers, row ``worker`` used; gradient: (N,) float64 regression target;
+    roots: the stage's root splits, row ``col`` this tree's; seed: sklearn's per-tree seed of its
+    feature draws. Nodes are numbered in
     sklearn's order (depth-first, left child first); the leaf of every sample goes to
     ``scratch.leaf_of[worker]``. Returns the node count.
     """
@@ -788,6 +953,7 @@ def _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, tr
     for i in range(n_samples):
         order[i] = i
     scans = _FeatureScans(
+        np.empty(n_features, dtype=np.int64),
         np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
         np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
     )
@@ -815,8 +981,8 @@ def _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, tr
         impurity_right = 0.0
         if not is_leaf:
             seg_idx, seg_val = _segment_lists(data, scratch, worker, depth)
-            n_visit, n_constants, last_sorted = _draw_features(
-                seg_val, start, end, features, constant_features, n_constants, rng, scans.visit
+            n_visit, n_constants, n_sorted = _draw_features(
+                seg_val, start, end, features, constant_features, n_constants, rng, scans
             )
             if depth == 0:
                 _gather_root_splits(roots, col, scans, n_visit)
@@ -825,11 +991,17 @@ def _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, tr
                     seg_idx, seg_val, gradient, start, end, sum_total, data.inverse,
                     scratch.cand_pos[worker], scratch.cand_sum[worker], scans, n_visit,
                 )
+            sorted_ids = scratch.sorted_ids[worker]
+            source = _replay_tied_sorts(
+                data, tied, seg_idx, order, start, end, scans, n_sorted, n_visit, gradient,
+                sum_total, sorted_ids, scratch.sorted_val[worker], scratch.cand_pos[worker, 0],
+                scratch.cand_sum[worker, 0],
+            )
             best_feature, split, threshold = _first_best(scans, n_visit, end)
             is_leaf = split >= end
             if not is_leaf:
-                _partition(order, seg_idx[last_sorted], data.codes_t[best_feature], start, end,
-                           threshold)
+                _partition(order, sorted_ids if source < 0 else seg_idx[source],
+                           data.codes_t[best_feature], start, end, threshold)
                 impurity_left, impurity_right, weight_left, weight_right = _children_impurities(
                     gradient, order, start, split, end, sum_total, sq_sum_total
                 )
@@ -1005,7 +1177,8 @@ def _fit_job(data, scratch, worker, trees, roots, jobs, j, seed, labels, n_class
     m = jobs.model[j]
     col = jobs.col[j]
     gradient = neg_gradient[col]
-    count = _build_tree(data, scratch, worker, gradient, roots, col, seed, max_depth, trees, j)
+    count = _build_tree(data, data.tied[m], scratch, worker, gradient, roots, col, seed,
+                        max_depth, trees, j)
     trees.node_count[j] = count
     target = _class_target(labels[m], n_classes[m], jobs.klass[j], scratch.target[worker])
     _newton_leaf_values(
@@ -1203,8 +1376,9 @@ def fit_gbt(
     else:
         model_rngs = [check_random_state(random_state)] * n_models
 
-    data = _presort(_float32_codes(codes))
+    x32 = _float32_codes(codes)
     classes, encoded, n_classes, n_cols, init_raw = _encode_labels(labels)
+    data = _presort(x32, encoded)
     first_col = np.concatenate([[0], np.cumsum(n_cols)[:-1]]).astype(np.int64)
     jobs = _Jobs(
         model=np.repeat(np.arange(n_models), n_cols).astype(np.int64),
@@ -1224,14 +1398,43 @@ def fit_gbt(
                            float(learning_rate), raw)
 
 
-def _presort(x32: np.ndarray):
-    """The float32 codes (N, D) as :data:`_Presorted`: every feature sorted once per fit."""
+def _presort(x32: np.ndarray, encoded: np.ndarray):
+    """The float32 codes (N, D) as :data:`_Presorted` for the models of ``encoded`` (M, N):
+    every feature sorted once per fit."""
     codes_t = np.ascontiguousarray(x32.T)
     src_idx = np.argsort(codes_t, axis=1, kind="stable").astype(np.int32)
     src_val = np.ascontiguousarray(np.take_along_axis(codes_t, src_idx, axis=1))
     with np.errstate(divide="ignore"):
         inverse = 1.0 / np.arange(x32.shape[0] + 1, dtype=np.float64)
-    return _Presorted(codes_t, src_idx, src_val, inverse)
+    tied = _tied_features(x32, src_idx, src_val, encoded)
+    return _Presorted(codes_t, src_idx, src_val, inverse, tied)
+
+
+def _tied_features(x32: np.ndarray, src_idx: np.ndarray, src_val: np.ndarray,
+                   encoded: np.ndarray) -> np.ndarray:
+    """(M, D) uint8: 1 where feature d holds equal values on two samples that are not twins
+    for model m.
+
+    Twins are samples with the same codes (bit for bit) and the same label: every stage gives
+    them the same gradient, so the order sklearn's sort leaves them in changes no sum. Equal
+    values on other samples are ordered by sklearn's introsort, and the running sums, node totals
+    and partitions depend on that order in their last bits; the trees replay that sort
+    (:func:`_replay_tied_sorts`) for the features flagged here, in every node.
+    """
+    _, row = np.unique(np.ascontiguousarray(x32).view(np.dtype((np.void, x32.dtype.itemsize
+                                                                 * x32.shape[1]))),
+                       return_inverse=True)
+    row = row.reshape(-1).astype(np.int64)
+    n_samples = x32.shape[0]
+    positions = np.broadcast_to(np.arange(n_samples), src_val.shape)
+    run_start = np.ones(src_val.shape, dtype=bool)
+    run_start[:, 1:] = src_val[:, 1:] != src_val[:, :-1]
+    first_of_run = np.maximum.accumulate(np.where(run_start, positions, 0), axis=1)
+    tied = np.empty((encoded.shape[0], x32.shape[1]), dtype=np.uint8)
+    for m, labels in enumerate(encoded):
+        twin = (row * (int(labels.max()) + 1) + labels.astype(np.int64))[src_idx]
+        tied[m] = (twin != np.take_along_axis(twin, first_of_run, axis=1)).any(axis=1)
+    return tied
 
 
 def _encode_labels(labels: np.ndarray):
@@ -1275,6 +1478,8 @@ def _new_scratch(n_workers: int, n_features: int, n_samples: int, max_depth: int
         work_idx=np.empty((n_workers, levels, n_features, n_samples), dtype=np.int32),
         work_val=np.empty((n_workers, levels, n_features, n_samples), dtype=np.float32),
         order=np.empty(rows, dtype=np.int64),
+        sorted_ids=np.empty(rows, dtype=np.int32),
+        sorted_val=np.empty(rows, dtype=np.float32),
         flag=np.empty(rows, dtype=np.uint8),
         leaf_of=np.empty(rows, dtype=np.int64),
         features=np.empty((n_workers, n_features), dtype=np.int64),
