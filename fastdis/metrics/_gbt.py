@@ -104,18 +104,20 @@ _TREE_UNDEFINED = -2
 
 # The arrays the compiled steps share travel as named tuples (numba passes them as one
 # argument and reads the fields without copying).
-_Presorted = namedtuple("_Presorted", ["codes_t", "src_idx", "src_val", "inverse", "tied"])
+_Presorted = namedtuple("_Presorted", ["codes_t", "src_idx", "src_val", "inverse", "tied",
+                                       "twin"])
 _Presorted.__doc__ = """The training codes, sorted once per fit.
 
 codes_t (D, N) float32: the codes by feature; src_idx (D, N) int32: the sample ids sorted by
 each feature (stable); src_val (D, N) float32: the matching sorted values; inverse (N + 1,)
-float64: ``inverse[n] = 1 / n``; tied (M, D) uint8: whether feature d has, for model m, equal
-values on samples that are not twins (:func:`_tied_features`).
+float64: ``inverse[n] = 1 / n``; twin (M, N) int64: the samples' twin ids for model m and tied
+(M, D) uint8 whether feature d has equal values on samples of different ids
+(:func:`_tied_features`).
 """
 _Scratch = namedtuple("_Scratch", [
-    "work_idx", "work_val", "order", "sorted_ids", "sorted_val", "flag", "leaf_of", "features",
-    "constant_features",
-    "target", "bucket_a", "bucket_b", "counts", "cand_pos", "cand_sum",
+    "work_idx", "work_val", "order", "sorted_ids", "sorted_val", "runs", "flag", "leaf_of",
+    "features", "constant_features", "target", "bucket_a", "bucket_b", "counts", "cand_pos",
+    "cand_sum",
 ])
 _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of every array
 (leading axis W, ``numba.get_thread_id()``) belongs to one thread.
@@ -123,7 +125,8 @@ _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of 
 work_idx (W, L, D, N) int32, work_val (W, L, D, N) float32: the sorted segments of the nodes of
 depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int64: sklearn's ``samples`` array;
 sorted_ids (W, N) int32 and sorted_val (W, N) float32: a node's samples as sklearn's sort by a
-tied feature leaves them; flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
+tied feature leaves them; runs (W, 2, N) int64: the first and last + 1 positions of its tie runs;
+flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
 constant_features (W, D) int64: sklearn's feature draw state; target, bucket_a, bucket_b
 (W, N) float64 and counts (W, M + 1) int64: the Newton step's; cand_pos (W, 2, N) int64,
 cand_sum (W, 2, N) float64: the candidates of two feature scans.
@@ -139,10 +142,12 @@ node_count (J,) int64. A stage's trees are the rows of :func:`_stage_trees`.
 _RootSplits = namedtuple("_RootSplits", ["proxy", "pos", "threshold"])
 _RootSplits.__doc__ = """The root's best split of every feature for every tree of a stage:
 (C, D) arrays (float64, int64, float64), row = the tree's raw column."""
-_FeatureScans = namedtuple("_FeatureScans", ["sorted_by", "visit", "proxy", "pos", "threshold"])
+_FeatureScans = namedtuple("_FeatureScans", ["sorted_by", "visit", "scanned", "proxy", "pos",
+                                             "threshold"])
 _FeatureScans.__doc__ = """One node's features: sorted_by (D,) int64, every feature sklearn sorts
 the node's samples by, in drawing order (the constants it finds included); visit (D,) int64, the
-non-constant ones among them, and the best split of each: proxy, pos, threshold (D,)."""
+non-constant ones among them; scanned (D,) uint8, whether the best split of each is known yet;
+and that split: proxy, pos, threshold (D,)."""
 _NodeStack = namedtuple("_NodeStack", [
     "start", "end", "depth", "parent", "is_left", "impurity", "n_constants",
 ])
@@ -313,18 +318,38 @@ def _heapsort(values, ids, lo, n):
         _sift_down(values, ids, lo, 0, end)
 
 
+@numba.njit(inline="always")
+def _holds_a_run(seg, size, run_lo, run_hi, n_runs):
+    """Whether positions [seg, seg + size) overlap one of the runs [run_lo[r], run_hi[r])
+    (increasing, disjoint)."""
+    low = 0
+    high = n_runs
+    while low < high:  # the first run ending after seg
+        mid = (low + high) // 2
+        if run_hi[mid] <= seg:
+            low = mid + 1
+        else:
+            high = mid
+    return low < n_runs and run_lo[low] < seg + size
+
+
 @numba.njit(cache=True)
-def _introsort(values, ids, lo, n):
+def _introsort(values, ids, lo, n, run_lo, run_hi, n_runs):
     """scikit-learn's ``simultaneous_sort(..., use_three_way_partition=True)`` of
-    ``values[lo:lo + n]`` (float32) carrying ``ids``: the sort its tree splitter applies to a
-    node's samples for every feature it visits.
+    ``values[lo:lo + n]`` (float32) carrying ``ids`` (the sort its tree splitter applies to a
+    node's samples for every feature it visits), carried out where it orders equal values.
 
     Segments longer than 15 are split around the median of three values into ``< pivot``,
     ``== pivot`` and ``> pivot`` by one pass that swaps smaller values forward and larger ones to
     the back; after ``2 * floor(log2(n))`` levels a segment is heapsorted; short segments are
-    insertion-sorted. Values are the same as any sort's; the order of *equal* values is this
-    algorithm's, and it is what fixes the order in which sklearn sums tied samples. Segments are
-    disjoint, so they are kept on a stack instead of recursing; the result is the same.
+    insertion-sorted. The values end as any sort leaves them; the order of *equal* values is this
+    algorithm's, and it fixes the order in which sklearn sums tied samples.
+
+    Equal values never leave a segment together with others of a different split, and a segment
+    always holds the sorted positions of its values. So only the segments overlapping one of the
+    runs [run_lo[r], run_hi[r]) (sorted positions, increasing) are sorted further; the others
+    are left as they are (their sorted order has no ties). Runs covering every position sort the
+    whole range. Segments are disjoint, so they wait on a stack instead of recursing.
     """
     if n < 2:
         return
@@ -336,7 +361,7 @@ def _introsort(values, ids, lo, n):
     while top > 0:
         top -= 1
         seg, size, depth = stack_lo[top], stack_n[top], stack_depth[top]
-        while size > 15:
+        while size > 15 and _holds_a_run(seg, size, run_lo, run_hi, n_runs):
             if depth <= 0:
                 _heapsort(values, ids, seg, size)
                 size = 0
@@ -360,7 +385,8 @@ def _introsort(values, ids, lo, n):
             top += 1
             seg += greater
             size -= greater
-        _insertion_sort(values, ids, seg, size)
+        if size <= 15 and _holds_a_run(seg, size, run_lo, run_hi, n_runs):
+            _insertion_sort(values, ids, seg, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,6 +722,7 @@ def _draw_features(seg_val, start, end, features, constant_features, n_known_con
         features[f_j] = features[f_i]
         features[f_i] = feature
         scans.visit[n_visit] = feature
+        scans.scanned[n_visit] = 0
         n_visit += 1
     for f in range(n_known_constants):
         features[f] = constant_features[f]
@@ -705,37 +732,91 @@ def _draw_features(seg_val, start, end, features, constant_features, n_known_con
 
 
 @numba.njit(cache=True)
-def _replay_tied_sorts(data, tied, seg_idx, order, start, end, scans, n_sorted, n_visit,
-                       gradient, sum_total, sorted_ids, sorted_val, cand_pos, cand_sum):
+def _tie_runs(seg_val, seg_idx, twin, start, end, run_lo, run_hi):
+    """The runs [run_lo[r], run_hi[r]) of equal values in a node's sorted segment of one feature
+    that hold samples of different ``twin`` ids (the order sklearn's sort gives them matters);
+    returns their number."""
+    n_runs = 0
+    first = start
+    for q in range(start + 1, end + 1):
+        if q < end and seg_val[q] == seg_val[first]:
+            continue
+        if q - first > 1:
+            twin_id = twin[seg_idx[first]]
+            for r in range(first + 1, q):
+                if twin[seg_idx[r]] != twin_id:
+                    run_lo[n_runs] = first
+                    run_hi[n_runs] = q
+                    n_runs += 1
+                    break
+        first = q
+    return n_runs
+
+
+@numba.njit(cache=True)
+def _sort_as_sklearn(codes, seg_idx, previous, start, end, n_runs, runs, sorted_ids, sorted_val):
+    """The node's samples as sklearn's sort by this feature leaves them, into ``sorted_ids``
+    [start, end): sklearn's introsort of the ``previous`` order within the tie ``runs``
+    (:func:`_tie_runs`), the feature's sorted segment elsewhere. ``previous`` may be
+    ``sorted_ids`` itself; ``sorted_val`` is the sort's scratch (the sorted values are
+    ``seg_val``'s)."""
+    for q in range(start, end):
+        sorted_ids[q] = previous[q]
+        sorted_val[q] = codes[sorted_ids[q]]
+    run_lo, run_hi = runs
+    _introsort(sorted_val, sorted_ids, start, end - start, run_lo, run_hi, n_runs)
+    gap = start
+    for r in range(n_runs + 1):
+        gap_end = run_lo[r] if r < n_runs else end
+        for q in range(gap, gap_end):
+            sorted_ids[q] = seg_idx[q]
+        if r < n_runs:
+            gap = run_hi[r]
+
+
+@numba.njit(cache=True)
+def _replay_tied_sorts(data, model, seg_idx, seg_val, order, start, end, scans, n_sorted,
+                       n_visit, gradient, sum_total, sorted_ids, sorted_val, runs, cand_pos,
+                       cand_sum):
     """sklearn's sample order through a node's sorts, where ties make it matter.
 
     sklearn sorts the node's ``samples`` in place by every feature in ``scans.sorted_by``, each
     sort starting from the order the previous one left (the first from ``order``, the node's
-    entry order). Sorted by a feature without ties (``tied[f] == 0``), the samples have one order
-    up to twins: the feature's segment. For a tied feature the order depends on the one before;
-    its introsort is replayed into ``sorted_ids``/``sorted_val`` [start, end), and if the feature
-    is visited its split is rescanned on that order into ``scans``. Returns the feature whose
+    entry order). Sorted by a feature without ties among the node's samples (up to twins), the
+    samples have one order: the feature's segment. With ties the order depends on the previous
+    one; it is replayed into ``sorted_ids`` [start, end) and, if the feature is visited, its
+    split scanned on that order into ``scans`` (and marked scanned). Returns the feature whose
     segment holds the order the node is partitioned from, or -1 for ``sorted_ids``.
     """
     source = -2  # the entry order
     v = 0
     weight_node = float(end - start)
+    twin = data.twin[model]
     for s in range(n_sorted):
         feature = scans.sorted_by[s]
         visited = v < n_visit and scans.visit[v] == feature
-        if tied[feature]:
-            if source != -1:
-                for q in range(start, end):
-                    sorted_ids[q] = order[q] if source == -2 else seg_idx[source, q]
-            for q in range(start, end):
-                sorted_val[q] = data.codes_t[feature, sorted_ids[q]]
-            _introsort(sorted_val, sorted_ids, start, end - start)
+        n_runs = 0
+        if data.tied[model, feature]:
+            n_runs = _tie_runs(seg_val[feature], seg_idx[feature], twin, start, end, runs[0],
+                               runs[1])
+        if n_runs > 0:
+            codes = data.codes_t[feature]
+            if source == -2:
+                _sort_as_sklearn(codes, seg_idx[feature], order, start, end,
+                                 n_runs, runs, sorted_ids, sorted_val)
+            elif source >= 0:
+                _sort_as_sklearn(codes, seg_idx[feature], seg_idx[source],
+                                 start, end, n_runs, runs, sorted_ids, sorted_val)
+            else:  # from its own order: sorted_ids is read before each write
+                _sort_as_sklearn(codes, seg_idx[feature], sorted_ids, start,
+                                 end, n_runs, runs, sorted_ids, sorted_val)
             source = -1
             if visited:
                 scans.proxy[v], scans.pos[v], scans.threshold[v] = _best_split_of_feature(
-                    sorted_val, sorted_ids, gradient, start, end, sum_total, weight_node,
+                    seg_val[feature], sorted_ids, gradient, start, end, sum_total, weight_node,
                     data.inverse, cand_sum, cand_pos,
                 )
+                scans.scanned[v] = 1
         else:
             source = feature
         if visited:
@@ -746,16 +827,24 @@ def _replay_tied_sorts(data, tied, seg_idx, order, start, end, scans, n_sorted, 
 @numba.njit(cache=True)
 def _scan_visited(seg_idx, seg_val, gradient, start, end, sum_total, inverse, cand_pos, cand_sum,
                   scans, n_visit):
-    """Best split of each visited feature into ``scans``, two features per loop.
+    """Best split of each visited feature not scanned yet into ``scans``, two features per loop.
 
     The scans do not touch the RNG, so their order is free; :func:`_first_best` applies
     sklearn's visiting order.
     """
     weight_node = float(end - start)
     visit = scans.visit
-    for v in range(0, n_visit - 1, 2):
+    todo = np.empty(n_visit, dtype=np.int64)
+    n_todo = 0
+    for v in range(n_visit):
+        if not scans.scanned[v]:
+            todo[n_todo] = v
+            n_todo += 1
+    for t in range(0, n_todo - 1, 2):
+        v = todo[t]
+        w = todo[t + 1]
         fa = visit[v]
-        fb = visit[v + 1]
+        fb = visit[w]
         n_a, top_a, n_b, top_b = _scan_two_features(
             seg_val[fa], seg_idx[fa], seg_val[fb], seg_idx[fb], gradient, start, end,
             sum_total, inverse, cand_pos[0], cand_sum[0], cand_pos[1], cand_sum[1],
@@ -764,12 +853,12 @@ def _scan_visited(seg_idx, seg_val, gradient, start, end, sum_total, inverse, ca
             seg_val[fa], start, end, sum_total, weight_node, inverse, cand_pos[0], cand_sum[0],
             n_a, top_a,
         )
-        scans.proxy[v + 1], scans.pos[v + 1], scans.threshold[v + 1] = _resolve_candidates(
+        scans.proxy[w], scans.pos[w], scans.threshold[w] = _resolve_candidates(
             seg_val[fb], start, end, sum_total, weight_node, inverse, cand_pos[1], cand_sum[1],
             n_b, top_b,
         )
-    if n_visit % 2 == 1:
-        v = n_visit - 1
+    if n_todo % 2 == 1:
+        v = todo[n_todo - 1]
         fa = visit[v]
         scans.proxy[v], scans.pos[v], scans.threshold[v] = _best_split_of_feature(
             seg_val[fa], seg_idx[fa], gradient, start, end, sum_total, weight_node, inverse,
@@ -779,9 +868,11 @@ def _scan_visited(seg_idx, seg_val, gradient, start, end, sum_total, inverse, ca
 
 @numba.njit(cache=True)
 def _gather_root_splits(roots, col, scans, n_visit):
-    """The root's splits of the visited features, scanned for the whole stage by
+    """The root's splits of the visited features not scanned yet, scanned for the whole stage by
     :func:`_root_splits` (row ``col`` of ``roots``)."""
     for v in range(n_visit):
+        if scans.scanned[v]:
+            continue
         feature = scans.visit[v]
         scans.proxy[v] = roots.proxy[col, feature]
         scans.pos[v] = roots.pos[col, feature]
@@ -931,10 +1022,10 @@ def _record_node(trees, j, node_id, parent, is_left, impurity, weight, feature, 
 
 
 @numba.njit(cache=True)
-def _build_tree(data, tied, scratch, worker, gradient, roots, col, seed, max_depth, trees, j):
+def _build_tree(data, model, scratch, worker, gradient, roots, col, seed, max_depth, trees, j):
     """Fit one depth-limited squared-error regression tree into row ``j`` of ``trees``.
 
-    data: the :data:`_Presorted` codes, ``tied`` (D,) its row for this tree's model; scratch:
+    data: the :data:`_Presorted` codes, ``model`` the label column this tree fits; scratch:
     the :data:`_Scratch` buffers, row ``worker`` used; gradient: (N,) float64 regression target;
     roots: the stage's root splits, row ``col`` this tree's; seed: sklearn's per-tree seed of its
     feature draws. Nodes are numbered in
@@ -953,8 +1044,8 @@ def _build_tree(data, tied, scratch, worker, gradient, roots, col, seed, max_dep
     for i in range(n_samples):
         order[i] = i
     scans = _FeatureScans(
-        np.empty(n_features, dtype=np.int64),
-        np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
+        np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.int64),
+        np.empty(n_features, dtype=np.uint8), np.empty(n_features, dtype=np.float64),
         np.empty(n_features, dtype=np.int64), np.empty(n_features, dtype=np.float64),
     )
     weight_samples = float(n_samples)
@@ -984,6 +1075,12 @@ def _build_tree(data, tied, scratch, worker, gradient, roots, col, seed, max_dep
             n_visit, n_constants, n_sorted = _draw_features(
                 seg_val, start, end, features, constant_features, n_constants, rng, scans
             )
+            sorted_ids = scratch.sorted_ids[worker]
+            source = _replay_tied_sorts(
+                data, model, seg_idx, seg_val, order, start, end, scans, n_sorted, n_visit,
+                gradient, sum_total, sorted_ids, scratch.sorted_val[worker],
+                scratch.runs[worker], scratch.cand_pos[worker, 0], scratch.cand_sum[worker, 0],
+            )
             if depth == 0:
                 _gather_root_splits(roots, col, scans, n_visit)
             else:
@@ -991,12 +1088,6 @@ def _build_tree(data, tied, scratch, worker, gradient, roots, col, seed, max_dep
                     seg_idx, seg_val, gradient, start, end, sum_total, data.inverse,
                     scratch.cand_pos[worker], scratch.cand_sum[worker], scans, n_visit,
                 )
-            sorted_ids = scratch.sorted_ids[worker]
-            source = _replay_tied_sorts(
-                data, tied, seg_idx, order, start, end, scans, n_sorted, n_visit, gradient,
-                sum_total, sorted_ids, scratch.sorted_val[worker], scratch.cand_pos[worker, 0],
-                scratch.cand_sum[worker, 0],
-            )
             best_feature, split, threshold = _first_best(scans, n_visit, end)
             is_leaf = split >= end
             if not is_leaf:
@@ -1177,7 +1268,7 @@ def _fit_job(data, scratch, worker, trees, roots, jobs, j, seed, labels, n_class
     m = jobs.model[j]
     col = jobs.col[j]
     gradient = neg_gradient[col]
-    count = _build_tree(data, data.tied[m], scratch, worker, gradient, roots, col, seed,
+    count = _build_tree(data, m, scratch, worker, gradient, roots, col, seed,
                         max_depth, trees, j)
     trees.node_count[j] = count
     target = _class_target(labels[m], n_classes[m], jobs.klass[j], scratch.target[worker])
@@ -1406,14 +1497,14 @@ def _presort(x32: np.ndarray, encoded: np.ndarray):
     src_val = np.ascontiguousarray(np.take_along_axis(codes_t, src_idx, axis=1))
     with np.errstate(divide="ignore"):
         inverse = 1.0 / np.arange(x32.shape[0] + 1, dtype=np.float64)
-    tied = _tied_features(x32, src_idx, src_val, encoded)
-    return _Presorted(codes_t, src_idx, src_val, inverse, tied)
+    tied, twin = _tied_features(x32, src_idx, src_val, encoded)
+    return _Presorted(codes_t, src_idx, src_val, inverse, tied, twin)
 
 
 def _tied_features(x32: np.ndarray, src_idx: np.ndarray, src_val: np.ndarray,
-                   encoded: np.ndarray) -> np.ndarray:
-    """(M, D) uint8: 1 where feature d holds equal values on two samples that are not twins
-    for model m.
+                   encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tied, twin): tied (M, D) uint8 is 1 where feature d holds equal values on two samples
+    that are not twins for model m; twin (M, N) int64 numbers the samples' twin classes.
 
     Twins are samples with the same codes (bit for bit) and the same label: every stage gives
     them the same gradient, so the order sklearn's sort leaves them in changes no sum. Equal
@@ -1431,10 +1522,11 @@ def _tied_features(x32: np.ndarray, src_idx: np.ndarray, src_val: np.ndarray,
     run_start[:, 1:] = src_val[:, 1:] != src_val[:, :-1]
     first_of_run = np.maximum.accumulate(np.where(run_start, positions, 0), axis=1)
     tied = np.empty((encoded.shape[0], x32.shape[1]), dtype=np.uint8)
-    for m, labels in enumerate(encoded):
-        twin = (row * (int(labels.max()) + 1) + labels.astype(np.int64))[src_idx]
-        tied[m] = (twin != np.take_along_axis(twin, first_of_run, axis=1)).any(axis=1)
-    return tied
+    twin = row * (int(encoded.max()) + 1) + encoded.astype(np.int64)  # (M, N)
+    for m in range(encoded.shape[0]):
+        by_feature = twin[m][src_idx]
+        tied[m] = (by_feature != np.take_along_axis(by_feature, first_of_run, axis=1)).any(axis=1)
+    return tied, twin
 
 
 def _encode_labels(labels: np.ndarray):
@@ -1480,6 +1572,7 @@ def _new_scratch(n_workers: int, n_features: int, n_samples: int, max_depth: int
         order=np.empty(rows, dtype=np.int64),
         sorted_ids=np.empty(rows, dtype=np.int32),
         sorted_val=np.empty(rows, dtype=np.float32),
+        runs=np.empty((n_workers, 2, n_samples), dtype=np.int64),
         flag=np.empty(rows, dtype=np.uint8),
         leaf_of=np.empty(rows, dtype=np.int64),
         features=np.empty((n_workers, n_features), dtype=np.int64),
