@@ -213,6 +213,121 @@ def test_rand_int_is_sklearns_xorshift(state, low, width):
 
 
 # ---------------------------------------------------------------------------------------------
+# sklearn's sort of tied values
+# ---------------------------------------------------------------------------------------------
+
+
+def _sklearn_sort(values, ids):
+    from sklearn.utils._sorting import _py_simultaneous_sort
+
+    values, ids = values.copy(), ids.astype(np.intp)
+    _py_simultaneous_sort(values, ids, values.size, use_three_way_partition=True)
+    return values, ids
+
+
+def _sklearn_sort_depth(values):
+    """How many partition levels sklearn's 3-way introsort runs on ``values`` before a
+    segment's depth limit (2 floor(log2 n)) or its insertion sort: a plain transcription of its
+    median-of-three pivot and its partition pass."""
+    deepest, stack = 0, [(values.copy(), 0)]
+    while stack:
+        segment, depth = stack.pop()
+        if segment.size <= 15:
+            continue
+        deepest = max(deepest, depth + 1)
+        pivot = np.median([segment[0], segment[segment.size // 2], segment[-1]])
+        i = less = 0
+        greater = segment.size
+        while i < greater:
+            if segment[i] < pivot:
+                segment[[i, less]] = segment[[less, i]]
+                i += 1
+                less += 1
+            elif segment[i] > pivot:
+                greater -= 1
+                segment[[i, greater]] = segment[[greater, i]]
+            else:
+                i += 1
+        stack += [(segment[:less], depth + 1), (segment[greater:], depth + 1)]
+    return deepest
+
+
+#: Tied values on which sklearn's introsort reaches its depth limit (10 levels for 48 values)
+#: and heapsorts a segment, found by a hill climb on :func:`_sklearn_sort_depth` (swapping
+#: values of a random draw, keeping swaps that do not lower the depth).
+PAST_THE_DEPTH_LIMIT = [1, 0, 15, 9, 7, 6, 4, 15, 11, 8, 7, 2, 3, 0, 8, 3, 0, 4, 5, 3, 3, 1, 3,
+                        8, 1, 12, 13, 14, 3, 8, 6, 5, 3, 7, 9, 3, 8, 5, 5, 3, 2, 7, 9, 10, 12, 13,
+                        14, 15]
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 700), n_distinct=st.integers(1, 60), seed=st.integers(0, 2**31 - 1))
+def test_introsort_is_sklearns_sort(n, n_distinct, seed):
+    """Sorting every position is sklearn's sort bit for bit, equal values' order included;
+    restricted to the runs of equal values, the runs come out in the same order."""
+    rs = np.random.RandomState(seed)
+    values = rs.randint(n_distinct, size=n).astype(np.float32)
+    ids = rs.permutation(n).astype(np.int32)
+    want_values, want_ids = _sklearn_sort(values, ids)
+    got_values, got_ids = values.copy(), ids.copy()
+    every = np.arange(n + 1, dtype=np.int64)
+    _gbt._introsort(got_values, got_ids, 0, n, every[:-1], every[1:], n)
+    np.testing.assert_array_equal(got_values, want_values)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    starts = np.flatnonzero(np.r_[True, want_values[1:] != want_values[:-1]])
+    stops = np.r_[starts[1:], n]
+    runs = stops - starts > 1
+    run_lo, run_hi = starts[runs].astype(np.int64), stops[runs].astype(np.int64)
+    got_values, got_ids = values.copy(), ids.copy()
+    _gbt._introsort(got_values, got_ids, 0, n, run_lo, run_hi, run_lo.size)
+    for lo, hi in zip(run_lo, run_hi, strict=True):
+        np.testing.assert_array_equal(got_ids[lo:hi], want_ids[lo:hi])
+
+
+def test_introsort_is_sklearns_sort_past_its_depth_limit():
+    values = np.array(PAST_THE_DEPTH_LIMIT, dtype=np.float32)
+    assert _sklearn_sort_depth(values) > 2 * int(np.log2(48))  # the heapsort fallback runs
+    ids = np.arange(48, dtype=np.int32)[::-1].copy()
+    want_values, want_ids = _sklearn_sort(values, ids)
+    every = np.arange(49, dtype=np.int64)
+    _gbt._introsort(values, ids, 0, 48, every[:-1], every[1:], 48)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(ids, want_ids)
+
+
+def test_tied_features_flag_ties_between_samples_that_are_not_twins():
+    codes = np.array([[0.0, 1.0, 5.0], [0.0, 1.0, 5.0], [0.0, 2.0, -0.0], [3.0, 2.0, 0.0]],
+                     dtype=np.float32)
+    same_labels = np.zeros((1, 4))
+    # rows 0 and 1 are twins (same codes and label); row 2 ties row 0 on feature 0, row 3 ties
+    # row 2 on features 1 and 2 (-0.0 == 0.0)
+    data = _gbt._presort(codes, same_labels)
+    np.testing.assert_array_equal(data.tied, [[1, 1, 1]])
+    assert data.twin[0, 0] == data.twin[0, 1] != data.twin[0, 2]
+    twins_only = _gbt._presort(codes[:2], same_labels[:, :2])
+    np.testing.assert_array_equal(twins_only.tied, [[0, 0, 0]])
+    other_labels = _gbt._presort(codes[:2], np.array([[0.0, 1.0]]))  # same codes, other labels
+    np.testing.assert_array_equal(other_labels.tied, [[1, 1, 1]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 120), n_distinct=st.integers(1, 5), n_classes=st.integers(2, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_matches_sklearn_on_heavily_tied_codes(n, n_distinct, n_classes, seed):
+    """Codes with few values (every split has ties), a constant code and repeated rows: the
+    trees, importances and raw predictions are sklearn's bit for bit."""
+    rs = np.random.RandomState(seed)
+    X = rs.randint(n_distinct, size=(n, 4)).astype(np.float64) / 3
+    X[:, 3] = 0.5
+    y = rs.randint(n_classes, size=n)
+    if np.unique(y).size < 2:
+        y[0] = 1 - y[1]
+    ref, ours, same_rng = _fit_both(X, y, n_estimators=8, seed=seed % 1000)
+    assert same_rng
+    _assert_same_model(ref, ours, X)
+
+
+# ---------------------------------------------------------------------------------------------
 # Whole model against scikit-learn
 # ---------------------------------------------------------------------------------------------
 

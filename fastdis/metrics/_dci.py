@@ -99,7 +99,7 @@ def dci(codes, factors, test_codes, test_factors, *, backend: str = "numba", ran
     test_factors : integer array of shape (n_test, n_factors)
     backend : {"numba", "lightgbm", "sklearn"}, default="numba"
         Boosted-tree engine (see ``fastdis.metrics._gbt``). ``"numba"`` reproduces scikit-learn
-        to rounding (~30x faster than the reference at study size on 2 cores); ``"sklearn"``
+        bit for bit (several times faster than the reference: ``bench/RESULTS.md``); ``"sklearn"``
         runs scikit-learn itself; ``"lightgbm"`` is an approximation and no faster here (at the
         study sizes 0.04-0.07 off in disentanglement and completeness on structured codes:
         ``bench/bench_dci_binned.py``).

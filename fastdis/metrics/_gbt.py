@@ -34,17 +34,25 @@ This module fits the same model and reproduces scikit-learn 1.9.1 step by step:
   more than scikit-learn's float32 ``FEATURE_THRESHOLD`` (1e-7); a node whose values span no
   more than that is constant for that feature. Running sums are updated with scikit-learn's
   forward/backward rule and the node's total is summed in the order scikit-learn's in-place
-  partition leaves the samples in, so split scores agree to the last bit on tie-free data.
+  partition leaves the samples in, so split scores agree to the last bit.
 * **Ties**: scikit-learn visits the features of a node in a random order and keeps the first
   best (strict ``>``), so among exactly tied features the winner is random. Its per-tree seed is
   ``random_state.randint(0, 2**31 - 1)`` and the visiting order comes from a xorshift
   Fisher-Yates draw that also tracks constant features. Both are reproduced here, so with the same
   ``random_state`` (``None`` = numpy's global RNG, which dlib uses) exact ties are broken as
   scikit-learn breaks them and the global RNG is left in the same state. Within one feature the
-  first best position (lowest threshold) wins, as in scikit-learn. The one remaining source of
-  difference: within a run of *identical* values scikit-learn's introsort order is unspecified,
-  which can change the last bit of a running sum and, very rarely, which of two (near-)tied splits
-  wins.
+  first best position (lowest threshold) wins, as in scikit-learn.
+* **Equal values**: scikit-learn sorts a node's samples by every feature it draws, each sort
+  (a 3-way introsort, not stable) starting from the order the previous one left, and sums the
+  gradients in that order. With equal values on samples of different gradients, that order
+  moves the last bits of the sums, and at small nodes, where several features often make the
+  same partition, the last bit picks the split. Float32 codes tie often (a few equal pairs per
+  code at 10,000 points, every sample on a collapsed latent). Samples with the same codes and
+  label ("twins") get the same gradient at every stage, so their order never matters; for each
+  feature with equal values on other samples, every node replays scikit-learn's introsort from
+  the order the previous sort left, within the segments that hold such ties
+  (:func:`_replay_tied_sorts`), and scans and partitions in that order. Trees, importances and
+  predictions are then scikit-learn's bit for bit on any codes.
 * **Importances**: per tree the impurity decrease ``n_t i_t - n_L i_L - n_R i_R`` of each split,
   summed per feature in node order and divided by the number of samples; averaged over the trees
   that have more than a root; normalised to sum 1 (all zero if no tree split).
@@ -1735,8 +1743,8 @@ class GradientBoostingClassifier:
     Parameters
     ----------
     backend : {"numba", "lightgbm", "sklearn"}, default="numba"
-        ``"numba"``: this module's engine, which reproduces scikit-learn 1.9.1 to rounding
-        (bit for bit on codes without repeated values). ``"lightgbm"``: LightGBM with
+        ``"numba"``: this module's engine, which reproduces scikit-learn 1.9.1 bit for bit
+        (trees, importances, predictions). ``"lightgbm"``: LightGBM with
         depth-``max_depth`` trees, no regularisation and gain importances; it bins features and
         scores splits with gradients *and* hessians, so trees, accuracies and importances only
         approximate scikit-learn's. ``"sklearn"``: scikit-learn itself (the exact oracle).

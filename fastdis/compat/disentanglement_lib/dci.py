@@ -25,7 +25,7 @@ DLIB_NAMES = (
     "completeness",
 )
 
-#: Boosted-tree engine: "numba" (fast, matches scikit-learn to rounding), "sklearn", "lightgbm".
+#: Boosted-tree engine: "numba" (fast, scikit-learn bit for bit), "sklearn", "lightgbm".
 BACKEND = "numba"
 
 
