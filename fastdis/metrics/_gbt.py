@@ -802,6 +802,8 @@ def _replay_tied_sorts(data, model, seg_idx, seg_val, order, start, end, scans, 
     twin = data.twin[model]
     for s in range(n_sorted):
         feature = scans.sorted_by[s]
+        if seg_val[feature, start] == seg_val[feature, end - 1]:
+            continue  # one value: the 3-way partition swaps nothing, the order stays
         visited = v < n_visit and scans.visit[v] == feature
         n_runs = 0
         if data.tied[model, feature]:
