@@ -142,6 +142,18 @@ def cheap_representation():
     return data, representation("entangled")
 
 
+def _chosen_call_size(rep):
+    """What the compat layer's chunk-size search chose for ``rep`` (and what it measured)."""
+    from fastdis.compat.disentanglement_lib import utils
+
+    tuner = utils._tuner_for(rep)
+    measured = ", ".join(f"{size}: {min(times) * 1e6:.0f}"
+                         for size, times in getattr(tuner, "_seconds_per_row", {}).items())
+    state = "still searching, next" if getattr(tuner, "chosen", 0) is None else "chosen"
+    return (f"{tuner.size} observations each ({state}; fastest µs per observation by size: "
+            f"{measured or 'none, set by hand'})")
+
+
 def _side_cells(name, data, rep, kwargs, args, prefix):
     try:
         ref_seconds, fast, delta, first = _time_both_sides(name, data, rep, kwargs, args)
@@ -201,7 +213,8 @@ def main(argv=None):
             row.update(_side_cells(name, data, rep, kwargs, args, prefix))
         table.add(row)
     _add_total(table, runs)
-    note(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"\nLoad average at the end {os.getloadavg()[0]:.1f}; the encoder's calls: "
+          f"{_chosen_call_size(runs['encoder_'][1])}")
     recorder.write_json(args.json)
 
 
