@@ -19,11 +19,19 @@ floor in :data:`MINIMUM_SIZES` where the scaled one cannot score: the sizes colu
 ran. The floors keep a small-scale run to minutes: the downstream logistic regression's
 5-fold cross-validation needs at least 5 training points (the floor is the study's smallest
 set, 10); explicitness needs every class of each factor in its test set (40 orientations on
-the cheap side); the boosted-tree tasks need a few points per class to fit.
+the cheap side); the reduced and strong downstream tasks run with the trained-checkpoint
+parity test's 60 training and 40 test points (scaled, their boosted trees would fit 2 and 10
+points: a measure of per-call overhead, not of the tasks).
+
+fastdis' warm runs alternate with the reference's (``--repeat N --reference-repeat N``:
+medians of N each), so a change of the machine's load weighs on both sides; on a shared
+machine take N = 3. After the table the encoder's call size chosen by the compat layer is
+printed with what it measured.
 
 Usage::
 
-    python bench/bench_compat_encoder.py                   # every row, scale 0.01
+    python bench/bench_compat_encoder.py --repeat 3 --reference-repeat 3   # the recorded table
+    python bench/bench_compat_encoder.py                   # every row once, scale 0.01
     python bench/bench_compat_encoder.py --scale 0.1 -m modularity_explicitness
     python bench/bench_compat_encoder.py --json run.json   # also save the tables
 """
