@@ -25,7 +25,8 @@ points: a measure of per-call overhead, not of the tasks).
 
 fastdis' warm runs alternate with the reference's (``--repeat N --reference-repeat N``:
 medians of N each), so a change of the machine's load weighs on both sides; on a shared
-machine take N = 3. After the table the encoder's call size chosen by the compat layer is
+machine take N = 3 (on the loaded 2-core VM a full run then took 23 minutes, with N = 2 13).
+After the table the encoder's call size chosen by the compat layer is
 printed with what it measured.
 
 Usage::

@@ -56,8 +56,9 @@ DLIB_NAMES = (
 )
 
 #: Observations per call of the representation function. None (the default) picks, for each
-#: representation function, the size that encodes fastest, timed on the first calls a metric
-#: makes anyway (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
+#: representation function, the size that encodes fastest, timed on calls a metric makes
+#: anyway, first and again after every ``_SEARCH_AGAIN_AFTER_ROWS`` observations
+#: (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
 #: environment variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No
 #: choice changes which observations are drawn or their order. The codes are the same as long
 #: as the function encodes each observation independently of its batch; a library that picks
