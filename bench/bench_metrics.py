@@ -88,20 +88,75 @@ def _identity(observations):
     return observations
 
 
-def _reference_call(name, data, rep, scale):
-    """Run the reference with the study's gin bindings; returns (result, seconds).
+#: The reference's modules that import TensorFlow, seaborn and simplejson at the top for their
+#: plots; the bench only scores, so these imports get empty stand-ins while the module loads.
+_PLOTTING_MODULES = {"unified_scores"}
+_PLOTTING_IMPORTS = ("tensorflow", "tensorflow.compat", "tensorflow.compat.v1", "seaborn",
+                     "simplejson")
+
+
+def reference_module(module_name):
+    """``disentanglement_lib.evaluation.metrics.<module_name>``, importable without plotting.
 
     Needs :func:`fastdis.bench._table.load_reference` first (gin standing in for ``gin.tf``).
     """
     import importlib
+    import json
+    import sys
+    import types
 
+    full_name = f"disentanglement_lib.evaluation.metrics.{module_name}"
+    if module_name not in _PLOTTING_MODULES or full_name in sys.modules:
+        return importlib.import_module(full_name)
+    stand_ins = [name for name in _PLOTTING_IMPORTS if name not in sys.modules]
+    for name in stand_ins:
+        sys.modules[name] = json if name == "simplejson" else types.ModuleType(name)
+    sys.modules["tensorflow"].compat = sys.modules["tensorflow.compat"]
+    sys.modules["tensorflow.compat"].v1 = sys.modules["tensorflow.compat.v1"]
+    sys.modules["tensorflow.compat.v1"].gfile = types.SimpleNamespace()
+    try:
+        return importlib.import_module(full_name)
+    finally:
+        for name in stand_ins:
+            del sys.modules[name]
+
+
+def study_arguments(name, scale):
+    """Keyword arguments of metric ``name``'s study call, sizes scaled by ``scale``."""
+    spec = get_metric(_registry_name(name))
+    kwargs = _scaled_sizes(spec.sizes, scale)
+    if spec.name == "sap_score":
+        kwargs["continuous_factors"] = name == "sap_score_continuous"
+    for option in ("diff_quantile", "num_factors_to_remove"):
+        if option in spec.defaults:
+            kwargs[option] = spec.defaults[option]
+    return kwargs
+
+
+def _registry_name(name):
+    return "sap_score" if name == "sap_score_continuous" else name
+
+
+#: gin bindings beyond the study's (the discretizer, the pruning threshold, the predictor) that
+#: a metric needs: the reference's reduced downstream task has no default correlation measure.
+EXTRA_BINDINGS = {
+    "reduced_downstream_task": {
+        "reduced_representation.correlation_measure":
+            ("reduced_downstream_task", "compute_factorwise_dci")},
+}
+
+
+def _bind_study_settings(name):
+    """Bind gin as the study's config for ``name`` does, to the reference's own functions.
+
+    fastdis' drop-in reads the same bindings. The reference's module is imported first: it
+    registers the configurables bound here (``prune_dims``, ``reduced_representation``).
+    """
     import gin
-    from disentanglement_lib.evaluation.metrics import utils
 
-    registry_name = "sap_score" if name == "sap_score_continuous" else name
-    spec = get_metric(registry_name)
-    module_name, function_name = spec.reference.split(".")
-    module = importlib.import_module(f"disentanglement_lib.evaluation.metrics.{module_name}")
+    utils = reference_module("utils")
+    spec = get_metric(_registry_name(name))
+    reference_module(spec.reference.split(".")[0])
     gin.clear_config()
     gin.bind_parameter("discretizer.discretizer_fn", utils._histogram_discretize)
     gin.bind_parameter("discretizer.num_bins", 20)
@@ -111,30 +166,62 @@ def _reference_call(name, data, rep, scale):
         factory = {"gradient_boosting": utils.gradient_boosting_classifier,
                    "logistic_regression_cv": utils.logistic_regression_cv}
         gin.bind_parameter("predictor.predictor_fn", factory[spec.defaults["predictor"]])
-    kwargs = _scaled_sizes(spec.sizes, scale)
-    if registry_name == "sap_score":
-        kwargs["continuous_factors"] = name == "sap_score_continuous"
-    if "diff_quantile" in spec.defaults:
-        kwargs["diff_quantile"] = spec.defaults["diff_quantile"]
-    np.random.seed(0)
-    start = time.perf_counter()
-    result = getattr(module, function_name)(data, rep, np.random.RandomState(0), None, **kwargs)
-    seconds = time.perf_counter() - start
-    gin.clear_config()
-    return result, seconds
+    for binding, (module_name, function_name) in EXTRA_BINDINGS.get(name, {}).items():
+        gin.bind_parameter(binding, getattr(reference_module(module_name), function_name))
+
+
+def gin_call(name, data, rep, kwargs, *, side="reference"):
+    """Run ``name``'s compute function under the study's gin bindings; (result, seconds).
+
+    ``side`` is "reference" (disentanglement_lib) or "fastdis" (its drop-in,
+    ``fastdis.compat.disentanglement_lib``, as a reference user calls it). numpy's global RNG
+    (the boosted trees' and the interventions' draws) is seeded first on either side.
+    """
+    import importlib
+
+    import gin
+
+    module_name, function_name = get_metric(_registry_name(name)).reference.split(".")
+    module = (reference_module(module_name) if side == "reference" else importlib.import_module(
+        f"fastdis.compat.disentanglement_lib.{module_name}"))
+    _bind_study_settings(name)
+    try:
+        np.random.seed(0)
+        start = time.perf_counter()
+        result = getattr(module, function_name)(data, rep, np.random.RandomState(0), None,
+                                                **kwargs)
+        return result, time.perf_counter() - start
+    finally:
+        gin.clear_config()
+
+
+def _reference_call(name, data, rep, scale):
+    """Run the reference with the study's gin bindings and sizes; returns (result, seconds).
+
+    Needs :func:`fastdis.bench._table.load_reference` first (gin standing in for ``gin.tf``).
+    """
+    return gin_call(name, data, rep, study_arguments(name, scale))
 
 
 def _fastdis_call(name, data, rep, scale):
     if name == "sap_score_continuous":
-        from fastdis.compat.disentanglement_lib import sap_score
-
-        kwargs = _scaled_sizes(get_metric("sap_score").sizes, scale)
-        start = time.perf_counter()
-        result = sap_score.compute_sap(data, rep, np.random.RandomState(0), None,
-                                       continuous_factors=True, **kwargs)
-        return result, time.perf_counter() - start
+        return gin_call(name, data, rep, study_arguments(name, scale), side="fastdis")
     result = evaluate_metric(name, data, rep, scale=scale)
     return result, result.pop("elapsed_time")
+
+
+def add_side_by_side_arguments(parser, metrics, *, default_scale):
+    """The options of every reference-beside-fastdis bench: which metrics, the sample scale,
+    the warm fastdis runs and the reference's BLAS threads."""
+    parser.add_argument("-m", "--metric", action="append", choices=metrics,
+                        help="a metric to run (repeat the option; default: every one)")
+    parser.add_argument("--scale", type=float, default=default_scale,
+                        help=f"scale the study's sample sizes (default {default_scale:g}; "
+                             "1 is the study's)")
+    parser.add_argument("--repeat", type=int, default=1, help="warm fastdis runs (median)")
+    parser.add_argument("--reference-blas-threads", type=int, default=None,
+                        help="run the reference with this many BLAS threads (default: numpy's; "
+                             "its logistic regressions take ~2.7x longer with 2 than with 1 here)")
 
 
 def max_abs_delta(reference, result):
@@ -145,15 +232,9 @@ def max_abs_delta(reference, result):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--metric", action="append", choices=BENCH_METRICS)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="scale the study's sample sizes (default 1: study sizes)")
-    parser.add_argument("--repeat", type=int, default=1, help="warm fastdis runs (median)")
+    add_side_by_side_arguments(parser, BENCH_METRICS, default_scale=1.0)
     parser.add_argument("--same-arrays", action="store_true",
                         help="i.i.d. metrics replay one fixed array (measures the metric alone)")
-    parser.add_argument("--reference-blas-threads", type=int, default=None,
-                        help="run the reference with this many BLAS threads (default: numpy's; "
-                             "its logistic regressions take ~2.7x longer with 2 than with 1 here)")
     parser.add_argument("--trivial-representation", action="store_true",
                         help="identity representation: codes are the factor values (measures "
                              "sampling and scoring, no encoder)")

@@ -59,6 +59,18 @@ def test_the_fastest_size_is_found_and_kept(clock, best):
     assert set(encoder.sizes[len(searched) + len(kept) + 1 : -1]) == {best}
 
 
+def test_the_search_runs_again_after_enough_observations(clock):
+    encoder = TimedEncoder(clock, best=64)
+    _codes_and_state(encoder)
+    assert encoder.sizes[-2] == 64
+    encoder.best = 512  # the machine's load changed: larger calls became the fastest
+    calls_before = len(encoder.sizes)
+    while sum(encoder.sizes[calls_before:]) < utils._SEARCH_AGAIN_AFTER_ROWS:
+        _codes_and_state(encoder)
+    _codes_and_state(encoder)  # a search, then the new size
+    assert encoder.sizes[-2] == 512
+
+
 def test_tuning_changes_no_code_and_no_draw(clock, monkeypatch):
     tuned = _codes_and_state(TimedEncoder(clock, 512))
     monkeypatch.setattr(utils, "ENCODE_BATCH_SIZE", 2048)

@@ -56,8 +56,9 @@ DLIB_NAMES = (
 )
 
 #: Observations per call of the representation function. None (the default) picks, for each
-#: representation function, the size that encodes fastest, timed on the first calls a metric
-#: makes anyway (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
+#: representation function, the size that encodes fastest, timed on calls a metric makes
+#: anyway, first and again after every ``_SEARCH_AGAIN_AFTER_ROWS`` observations
+#: (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
 #: environment variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No
 #: choice changes which observations are drawn or their order. The codes are the same as long
 #: as the function encodes each observation independently of its batch; a library that picks
@@ -74,6 +75,13 @@ ENCODE_BATCH_SIZE_ENV = "FASTDIS_ENCODE_BATCH_SIZE"
 TRIED_CHUNK_SIZES = (64, 128, 256, 512, 1024, 2048)
 _CALLS_PER_SIZE = 2  # the faster of two calls: a size's first call pays one-off set-up
 _SLOWER = 1.1  # a size this much slower per observation than the best one ends the search
+#: Observations encoded at the chosen size after which the search runs again. The fastest size
+#: moves with the machine's load: on a 2-core VM the study's conv encoder cost 91-124 µs per
+#: image in calls of 64 and twice that in calls of 2,048 while the VM was quiet, but 1,663 µs
+#: in calls of 64 and 556 µs in calls of 512 while another process kept a core busy (torch's
+#: threads wait for each other at every layer). Each search costs a few calls of the sizes it
+#: tries: 1-2 % of this many observations in the cases above.
+_SEARCH_AGAIN_AFTER_ROWS = 1 << 16
 _tuners = weakref.WeakKeyDictionary()  # representation function -> its _ChunkSizeTuner
 
 _config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None, "prune_threshold": 0.0}
@@ -220,14 +228,19 @@ class _ChunkSizeTuner:
 
     Sizes of :data:`TRIED_CHUNK_SIZES` are tried in turn, each on ``_CALLS_PER_SIZE`` full calls,
     until one is ``_SLOWER`` times slower per observation than the best so far (or the list
-    ends); the best is kept from then on. The timed calls are the metric's own, so the search
-    costs only the difference between the sizes it tries. One tuner serves every metric called
-    with the same function, so the search runs once per function and process.
+    ends); the best is kept for the next ``_SEARCH_AGAIN_AFTER_ROWS`` observations, then the
+    search starts again. The timed calls are the metric's own, so a search costs only the
+    difference between the sizes it tries. One tuner serves every metric called with the same
+    function, so the searches span metric calls.
     """
 
     def __init__(self):
+        self._start_search()
+
+    def _start_search(self):
         self._index = 0
         self._seconds_per_row = {}  # size -> timings of its full calls
+        self._rows_since_chosen = 0
         self.chosen = None
 
     @property
@@ -236,7 +249,12 @@ class _ChunkSizeTuner:
 
     def record(self, rows: int, seconds: float) -> None:
         """Note that a call with ``rows`` observations took ``seconds``."""
-        if self.chosen is not None or rows < self.size:  # a short last call says little
+        if self.chosen is not None:
+            self._rows_since_chosen += rows
+            if self._rows_since_chosen >= _SEARCH_AGAIN_AFTER_ROWS:
+                self._start_search()
+            return
+        if rows < self.size:  # a short last call says little
             return
         timings = self._seconds_per_row.setdefault(self.size, [])
         timings.append(seconds / rows)
