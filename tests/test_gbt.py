@@ -548,3 +548,19 @@ def test_negative_gradient_is_sklearns_loss_gradient(libm_equal):
                 labels[m], np.ascontiguousarray(raw[rows].T)
             ).T
         np.testing.assert_array_equal(out[rows], -want)
+
+
+def test_small_fits_run_on_one_thread(monkeypatch):
+    """Below PARALLEL_MIN_CELLS a default fit uses one worker (threads spinning at the stages'
+    barriers cost more than they bring on a busy CPU); larger fits and explicit counts do not."""
+    workers = []
+    new_scratch = _gbt._new_scratch
+    monkeypatch.setattr(_gbt, "_new_scratch",
+                        lambda n, *rest: workers.append(n) or new_scratch(n, *rest))
+    X, y = _problem(100, 3, "continuous")
+    fit_gbt(X, y, n_estimators=2)
+    fit_gbt(X, y, n_estimators=2, n_threads=2)
+    big = np.tile(X, (_gbt.PARALLEL_MIN_CELLS // (100 * 5 * 3) + 1, 1))
+    fit_gbt(big, np.tile(y, big.shape[0] // 100), n_estimators=1)
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    assert workers == [1, threads, min(numba.get_num_threads(), 3)]
