@@ -13,14 +13,20 @@ Representations (from :mod:`fastdis.demo`, dSprites-sized synthetic factors): ``
 bench suite's), ``collapsed`` (the same with its last three codes constant) and ``rounded`` (the
 same rounded to 0.01).
 
+``--threads`` instead times one ``fit_gbt`` (10 random codes, 5 factors of 3-10 values) on one
+and on two threads, on a quiet CPU and beside a process that keeps a core busy: what sets
+``PARALLEL_MIN_CELLS``, below which a fit runs on one thread by default.
+
 Usage::
 
     python bench/bench_gbt_ties.py [--scale 1.0] [-r entangled -r collapsed -r rounded]
+    python bench/bench_gbt_ties.py --threads [--points 100 300 1000 3000 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import numpy as np
@@ -70,13 +76,67 @@ def run_both(data, rep, num_train, num_test):
     return runs
 
 
+def _keep_a_core_busy(stop):
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def _best_fit_seconds(codes, labels, n_threads, repeat=3):
+    from fastdis.metrics._gbt import fit_gbt
+
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fit_gbt(codes, labels, n_threads=n_threads, random_state=0)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def thread_table(recorder, points):
+    """Seconds of one fit on 1 and 2 threads, quiet and beside a busy process."""
+    from fastdis.metrics._gbt import fit_gbt
+
+    rs = np.random.RandomState(0)
+    codes = rs.normal(size=(max(points), 10)).astype(np.float32)
+    labels = np.stack([rs.randint(0, k, max(points)) for k in (3, 6, 10, 8, 8)], axis=1)
+    for n_threads in (1, 2):  # compile and load outside the timings
+        fit_gbt(codes[:50], labels[:50], n_estimators=2, n_threads=n_threads)
+    table = recorder.table(
+        "fit_gbt_threads", {"points": "{:,}", "neighbour": "{}", "one_thread_s": "{:.3f}",
+                            "two_threads_s": "{:.3f}"},
+        key=("points", "neighbour"), heading="fit_gbt, 10 codes, 5 factors, best of 3")
+    for busy in (False, True):
+        stop = multiprocessing.Event()
+        neighbour = multiprocessing.Process(target=_keep_a_core_busy, args=(stop,))
+        if busy:
+            neighbour.start()
+            time.sleep(0.5)
+        try:
+            for n in points:
+                table.add(points=n, neighbour="busy" if busy else "none",
+                          one_thread_s=_best_fit_seconds(codes[:n], labels[:n], 1),
+                          two_threads_s=_best_fit_seconds(codes[:n], labels[:n], 2))
+        finally:
+            stop.set()
+            if busy:
+                neighbour.join()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0,
                         help="scale the study's 10,000 training and 5,000 test points")
     parser.add_argument("-r", "--representation", action="append", choices=REPRESENTATIONS)
+    parser.add_argument("--threads", action="store_true",
+                        help="time one fit on 1 and 2 threads instead (quiet, then loaded)")
+    parser.add_argument("--points", type=int, nargs="+", default=[100, 300, 1000, 3000, 10000])
     add_json_argument(parser)
     args = parser.parse_args(argv)
+    if args.threads:
+        recorder = Recorder("gbt_ties", threads=True)
+        thread_table(recorder, args.points)
+        recorder.write_json(args.json)
+        return
     if load_reference() is None:
         raise SystemExit("this bench compares with disentanglement_lib: install it")
     num_train, num_test = int(10_000 * args.scale), int(5_000 * args.scale)
