@@ -26,7 +26,7 @@ import torch
 from fastdis.train.checkpoint import Checkpoint
 from fastdis.train.models import GaussianVAE
 
-SIZES = (1, 16, 64, 128, 256, 512, 1024, 2048, 4096)
+SIZES = (1, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 def study_encoder_representation():

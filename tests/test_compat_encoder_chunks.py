@@ -59,15 +59,14 @@ def test_the_fastest_size_is_found_and_kept(clock, best):
     assert set(encoder.sizes[len(searched) + len(kept) + 1 : -1]) == {best}
 
 
-def test_the_search_runs_again_after_enough_observations(clock):
+def test_the_search_runs_again_when_the_chosen_size_slows(clock):
     encoder = TimedEncoder(clock, best=64)
-    _codes_and_state(encoder)
-    assert encoder.sizes[-2] == 64
-    encoder.best = 512  # the machine's load changed: larger calls became the fastest
-    calls_before = len(encoder.sizes)
-    while sum(encoder.sizes[calls_before:]) < utils._SEARCH_AGAIN_AFTER_ROWS:
+    for _ in range(6):  # 90,000 observations at a steady cost: one search only
         _codes_and_state(encoder)
-    _codes_and_state(encoder)  # a search, then the new size
+    searched = 2 * 2  # two timed calls of 64, two of 128
+    assert set(encoder.sizes[searched:]) <= {64, 15000 % 64}
+    encoder.best = 512  # the machine's load changed: larger calls became the fastest
+    _codes_and_state(encoder)  # the slower calls start a search, which finds 512
     assert encoder.sizes[-2] == 512
 
 

@@ -57,10 +57,10 @@ DLIB_NAMES = (
 
 #: Observations per call of the representation function. None (the default) picks, for each
 #: representation function, the size that encodes fastest, timed on calls a metric makes
-#: anyway, first and again after every ``_SEARCH_AGAIN_AFTER_ROWS`` observations
-#: (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the
-#: environment variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No
-#: choice changes which observations are drawn or their order. The codes are the same as long
+#: anyway, first and again whenever the chosen size has become slower
+#: (:class:`_ChunkSizeTuner`); an integer fixes the size. While it is None, the environment
+#: variable named by :data:`ENCODE_BATCH_SIZE_ENV` fixes it for the process. No choice
+#: changes which observations are drawn or their order. The codes are the same as long
 #: as the function encodes each observation independently of its batch; a library that picks
 #: its kernels by batch shape (cuDNN, oneDNN) may round the last bit differently, so fix the
 #: size by hand where that matters.
@@ -75,13 +75,15 @@ ENCODE_BATCH_SIZE_ENV = "FASTDIS_ENCODE_BATCH_SIZE"
 TRIED_CHUNK_SIZES = (64, 128, 256, 512, 1024, 2048)
 _CALLS_PER_SIZE = 2  # the faster of two calls: a size's first call pays one-off set-up
 _SLOWER = 1.1  # a size this much slower per observation than the best one ends the search
-#: Observations encoded at the chosen size after which the search runs again. The fastest size
-#: moves with the machine's load: on a 2-core VM the study's conv encoder cost 91-124 µs per
-#: image in calls of 64 and twice that in calls of 2,048 while the VM was quiet, but 1,663 µs
-#: in calls of 64 and 556 µs in calls of 512 while another process kept a core busy (torch's
-#: threads wait for each other at every layer). Each search costs a few calls of the sizes it
-#: tries: 1-2 % of this many observations in the cases above.
-_SEARCH_AGAIN_AFTER_ROWS = 1 << 16
+#: The chosen size's cost per observation (the median of its last ``_WATCHED_CALLS`` full calls)
+#: this many times what it cost when chosen starts a new search. The fastest size moves with the
+#: machine's load: on a 2-core VM the study's conv encoder cost 83-124 µs per image in calls of
+#: 64 and twice that in calls of 128 or more while the VM was quiet, but 1,663 µs in calls of 64
+#: and 556 µs in calls of 512 while another process kept a core busy (torch's threads wait for
+#: each other at every layer). Searching only then keeps a quiet machine from paying for
+#: searches (a search's calls of other sizes cost ~1 % of a BetaVAE score there).
+_SEARCH_AGAIN_SLOWER = 1.5
+_WATCHED_CALLS = 8
 _tuners = weakref.WeakKeyDictionary()  # representation function -> its _ChunkSizeTuner
 
 _config = {"num_bins": 20, "discretizer_fn": None, "predictor_fn": None, "prune_threshold": 0.0}
@@ -228,9 +230,10 @@ class _ChunkSizeTuner:
 
     Sizes of :data:`TRIED_CHUNK_SIZES` are tried in turn, each on ``_CALLS_PER_SIZE`` full calls,
     until one is ``_SLOWER`` times slower per observation than the best so far (or the list
-    ends); the best is kept for the next ``_SEARCH_AGAIN_AFTER_ROWS`` observations, then the
-    search starts again. The timed calls are the metric's own, so a search costs only the
-    difference between the sizes it tries. One tuner serves every metric called with the same
+    ends); the best is kept until its calls cost ``_SEARCH_AGAIN_SLOWER`` times what they cost
+    when it was chosen (the machine's load changed), then the search starts again. The timed
+    calls are the metric's own, so a search costs only the difference between the sizes it
+    tries. One tuner serves every metric called with the same
     function, so the searches span metric calls.
     """
 
@@ -240,7 +243,7 @@ class _ChunkSizeTuner:
     def _start_search(self):
         self._index = 0
         self._seconds_per_row = {}  # size -> timings of its full calls
-        self._rows_since_chosen = 0
+        self._recent = []  # per-row timings of the chosen size's last full calls
         self.chosen = None
 
     @property
@@ -249,12 +252,13 @@ class _ChunkSizeTuner:
 
     def record(self, rows: int, seconds: float) -> None:
         """Note that a call with ``rows`` observations took ``seconds``."""
-        if self.chosen is not None:
-            self._rows_since_chosen += rows
-            if self._rows_since_chosen >= _SEARCH_AGAIN_AFTER_ROWS:
-                self._start_search()
-            return
         if rows < self.size:  # a short last call says little
+            return
+        if self.chosen is not None:
+            self._recent = [*self._recent[1 - _WATCHED_CALLS:], seconds / rows]
+            if (len(self._recent) == _WATCHED_CALLS and float(np.median(self._recent))
+                    > _SEARCH_AGAIN_SLOWER * min(self._seconds_per_row[self.chosen])):
+                self._start_search()
             return
         timings = self._seconds_per_row.setdefault(self.size, [])
         timings.append(seconds / rows)
