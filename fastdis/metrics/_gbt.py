@@ -140,10 +140,10 @@ _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of 
 
 work_idx (W, L, D, N) int32, work_val (W, L, D, N) float32: the sorted segments of the nodes of
 depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int64: sklearn's ``samples`` array;
-sorted_ids (W, N) int32 and sorted_val (W, N) float32: a node's samples as sklearn's sort by a
-tied feature leaves them; runs (W, 2, N) int64: the first and last + 1 positions of its tie runs;
-flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample; features,
-constant_features (W, D) int64: sklearn's feature draw state; target, bucket_a, bucket_b
+sorted_ids (W, N) int32: a node's samples as sklearn's sort by a tied feature leaves them, and
+sorted_val (W, N) float32 that sort's scratch; runs (W, 2, N) int64: the first and last + 1
+positions of its tie runs; flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample;
+features, constant_features (W, D) int64: sklearn's feature draw state; target, bucket_a, bucket_b
 (W, N) float64 and counts (W, M + 1) int64: the Newton step's; cand_pos (W, 2, N) int64,
 cand_sum (W, 2, N) float64: the candidates of two feature scans.
 """
