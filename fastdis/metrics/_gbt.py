@@ -139,7 +139,7 @@ _Scratch.__doc__ = """Per-thread work space of the tree fits; row ``worker`` of 
 (leading axis W, ``numba.get_thread_id()``) belongs to one thread.
 
 work_idx (W, L, D, N) int32, work_val (W, L, D, N) float32: the sorted segments of the nodes of
-depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int64: sklearn's ``samples`` array;
+depth 1..L (L = max(max_depth - 1, 1)); order (W, N) int32: sklearn's ``samples`` array;
 sorted_ids (W, N) int32: a node's samples as sklearn's sort by a tied feature leaves them, and
 sorted_val (W, N) float32 that sort's scratch; runs (W, 2, N) int64: the first and last + 1
 positions of its tie runs; flag (W, N) uint8; leaf_of (W, N) int64: the leaf of every sample;
@@ -818,16 +818,14 @@ def _replay_tied_sorts(data, model, seg_idx, seg_val, order, start, end, scans, 
             n_runs = _tie_runs(seg_val[feature], seg_idx[feature], twin, start, end, runs[0],
                                runs[1])
         if n_runs > 0:
-            codes = data.codes_t[feature]
             if source == -2:
-                _sort_as_sklearn(codes, seg_idx[feature], order, start, end,
-                                 n_runs, runs, sorted_ids, sorted_val)
+                previous = order
             elif source >= 0:
-                _sort_as_sklearn(codes, seg_idx[feature], seg_idx[source],
-                                 start, end, n_runs, runs, sorted_ids, sorted_val)
-            else:  # from its own order: sorted_ids is read before each write
-                _sort_as_sklearn(codes, seg_idx[feature], sorted_ids, start,
-                                 end, n_runs, runs, sorted_ids, sorted_val)
+                previous = seg_idx[source]
+            else:  # its own order: sorted_ids is read before each write
+                previous = sorted_ids
+            _sort_as_sklearn(data.codes_t[feature], seg_idx[feature], previous, start, end,
+                             n_runs, runs, sorted_ids, sorted_val)
             source = -1
             if visited:
                 scans.proxy[v], scans.pos[v], scans.threshold[v] = _best_split_of_feature(
@@ -1589,7 +1587,7 @@ def _new_scratch(n_workers: int, n_features: int, n_samples: int, max_depth: int
     return _Scratch(
         work_idx=np.empty((n_workers, levels, n_features, n_samples), dtype=np.int32),
         work_val=np.empty((n_workers, levels, n_features, n_samples), dtype=np.float32),
-        order=np.empty(rows, dtype=np.int64),
+        order=np.empty(rows, dtype=np.int32),
         sorted_ids=np.empty(rows, dtype=np.int32),
         sorted_val=np.empty(rows, dtype=np.float32),
         runs=np.empty((n_workers, 2, n_samples), dtype=np.int64),
