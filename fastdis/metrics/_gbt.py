@@ -112,7 +112,7 @@ _TREE_LEAF = -1
 #: stage passes three parallel regions, and numba's OpenMP threads spin at their barriers: while
 #: another process keeps a core busy, a region can wait out the scheduler's time slice. On the
 #: 2-core VM (10 random codes, 5 factors of 3-10 values: 35 trees per stage) two threads were
-#: 1.4-1.6x faster than one for 100-1,000 points when the VM was quiet, and 1.6-2.3x slower
+#: 1.3-1.8x faster than one for 100-3,000 points when the VM was quiet, and 1.3-1.9x slower
 #: beside one busy process (up to 30x beside several); from ~10,000 points two threads are
 #: never slower. 100,000 cells is 300 points of that fit.
 PARALLEL_MIN_CELLS = 100_000
