@@ -179,7 +179,9 @@ def test_root_splits_match_single_tree_scans(n, n_distinct, seed):
     threshold = np.empty((9, 4))
     n_threads = numba.config.NUMBA_NUM_THREADS  # scratch rows are indexed by thread id
     _gbt._root_splits(
-        _gbt._Presorted(codes_t, src_idx, src_val, inverse, None, None), grad_t, first_col, n_cols,
+        # no feature marked tied for a model: every one gets the stage-wide scan tested here
+        _gbt._Presorted(codes_t, src_idx, src_val, inverse, np.zeros((3, 4), np.uint8), None),
+        grad_t, first_col, n_cols,
         np.empty((n_threads, 5, n), dtype=np.int64), np.empty((n_threads, 5, n)),
         _gbt._RootSplits(proxy, pos, threshold),
     )

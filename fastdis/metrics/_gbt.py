@@ -619,10 +619,13 @@ def _root_scan(values, samples, grad_t, c0, sum_total, inverse, sums, approx, to
 
 
 @numba.njit(cache=True)
-def _root_splits_of_feature(data, grad_t, totals, c0, n_k, f, cand_pos, cand_sum, roots):
-    """The root's best split of feature f for the K = n_k trees of one model (raw columns
+def _root_splits_of_feature(data, grad_t, totals, m, c0, n_k, f, cand_pos, cand_sum, roots):
+    """The root's best split of feature f for the K = n_k trees of model m (raw columns
     c0 .. c0 + n_k - 1, root totals in ``totals``) into ``roots``; cand_pos, cand_sum (max K, N)
-    scratch."""
+    scratch. A feature tied for the model is skipped: every tree scans it on its own sample
+    order (:func:`_replay_tied_sorts`)."""
+    if data.tied[m, f]:
+        return
     n_samples = data.src_idx.shape[1]
     sum_total = totals[c0 : c0 + n_k].copy()
     top = np.empty(n_k)
@@ -660,8 +663,8 @@ def _root_splits(data, grad_t, first_col, n_cols, cand_pos, cand_sum, roots):
         worker = numba.get_thread_id()
         m = task // n_features
         # one call: stores made in a prange body into a tuple's arrays are lost (see _fit_stage)
-        _root_splits_of_feature(data, grad_t, totals, first_col[m], n_cols[m], task % n_features,
-                                cand_pos[worker], cand_sum[worker], roots)
+        _root_splits_of_feature(data, grad_t, totals, m, first_col[m], n_cols[m],
+                                task % n_features, cand_pos[worker], cand_sum[worker], roots)
 
 
 # ---------------------------------------------------------------------------------------------
